@@ -1,0 +1,68 @@
+"""Exceptions raised by ratiofactory.
+
+Every error a user can cause derives from :class:`RatiofactoryError` and its message
+names the place (JSON pointer, file, event index) and what was expected, on one line.
+
+>>> err = InvalidSpecification("expected a number, got 'abc'", pointer="/unbinned_channels/0/samples/1/yield")
+>>> str(err)
+"/unbinned_channels/0/samples/1/yield: expected a number, got 'abc'"
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DigestMismatch",
+    "InvalidEvents",
+    "InvalidExpression",
+    "InvalidFile",
+    "InvalidModel",
+    "InvalidONNXModel",
+    "InvalidSpecification",
+    "RatiofactoryError",
+    "UnsafePath",
+]
+
+
+class RatiofactoryError(Exception):
+    """Base class of all errors caused by user input."""
+
+
+class InvalidSpecification(RatiofactoryError, ValueError):
+    """The workspace JSON breaks the schema or a rule the schema cannot express.
+
+    ``pointer`` is the JSON pointer (RFC 6901) of the offending value.
+    """
+
+    def __init__(self, message: str, pointer: str = "") -> None:
+        self.pointer = pointer
+        self.message = message
+        super().__init__(f"{pointer or '/'}: {message}")
+
+
+class InvalidFile(RatiofactoryError, OSError):
+    """A file referenced by the workspace is missing, unreadable or malformed."""
+
+
+class UnsafePath(InvalidFile):
+    """A file reference would resolve outside the workspace directory."""
+
+
+class DigestMismatch(InvalidFile):
+    """A file's sha256 digest differs from the one recorded in the workspace."""
+
+
+class InvalidEvents(InvalidFile):
+    """An event file lacks a column, holds non-finite values or pickled objects."""
+
+
+class InvalidONNXModel(InvalidFile):
+    """An ONNX ratio model does not fit the channel or produced unusable values."""
+
+
+class InvalidExpression(RatiofactoryError, ValueError):
+    """A formula expression uses something outside the whitelisted language."""
+
+
+class InvalidModel(RatiofactoryError, ValueError):
+    """The workspace is valid JSON but does not describe a consistent model
+    (conflicting shared parameters, missing observations, duplicate names...)."""
