@@ -1,0 +1,120 @@
+"""The θ-dependent part of an unbinned channel, written once for numpy and jax.
+
+For samples j with coefficient c_j(θ) = f_j(θ) ν_j Π_k G_jk(α_k) and per-event
+factors r_j(x_i) Π_k g_jk(x_i, α_k):
+
+    ν(θ)     = Σ_j c_j(θ)
+    s(x_i;θ) = Σ_j c_j(θ) r_j(x_i) Π_k g_jk(x_i, α_k)
+    −ln L    = ν(θ) − Σ_i w_i ln s(x_i;θ)
+
+An event with w_i > 0 and s(x_i;θ) ≤ 0 makes −ln L = +∞ (never NaN); events with
+w_i = 0 do not contribute whatever their s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .compile import CompiledSample, UnbinnedChannel
+from .interpolation import interpolate
+
+__all__ = ["ChannelTensors", "channel_nll", "event_densities", "expected_yield"]
+
+
+@dataclass(frozen=True)
+class _SampleTensors:
+    ratio: Any
+    shapesys: tuple[tuple[int, str, Any, Any], ...]
+    reference_norm: float
+
+
+@dataclass(frozen=True)
+class ChannelTensors:
+    """An :class:`UnbinnedChannel`'s arrays on one backend, with parameter indices resolved."""
+
+    channel: UnbinnedChannel
+    samples: tuple[_SampleTensors, ...]
+    index: Mapping[str, int]
+    reference_weights: Any
+    reference_slice: slice
+
+    @classmethod
+    def build(cls, channel: UnbinnedChannel, index: Mapping[str, int], xp: Any) -> ChannelTensors:
+        ref = slice(channel.n_observed, channel.n_events)
+        samples = []
+        for sample in channel.samples:
+            shapes = tuple(
+                (index[m.parameter], m.code, xp.asarray(m.hi), xp.asarray(m.lo)) for m in sample.shapesys
+            )
+            norm = float(np.dot(channel.reference_weights, sample.ratio[ref])) if channel.n_reference else 1.0
+            samples.append(_SampleTensors(xp.asarray(sample.ratio), shapes, norm))
+        return cls(channel, tuple(samples), dict(index), xp.asarray(channel.reference_weights), ref)
+
+
+def _coefficient(sample: CompiledSample, index: Mapping[str, int], pars: Any, xp: Any) -> Any:
+    """c_j(θ) = f_j(θ) ν_j Π_k G_jk(α_k) for one sample."""
+    coef = xp.asarray(sample.nominal_yield, dtype=pars.dtype)
+    for expr in sample.formulas:
+        coef = coef * expr.evaluate({name: pars[index[name]] for name in expr.parameters}, xp)
+    for name in sample.normfactors:
+        coef = coef * pars[index[name]]
+    if sample.lumi is not None:
+        coef = coef * pars[index[sample.lumi]]
+    for sys in sample.normsys:
+        coef = coef * interpolate(sys.code, pars[index[sys.parameter]], sys.hi, sys.lo, xp)
+    return coef
+
+
+def _shape_factor(sample: _SampleTensors, pars: Any, xp: Any) -> Any:
+    """r_j(x_i) Π_k g_jk(x_i, α_k) on every event of the set."""
+    factor = sample.ratio
+    for par_index, code, hi, lo in sample.shapesys:
+        factor = factor * interpolate(code, pars[par_index], hi, lo, xp)
+    return factor
+
+
+def _sample_terms(tensors: ChannelTensors, pars: Any, xp: Any) -> list[tuple[Any, Any, Any]]:
+    """(c_j(θ), c_j(θ) times the shape renormalisation, per-event factor) of every sample.
+
+    With ``shape_normalisation: reference`` each sample's shape systematics are divided
+    by their reference-sample integral relative to the nominal one, N_j(0)/N_j(α), so the
+    yield stays c_j(θ) and p(x|θ) stays a normalised density; otherwise that factor is 1.
+    """
+    terms = []
+    renormalise = tensors.channel.shape_normalisation == "reference"
+    for compiled, sample in zip(tensors.channel.samples, tensors.samples, strict=True):
+        coef = _coefficient(compiled, tensors.index, pars, xp)
+        factor = _shape_factor(sample, pars, xp)
+        density_coef = coef
+        if renormalise and sample.shapesys:
+            integral = xp.sum(tensors.reference_weights * factor[tensors.reference_slice])
+            density_coef = coef * (sample.reference_norm / integral)
+        terms.append((coef, density_coef, factor))
+    return terms
+
+
+def expected_yield(tensors: ChannelTensors, pars: Any, xp: Any) -> Any:
+    """ν(θ) of the channel."""
+    return sum(_coefficient(c, tensors.index, pars, xp) for c in tensors.channel.samples)
+
+
+def event_densities(tensors: ChannelTensors, pars: Any, xp: Any) -> tuple[Any, Any]:
+    """(ν(θ), s(x_i;θ) on every event of the set)."""
+    terms = _sample_terms(tensors, pars, xp)
+    nu = sum(coef for coef, _, _ in terms)
+    s = sum(density_coef * factor for _, density_coef, factor in terms)
+    return nu, s
+
+
+def channel_nll(tensors: ChannelTensors, pars: Any, weights: Any, xp: Any) -> Any:
+    """−ln L of the channel for per-event ``weights`` (constant terms dropped)."""
+    nu, s = event_densities(tensors, pars, xp)
+    positive = s > 0
+    log_s = xp.log(xp.where(positive, s, 1.0))
+    weighted = xp.where(weights > 0, weights * log_s, 0.0)
+    invalid = xp.any((weights > 0) & ~positive)
+    return xp.where(invalid, xp.inf, nu - xp.sum(weighted))

@@ -1,0 +1,190 @@
+"""The compiled model: a likelihood that is a pure array function of the parameters.
+
+The backend follows pyhf's (``pyhf.set_backend("numpy")`` or ``("jax")``), so one switch
+serves binned and unbinned channels. The data vector is flat, like pyhf's:
+
+    [binned counts (pyhf's channel order) | per-event weights of each unbinned channel
+     (observed events, then reference events) | auxdata (pyhf's, then unbinned-only)]
+
+Observed data weighs the observed events 1 and the reference events 0; Asimov data
+(``expected_data``) weighs the reference events w_i^ref · s(x_i;θ).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyhf
+
+from .compile import UnbinnedChannel
+from .config import ModelConfig
+from .errors import InvalidModel
+from .likelihood import ChannelTensors, channel_nll, event_densities
+
+__all__ = ["Model", "array_namespace"]
+
+_LOG_2PI = float(np.log(2 * np.pi))
+
+
+def array_namespace() -> Any:
+    """numpy or jax.numpy, following pyhf's current backend."""
+    tensorlib, _ = pyhf.get_backend()
+    if tensorlib.name == "jax":
+        import jax.numpy as jnp
+
+        return jnp
+    if tensorlib.name == "numpy":
+        return np
+    raise InvalidModel(f"ratiofactory runs on the numpy and jax backends, not on {tensorlib.name!r}")
+
+
+class Model:
+    """A workspace measurement compiled into ``logpdf(pars, data)``.
+
+    Build it with :meth:`ratiofactory.Workspace.model`. ``logpdf`` returns a scalar
+    log-likelihood (constant terms of the unbinned channels dropped); binned channels
+    contribute pyhf's logpdf unchanged.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: ModelConfig,
+        binned: pyhf.Model | None,
+        channels: Sequence[UnbinnedChannel],
+    ) -> None:
+        self.config = config
+        self.binned = binned
+        self.unbinned_channels = tuple(channels)
+        self._tensors: dict[str, list[ChannelTensors]] = {}
+        n_binned_main = binned.config.nmaindata if binned else 0
+        n_binned_aux = binned.config.nauxdata if binned else 0
+        self._n_binned_pars = binned.config.npars if binned else 0
+        self._binned_main = slice(0, n_binned_main)
+        self._event_slices = []
+        start = n_binned_main
+        for channel in self.unbinned_channels:
+            self._event_slices.append(slice(start, start + channel.n_events))
+            start += channel.n_events
+        self._binned_aux = slice(start, start + n_binned_aux)
+        self._constraints = self._unbinned_constraints(start + n_binned_aux)
+
+    def _unbinned_constraints(self, aux_start: int) -> list[tuple[int, int, float]]:
+        """(parameter index, auxdata index, σ) of the Gaussian constraints pyhf does not own."""
+        owned = set(self.binned.config.par_order) if self.binned else set()
+        constraints, position = [], aux_start
+        for name in self.config.auxdata_order:
+            if name in owned:
+                continue
+            paramset = self.config.param_set(name)
+            sigma = paramset.width()[0]
+            constraints.append((self.config.par_slice(name).start, position, float(sigma)))
+            position += 1
+        return constraints
+
+    def _channel_tensors(self, xp: Any) -> list[ChannelTensors]:
+        key = xp.__name__
+        if key not in self._tensors:
+            index = {name: self.config.par_slice(name).start for name in self.config.par_order}
+            self._tensors[key] = [ChannelTensors.build(c, index, xp) for c in self.unbinned_channels]
+        return self._tensors[key]
+
+    def _prepare(self, pars: Any, xp: Any) -> Any:
+        pars = xp.asarray(pars, dtype=xp.float64)
+        if pars.shape != (self.config.npars,):
+            raise InvalidModel(f"expected {self.config.npars} parameters, got an array of shape {pars.shape}")
+        return pars
+
+    def logpdf(self, pars: Any, data: Any) -> Any:
+        """Scalar log-likelihood ln L(θ) of ``data`` (a flat data vector)."""
+        xp = array_namespace()
+        pars = self._prepare(pars, xp)
+        data = xp.asarray(data, dtype=xp.float64)
+        if data.shape != (self.config.nmaindata + self.config.nauxdata,):
+            raise InvalidModel(
+                f"expected a data vector of {self.config.nmaindata} main and {self.config.nauxdata} "
+                f"auxiliary entries, got shape {data.shape}"
+            )
+        total = xp.asarray(0.0)
+        if self.binned is not None:
+            binned_data = xp.concatenate([data[self._binned_main], data[self._binned_aux]])
+            total = total + self.binned.logpdf(pars[: self._n_binned_pars], binned_data)[0]
+        for tensors, events in zip(self._channel_tensors(xp), self._event_slices, strict=True):
+            total = total - channel_nll(tensors, pars, data[events], xp)
+        for par_index, aux_index, sigma in self._constraints:
+            pull = (data[aux_index] - pars[par_index]) / sigma
+            total = total - 0.5 * pull**2 - np.log(sigma) - 0.5 * _LOG_2PI
+        return total
+
+    def nll(self, pars: Any, data: Any) -> Any:
+        """−ln L(θ), the quantity fits minimise."""
+        return -self.logpdf(pars, data)
+
+    def expected_actualdata(self, pars: Any) -> Any:
+        """Expected main data: binned counts and per-event Asimov weights."""
+        xp = array_namespace()
+        pars = self._prepare(pars, xp)
+        parts = []
+        if self.binned is not None:
+            parts.append(self.binned.expected_actualdata(pars[: self._n_binned_pars]))
+        for tensors in self._channel_tensors(xp):
+            _, s = event_densities(tensors, pars, xp)
+            ref = tensors.reference_weights * s[tensors.reference_slice]
+            parts.append(xp.concatenate([xp.zeros(tensors.channel.n_observed), ref]))
+        return xp.concatenate(parts) if parts else xp.zeros(0)
+
+    def expected_auxdata(self, pars: Any) -> Any:
+        """Expected auxiliary data: the constrained parameters' values."""
+        xp = array_namespace()
+        pars = self._prepare(pars, xp)
+        parts = []
+        if self.binned is not None and self.binned.config.nauxdata:
+            parts.append(self.binned.expected_auxdata(pars[: self._n_binned_pars]))
+        if self._constraints:
+            parts.append(pars[xp.asarray([c[0] for c in self._constraints])])
+        return xp.concatenate(parts) if parts else xp.zeros(0)
+
+    def expected_data(self, pars: Any, include_auxdata: bool = True) -> Any:
+        """Asimov data at ``pars``: expected counts, per-event Asimov weights, auxdata."""
+        xp = array_namespace()
+        main = self.expected_actualdata(pars)
+        return xp.concatenate([main, self.expected_auxdata(pars)]) if include_auxdata else main
+
+    def event_densities(self, pars: Any, channel: str) -> tuple[Any, Any]:
+        """(ν(θ), s(x_i;θ)) of unbinned channel ``channel`` over its event set."""
+        xp = array_namespace()
+        pars = self._prepare(pars, xp)
+        names = [c.name for c in self.unbinned_channels]
+        if channel not in names:
+            raise InvalidModel(f"no unbinned channel '{channel}'; unbinned channels: {', '.join(names)}")
+        return event_densities(self._channel_tensors(xp)[names.index(channel)], pars, xp)
+
+    def nonpositive_events(self, pars: Any, data: Any | None = None) -> list[dict[str, Any]]:
+        """The events whose density s(x_i;θ) ≤ 0 at ``pars`` (and, with ``data``, only
+        those with a positive weight there): what makes the likelihood +∞.
+
+        Each entry names the channel, whether the event is observed or from the
+        reference sample, its index in that file, and s.
+        """
+        entries = []
+        pars = np.asarray(pars, dtype=float)
+        pieces = zip(self.unbinned_channels, self._channel_tensors(np), self._event_slices, strict=True)
+        for channel, tensors, events in pieces:
+            _, s = event_densities(tensors, pars, np)
+            bad = s <= 0
+            if data is not None:
+                bad &= np.asarray(data, dtype=float)[events] > 0
+            for i in np.flatnonzero(bad):
+                observed = i < channel.n_observed
+                entries.append({
+                    "channel": channel.name,
+                    "set": "observed" if observed else "reference",
+                    "event": int(i if observed else i - channel.n_observed),
+                    "s": float(s[i]),
+                })
+        return entries
+
+    def __repr__(self) -> str:
+        return f"Model({self.config!r})"

@@ -1,0 +1,225 @@
+"""The workspace: a validated JSON specification plus the directory its files live in.
+
+>>> import ratiofactory
+>>> ws = ratiofactory.Workspace({
+...     "version": "1.0.0",
+...     "channels": [{"name": "SR", "samples": [
+...         {"name": "signal", "data": [5.0], "modifiers": [{"name": "mu", "type": "normfactor", "data": None}]},
+...         {"name": "background", "data": [50.0], "modifiers": []}]}],
+...     "observations": [{"name": "SR", "data": [55.0]}],
+...     "measurements": [{"name": "meas", "config": {"poi": "mu", "parameters": []}}]})
+>>> model = ws.model()
+>>> model.config.par_names
+['mu']
+>>> round(float(model.logpdf([1.0], ws.data(model))), 6)
+-2.86541
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pyhf
+
+from . import schema
+from .compile import compile_unbinned_channel
+from .config import ModelConfig
+from .errors import InvalidFile, InvalidModel, InvalidSpecification
+from .files import open_file_ref, sha256_file
+from .model import Model, array_namespace
+from .onnx_eval import RatioCache
+from .parameters import (
+    binned_requirements,
+    check_shared_parameters,
+    make_paramsets,
+    unbinned_requirements,
+)
+
+__all__ = ["Workspace", "file_references"]
+
+_FROM_MEASUREMENT: Any = object()
+
+
+def file_references(spec: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Every file reference (a dict with a ``path``) in ``spec``, with its JSON pointer."""
+
+    def walk(node: Any, pointer: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+        if isinstance(node, Mapping):
+            if isinstance(node.get("path"), str):
+                yield pointer, node
+            for key, value in node.items():
+                yield from walk(value, f"{pointer}/{key}")
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                yield from walk(value, f"{pointer}/{index}")
+
+    for key in ("unbinned_channels", "observations"):
+        yield from walk(spec.get(key, []), f"/{key}")
+
+
+class Workspace:
+    """A ratiofactory (or pyhf) workspace.
+
+    ``spec`` is deep-copied and never modified; file paths in it are relative to
+    ``base_dir`` (the directory of the workspace file when loaded with :meth:`load`).
+    """
+
+    def __init__(self, spec: Mapping[str, Any], *, base_dir: str | Path | None = None, validate: bool = True):
+        self._spec = copy.deepcopy(dict(spec))
+        self.base_dir = Path(base_dir if base_dir is not None else ".").resolve()
+        if validate:
+            schema.validate(self._spec)
+            schema.check_consistency(self._spec)
+        self._digest: str | None = None
+
+    @classmethod
+    def load(cls, path: str | Path, *, validate: bool = True) -> Workspace:
+        """Read a workspace JSON file; its directory becomes the base of relative paths."""
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as err:
+            raise InvalidFile(f"{path}: cannot read the workspace file ({err.strerror or err})") from None
+        try:
+            spec = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise InvalidSpecification(
+                f"{path} is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}"
+            ) from None
+        if not isinstance(spec, dict):
+            raise InvalidSpecification(f"{path}: a workspace is a JSON object, got {type(spec).__name__}")
+        return cls(spec, base_dir=path.parent, validate=validate)
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """A copy of the specification."""
+        return copy.deepcopy(self._spec)
+
+    @property
+    def channels(self) -> list[str]:
+        """Names of all channels, binned then unbinned."""
+        return [c["name"] for c in self._spec.get("channels", [])] + [
+            c["name"] for c in self._spec.get("unbinned_channels", [])
+        ]
+
+    @property
+    def measurement_names(self) -> list[str]:
+        return [m["name"] for m in self._spec["measurements"]]
+
+    def _measurement(self, name: str | None) -> tuple[Mapping[str, Any], str]:
+        measurements = self._spec["measurements"]
+        if name is None:
+            return measurements[0], "/measurements/0"
+        for index, measurement in enumerate(measurements):
+            if measurement["name"] == name:
+                return measurement, f"/measurements/{index}"
+        raise InvalidModel(
+            f"no measurement named '{name}'; measurements: {', '.join(self.measurement_names)}"
+        )
+
+    def _observations(self) -> dict[str, tuple[Mapping[str, Any], str]]:
+        return {o["name"]: (o, f"/observations/{i}") for i, o in enumerate(self._spec["observations"])}
+
+    def model(
+        self,
+        measurement_name: str | None = None,
+        *,
+        poi_name: str | None = _FROM_MEASUREMENT,
+        cache: bool | RatioCache = True,
+        modifier_settings: Mapping[str, Any] | None = None,
+    ) -> Model:
+        """Compile the model of a measurement (the first one by default).
+
+        ``poi_name`` overrides the measurement's POI (``None`` for no POI);
+        ``cache=False`` evaluates every ONNX model afresh instead of using the on-disk
+        cache; ``modifier_settings`` go to pyhf's binned model unchanged.
+        """
+        measurement, m_pointer = self._measurement(measurement_name)
+        user_parameters = measurement["config"].get("parameters", [])
+        poi = measurement["config"]["poi"] if poi_name is _FROM_MEASUREMENT else poi_name
+        binned_specs = self._spec.get("channels", [])
+        unbinned_specs = self._spec.get("unbinned_channels", [])
+
+        binned_reqs = [binned_requirements(c, f"/channels/{i}") for i, c in enumerate(binned_specs)]
+        unbinned_reqs = [unbinned_requirements(c, f"/unbinned_channels/{i}") for i, c in enumerate(unbinned_specs)]
+        unbinned_only = check_shared_parameters(binned_reqs, unbinned_reqs)
+
+        binned = None
+        paramsets: dict[str, Any] = {}
+        if binned_specs:
+            binned_names = {name for reqs in binned_reqs for name in reqs}
+            kwargs = {} if modifier_settings is None else {"modifier_settings": dict(modifier_settings)}
+            try:
+                binned = pyhf.Model(
+                    {"channels": binned_specs, "parameters": user_parameters},
+                    poi_name=poi if poi in binned_names else None,
+                    validate=False,
+                    **kwargs,
+                )
+            except pyhf.exceptions.PyhfException as err:
+                raise InvalidModel(f"{m_pointer}: the binned channels do not form a model: {err}") from None
+            paramsets.update({n: binned.config.param_set(n) for n in binned.config.par_order})
+        paramsets.update(make_paramsets(unbinned_only, user_parameters))
+
+        if cache is True:
+            ratio_cache = RatioCache()
+        elif cache is False:
+            ratio_cache = None
+        else:
+            ratio_cache = cache
+        observations = self._observations()
+        channels = []
+        for index, spec in enumerate(unbinned_specs):
+            observation, o_pointer = observations.get(spec["name"], (None, ""))
+            channels.append(
+                compile_unbinned_channel(
+                    spec, f"/unbinned_channels/{index}", observation, o_pointer, self.base_dir, ratio_cache
+                )
+            )
+        try:
+            config = ModelConfig(
+                paramsets,
+                poi_name=poi,
+                binned_channels=binned.config.channels if binned else [],
+                binned_nbins=binned.config.channel_nbins if binned else {},
+                unbinned_channels=[c.name for c in channels],
+                unbinned_nevents={c.name: c.n_events for c in channels},
+            )
+        except InvalidModel as err:
+            raise InvalidModel(f"{m_pointer}/config/poi: {err}") from None
+        return Model(config=config, binned=binned, channels=channels)
+
+    def data(self, model: Model, include_auxdata: bool = True) -> Any:
+        """The observed data vector of ``model``: binned counts, per-event weights
+        (1 for observed events, 0 for reference events) and auxdata."""
+        xp = array_namespace()
+        observations = self._observations()
+        parts: list[Any] = []
+        for name in model.config.binned_channels:
+            parts.append(xp.asarray(observations[name][0]["data"], dtype=xp.float64))
+        for channel in model.unbinned_channels:
+            parts.append(xp.asarray(channel.observed_weights))
+            parts.append(xp.zeros(channel.n_reference))
+        if include_auxdata:
+            parts.append(xp.asarray(model.config.auxdata, dtype=xp.float64))
+        return xp.concatenate(parts)
+
+    def digest(self) -> str:
+        """sha256 of the canonical JSON and of every file the workspace references."""
+        if self._digest is None:
+            h = hashlib.sha256()
+            h.update(json.dumps(self._spec, sort_keys=True, separators=(",", ":")).encode())
+            for pointer, ref in file_references(self._spec):
+                path = open_file_ref(self.base_dir, ref, pointer=pointer)
+                h.update(pointer.encode())
+                h.update(sha256_file(path).encode())
+            self._digest = h.hexdigest()
+        return self._digest
+
+    def __repr__(self) -> str:
+        return f"Workspace(channels={self.channels}, measurements={self.measurement_names})"
