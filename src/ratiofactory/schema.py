@@ -238,7 +238,7 @@ def check_consistency(spec: Mapping[str, Any]) -> None:
     """
     _check_finite(spec, [])
     channels = _channels(spec)
-    _check_unique(((name, ptr) for name, ptr, _ in channels), "channel")
+    _check_unique(((name, f"{ptr}/name") for name, ptr, _ in channels), "channel")
     for index, channel in enumerate(spec.get("channels", [])):
         _check_binned_channel(channel, f"/channels/{index}")
     for index, channel in enumerate(spec.get("unbinned_channels", [])):
