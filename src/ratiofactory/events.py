@@ -1,0 +1,341 @@
+"""Reading event files into an :class:`EventSet`.
+
+Formats, chosen by suffix: ``.npz`` (one array per column), ``.npy`` (structured array
+with named fields), ``.csv`` (header row of column names), ``.root`` (uproot, optional
+extra ``ratiofactory[root]``) and ``.parquet`` (pyarrow, extra ``ratiofactory[parquet]``).
+Pickled objects are never loaded and only the columns the channel needs are read.
+
+>>> import tempfile
+>>> base = Path(tempfile.mkdtemp())
+>>> np.savez(base / "ev.npz", m4l=[250.0, 300.0], cos_theta=[0.1, -0.5], w=[1.0, 2.0])
+>>> ev = load_events(base, {"path": "ev.npz", "weight": "w"}, ("cos_theta", "m4l"), pointer="/e")
+>>> ev.values.tolist(), ev.weights.tolist(), len(ev)
+([[0.1, 250.0], [-0.5, 300.0]], [1.0, 2.0], 2)
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import warnings
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ratiofactory.errors import InvalidEvents
+from ratiofactory.files import at, open_file_ref
+
+__all__ = ["EventSet", "load_events"]
+
+_DIGEST_VERSION = "ratiofactory-eventset-1"
+
+
+@dataclass(frozen=True, eq=False)
+class EventSet:
+    """Events of one channel: ``values`` (N, D) float64 in the channel's observable order.
+
+    ``weights`` is a float64 (N,) array or None; ``source`` names the file for messages.
+    Arrays are read-only, so :attr:`digest` (computed once) stays valid.
+    """
+
+    values: np.ndarray
+    weights: np.ndarray | None
+    observables: tuple[str, ...]
+    source: str
+
+    def __post_init__(self) -> None:
+        values = np.ascontiguousarray(self.values, dtype=np.float64)
+        if values.ndim != 2 or values.shape[1] != len(self.observables):
+            raise ValueError(
+                f"values must have shape (N, {len(self.observables)}), got {values.shape}"
+            )
+        values.flags.writeable = False
+        object.__setattr__(self, "values", values)
+        object.__setattr__(self, "observables", tuple(self.observables))
+        if self.weights is not None:
+            weights = np.ascontiguousarray(self.weights, dtype=np.float64)
+            if weights.shape != (values.shape[0],):
+                raise ValueError(
+                    f"weights must have shape ({values.shape[0]},), got {weights.shape}"
+                )
+            weights.flags.writeable = False
+            object.__setattr__(self, "weights", weights)
+
+    def __len__(self) -> int:
+        return self.values.shape[0]
+
+    @cached_property
+    def digest(self) -> str:
+        """sha256 over the observable names, the shape, the values and the weights."""
+        header = {
+            "format": _DIGEST_VERSION,
+            "observables": list(self.observables),
+            "shape": list(self.values.shape),
+            "weighted": self.weights is not None,
+        }
+        digest = hashlib.sha256(json.dumps(header, sort_keys=True).encode())
+        digest.update(self.values)
+        if self.weights is not None:
+            digest.update(self.weights)
+        return digest.hexdigest()
+
+
+def load_events(
+    base_dir: Path, source_spec: dict[str, Any], observables: Sequence[str], *, pointer: str
+) -> EventSet:
+    """Load the columns ``observables`` (and the optional weight column) of an event file.
+
+    ``source_spec`` is ``{"path", "sha256"?, "weight"?, "tree"?}``; the path is resolved
+    safely inside ``base_dir`` and its digest checked. Observable bounds are not applied.
+    """
+    path = open_file_ref(base_dir, source_spec, pointer=pointer)
+    shown = source_spec["path"]
+    weight = source_spec.get("weight")
+    wanted = [*observables, *([weight] if weight is not None else [])]
+    reader = _READERS.get(path.suffix.lower())
+    if reader is None:
+        raise InvalidEvents(
+            at(
+                pointer,
+                f"{shown}: unsupported event file type "
+                f"{path.suffix!r}; use one of {', '.join(_READERS)}",
+            )
+        )
+    columns = reader(path, _Context(shown, pointer, wanted, source_spec.get("tree")))
+    values = _stack_observables(columns, observables, shown, pointer)
+    weights = None if weight is None else _check_weights(columns[weight], weight, shown, pointer)
+    return EventSet(values, weights, tuple(observables), shown)
+
+
+@dataclass(frozen=True)
+class _Context:
+    shown: str
+    pointer: str
+    wanted: list[str]
+    tree: str | None
+
+    def fail(self, message: str) -> InvalidEvents:
+        return InvalidEvents(at(self.pointer, f"{self.shown}: {message}"))
+
+    def require(self, present: Sequence[str]) -> None:
+        missing = [name for name in self.wanted if name not in present]
+        if missing:
+            raise self.fail(
+                f"column {missing[0]!r} is missing; the file has columns "
+                f"{', '.join(map(repr, present)) or '(none)'}"
+            )
+
+    def column(self, name: str, array: Any) -> np.ndarray:
+        array = np.asarray(array)
+        if array.dtype.hasobject:
+            raise self.fail(
+                f"column {name!r} holds Python objects; pickled/object arrays "
+                "are refused, store plain numbers"
+            )
+        if array.ndim != 1:
+            raise self.fail(
+                f"column {name!r} has shape {array.shape}; each column must be "
+                "1-D (one number per event)"
+            )
+        if array.dtype.kind not in "biuf":
+            raise self.fail(f"column {name!r} has type {array.dtype}; expected numbers")
+        return np.asarray(array, dtype=np.float64)
+
+
+def _read_npz(path: Path, ctx: _Context) -> dict[str, np.ndarray]:
+    try:
+        with open(path, "rb") as stream, np.load(stream, allow_pickle=False) as archive:
+            ctx.require(archive.files)
+            return {name: ctx.column(name, archive[name]) for name in ctx.wanted}
+    except InvalidEvents:
+        raise
+    except ValueError as err:
+        if "allow_pickle" in str(err) or "object" in str(err).lower():
+            raise ctx.fail(
+                "holds pickled/object arrays, which are refused; store plain numeric arrays"
+            ) from None
+        raise ctx.fail(f"not a readable .npz archive ({_first_line(err)})") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as err:
+        raise ctx.fail(f"not a readable .npz archive ({_first_line(err)})") from None
+
+
+def _read_npy(path: Path, ctx: _Context) -> dict[str, np.ndarray]:
+    try:
+        array = np.load(path, allow_pickle=False, mmap_mode="r")
+    except ValueError as err:
+        if "allow_pickle" in str(err) or "object" in str(err).lower():
+            raise ctx.fail(
+                "holds pickled/object arrays, which are refused; store a "
+                "structured array of numbers"
+            ) from None
+        raise ctx.fail(f"not a readable .npy file ({_first_line(err)})") from None
+    except (OSError, EOFError) as err:
+        raise ctx.fail(f"not a readable .npy file ({_first_line(err)})") from None
+    if array.dtype.names is None:
+        raise ctx.fail(
+            f"holds a plain {array.dtype} array of shape {array.shape}; expected "
+            "a structured array with one named field per column"
+        )
+    if array.ndim != 1:
+        raise ctx.fail(f"structured array has shape {array.shape}; expected 1-D (N,)")
+    ctx.require(array.dtype.names)
+    return {name: ctx.column(name, array[name]) for name in ctx.wanted}
+
+
+def _read_csv(path: Path, ctx: _Context) -> dict[str, np.ndarray]:
+    with open(path, newline="", encoding="utf-8-sig") as stream:
+        header = next(csv.reader(stream), None)
+    if not header:
+        raise ctx.fail("is empty; expected a header row of column names")
+    names = [name.strip() for name in header]
+    if len(set(names)) != len(names):
+        raise ctx.fail(f"header repeats a column name: {names}")
+    ctx.require(names)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "loadtxt: input contained no data")
+            table = np.loadtxt(
+                path,
+                delimiter=",",
+                skiprows=1,
+                dtype=np.float64,
+                ndmin=2,
+                usecols=[names.index(n) for n in ctx.wanted],
+                encoding="utf-8-sig",
+            )
+    except ValueError as err:
+        raise ctx.fail(
+            f"cannot read the numbers ({_first_line(err)}); rows must have as "
+            "many numeric fields as the header"
+        ) from None
+    return {name: np.ascontiguousarray(table[:, j]) for j, name in enumerate(ctx.wanted)}
+
+
+def _read_root(path: Path, ctx: _Context) -> dict[str, np.ndarray]:
+    uproot = _optional("uproot", "reading .root event files", "root", ctx)
+    try:
+        with uproot.open(path) as root_file:
+            trees = sorted(
+                {
+                    key.split(";")[0]
+                    for key, cls in root_file.classnames().items()
+                    if cls in ("TTree", "TNtuple", "TNtupleD")
+                }
+            )
+            name = ctx.tree if ctx.tree is not None else _only_tree(trees, ctx)
+            if name not in trees:
+                raise ctx.fail(f"has no tree {name!r}; its trees are {trees}")
+            tree = root_file[name]
+            ctx.require(list(tree.keys()))
+            arrays = tree.arrays(ctx.wanted, library="np")
+    except InvalidEvents:
+        raise
+    except Exception as err:  # noqa: BLE001 (third-party errors, one line)
+        raise ctx.fail(f"not a readable ROOT file ({_first_line(err)})") from None
+    return {name: ctx.column(name, arrays[name]) for name in ctx.wanted}
+
+
+def _only_tree(trees: list[str], ctx: _Context) -> str:
+    if len(trees) != 1:
+        raise ctx.fail(f"holds trees {trees}; name one with the 'tree' key")
+    return trees[0]
+
+
+def _read_parquet(path: Path, ctx: _Context) -> dict[str, np.ndarray]:
+    _optional("pyarrow", "reading .parquet event files", "parquet", ctx)
+    import pyarrow.parquet as pq
+
+    try:
+        ctx.require(list(pq.read_schema(path).names))
+        table = pq.read_table(path, columns=ctx.wanted)
+    except InvalidEvents:
+        raise
+    except Exception as err:  # noqa: BLE001 (third-party errors, one line)
+        raise ctx.fail(f"not a readable parquet file ({_first_line(err)})") from None
+    columns = {}
+    for name in ctx.wanted:
+        column = table.column(name)
+        if column.null_count:
+            raise ctx.fail(f"column {name!r} has {column.null_count} missing (null) values")
+        try:
+            array = column.to_numpy()
+        except Exception:  # noqa: BLE001 (nested or exotic arrow types)
+            raise ctx.fail(
+                f"column {name!r} of type {column.type} is not one number per event"
+            ) from None
+        columns[name] = ctx.column(name, array)
+    return columns
+
+
+_READERS: dict[str, Callable[[Path, _Context], dict[str, np.ndarray]]] = {
+    ".npz": _read_npz,
+    ".npy": _read_npy,
+    ".csv": _read_csv,
+    ".root": _read_root,
+    ".parquet": _read_parquet,
+}
+
+
+def _optional(module: str, purpose: str, extra: str, ctx: _Context) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ctx.fail(
+            f"{purpose} needs {module}: install ratiofactory[{extra}] "
+            f"(pip install 'ratiofactory[{extra}]')"
+        ) from None
+
+
+def _stack_observables(
+    columns: dict[str, np.ndarray], observables: Sequence[str], shown: str, pointer: str
+) -> np.ndarray:
+    lengths = {name: columns[name].shape[0] for name in columns}
+    if len(set(lengths.values())) > 1:
+        raise InvalidEvents(
+            at(
+                pointer,
+                f"{shown}: columns have different lengths "
+                f"({', '.join(f'{k}: {v}' for k, v in lengths.items())})",
+            )
+        )
+    n_events = next(iter(lengths.values()), 0)
+    values = np.empty((n_events, len(observables)), dtype=np.float64)
+    for j, name in enumerate(observables):
+        values[:, j] = columns[name]
+    finite = np.isfinite(values)
+    if not finite.all():
+        event, col = np.argwhere(~finite)[0]
+        raise InvalidEvents(
+            at(
+                pointer,
+                f"{shown}: event {event} has non-finite {observables[col]} = {values[event, col]}",
+            )
+        )
+    return values
+
+
+def _check_weights(weights: np.ndarray, name: str, shown: str, pointer: str) -> np.ndarray:
+    bad = ~(np.isfinite(weights) & (weights >= 0))
+    if bad.any():
+        event = int(np.argmax(bad))
+        raise InvalidEvents(
+            at(
+                pointer,
+                f"{shown}: event {event} has weight {name} = "
+                f"{weights[event]}; weights must be finite and >= 0",
+            )
+        )
+    return weights
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0]

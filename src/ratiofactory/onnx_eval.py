@@ -1,0 +1,363 @@
+"""Evaluating ONNX density-ratio models on an :class:`~ratiofactory.events.EventSet`.
+
+A ratio spec is ``{"onnx": {"path", "sha256"?}, "output": KIND}`` with KIND one of
+``ratio`` (r), ``log_ratio`` (ln r), ``probability`` (a balanced-class classifier output
+s, r = s/(1-s)) or ``logit`` (ln r); or an ensemble ``{"ensemble": [specs],
+"aggregate": "mean"}`` whose ratio is the mean of the members' ratios.
+
+Models run once per event set with onnxruntime (CPU), in batches of bounded memory, and
+are checked before and after use: one input [N, D] with D the number of observables,
+one number per event out, finite values, ratios > 0. Results are cached by content
+digest, in memory and on disk (:class:`RatioCache`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from ratiofactory.errors import InvalidONNXModel, InvalidSpecification
+from ratiofactory.events import EventSet
+from ratiofactory.files import at, read_file_ref
+
+__all__ = [
+    "CACHE_FORMAT_VERSION",
+    "DEFAULT_BATCH_SIZE",
+    "OUTPUT_KINDS",
+    "RatioCache",
+    "RatioValues",
+    "default_cache",
+    "evaluate_ratio",
+]
+
+OUTPUT_KINDS = ("ratio", "log_ratio", "probability", "logit")
+DEFAULT_BATCH_SIZE = 65536
+CACHE_FORMAT_VERSION = 1
+_INPUT_DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64}
+_OUTPUT_TYPES = ("tensor(float)", "tensor(double)", "tensor(float16)")
+
+
+@dataclass(frozen=True, eq=False)
+class RatioValues:
+    """Per-event ratios: ``members`` (K, N), one row per ensemble member; ``mean`` (N,)."""
+
+    members: np.ndarray
+
+    @property
+    def mean(self) -> np.ndarray:
+        """The ensemble mean r(x_i) (the single model's ratios when K = 1)."""
+        if self.members.shape[0] == 1:
+            return self.members[0]
+        return self.members.mean(axis=0)
+
+
+class RatioCache:
+    """Ratios by content digest: in memory for this process, and as ``.npy`` files on disk.
+
+    ``directory`` defaults to ``$RATIOFACTORY_CACHE_DIR`` or ``~/.cache/ratiofactory``;
+    ``on_disk=False`` keeps the cache in memory only. A corrupt file is ignored (and
+    rewritten after recomputation).
+    """
+
+    def __init__(self, directory: Path | None = None, *, on_disk: bool = True) -> None:
+        if directory is None:
+            env = os.environ.get("RATIOFACTORY_CACHE_DIR")
+            directory = Path(env) if env else Path.home() / ".cache" / "ratiofactory"
+        self.directory = Path(directory)
+        self.on_disk = on_disk
+        self._memory: dict[str, np.ndarray] = {}
+
+    def __repr__(self) -> str:
+        where = str(self.directory) if self.on_disk else "memory only"
+        return f"RatioCache({where}, {len(self._memory)} in memory)"
+
+    @staticmethod
+    def key(model_digest: str, events_digest: str, output: str) -> str:
+        """Cache key of one model's ratios on one event set (independent of batching)."""
+        fields = {
+            "format": CACHE_FORMAT_VERSION,
+            "model": model_digest,
+            "output": output,
+            "events": events_digest,
+            "onnxruntime": ort.__version__,
+        }
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+    def path(self, key: str) -> Path:
+        """The file holding the entry ``key``."""
+        return self.directory / "ratios" / f"{key}.npy"
+
+    def get(self, key: str, n_events: int) -> np.ndarray | None:
+        """The cached ratios for ``key``, or None when absent or unusable."""
+        if key in self._memory:
+            return self._memory[key]
+        if not self.on_disk:
+            return None
+        try:
+            values = np.load(self.path(key), allow_pickle=False)
+        except Exception:  # noqa: BLE001 (unreadable entry: recompute)
+            return None
+        if not (
+            values.dtype == np.float64
+            and values.shape == (n_events,)
+            and np.all(values > 0)
+            and np.all(np.isfinite(values))
+        ):
+            return None
+        values.flags.writeable = False
+        self._memory[key] = values
+        return values
+
+    def put(self, key: str, values: np.ndarray) -> None:
+        """Store ratios; the disk file is written atomically (temporary file + rename)."""
+        self._memory[key] = values
+        if not self.on_disk:
+            return
+        target = self.path(key)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(
+                dir=target.parent, suffix=".tmp", delete=False
+            ) as stream:
+                np.save(stream, values, allow_pickle=False)
+            os.replace(stream.name, target)
+        except OSError as err:
+            warnings.warn(
+                f"ratio cache {self.directory} is not writable ({err}); continuing without storing",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+    def clear_memory(self) -> None:
+        """Forget the in-memory entries (files on disk stay)."""
+        self._memory.clear()
+
+
+_default_cache: RatioCache | None = None
+
+
+def default_cache() -> RatioCache:
+    """The process-wide :class:`RatioCache` in the default directory."""
+    global _default_cache
+    if _default_cache is None:
+        _default_cache = RatioCache()
+    return _default_cache
+
+
+def evaluate_ratio(
+    ratio_spec: dict[str, Any],
+    events: EventSet,
+    base_dir: Path,
+    *,
+    pointer: str,
+    cache: RatioCache | None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> RatioValues:
+    """Evaluate a single or ensemble ratio spec on ``events``; ``cache=None`` disables caching.
+
+    Errors are :class:`InvalidONNXModel` naming ``pointer``, the model file and the first
+    bad event.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    members = [
+        _evaluate_single(spec, where, events, base_dir, cache, batch_size)
+        for spec, where in _single_specs(ratio_spec, pointer)
+    ]
+    stacked = np.stack(members) if members else np.empty((0, len(events)))
+    stacked.flags.writeable = False
+    return RatioValues(stacked)
+
+
+def _single_specs(spec: dict[str, Any], pointer: str) -> list[tuple[dict[str, Any], str]]:
+    if not isinstance(spec, dict):
+        raise InvalidSpecification(f"expected a ratio specification, got {spec!r}", pointer)
+    if "ensemble" not in spec:
+        return [(spec, pointer)]
+    members, aggregate = spec["ensemble"], spec.get("aggregate", "mean")
+    if aggregate != "mean":
+        raise InvalidSpecification(
+            f"unknown aggregate {aggregate!r}; expected 'mean'", f"{pointer}/aggregate"
+        )
+    if not isinstance(members, list) or not members:
+        raise InvalidSpecification(
+            "an ensemble needs a non-empty list of models", f"{pointer}/ensemble"
+        )
+    singles = [(member, f"{pointer}/ensemble/{i}") for i, member in enumerate(members)]
+    for member, where in singles:
+        if not isinstance(member, dict) or "onnx" not in member:
+            raise InvalidSpecification("ensemble members must be single ONNX ratio models", where)
+    return singles
+
+
+def _evaluate_single(
+    spec: dict[str, Any],
+    pointer: str,
+    events: EventSet,
+    base_dir: Path,
+    cache: RatioCache | None,
+    batch_size: int,
+) -> np.ndarray:
+    output = spec.get("output")
+    if output not in OUTPUT_KINDS:
+        raise InvalidSpecification(
+            f"output must be one of {', '.join(OUTPUT_KINDS)}, got {output!r}", f"{pointer}/output"
+        )
+    content, model_digest = read_file_ref(base_dir, spec.get("onnx"), pointer=f"{pointer}/onnx")
+    shown = spec["onnx"]["path"]
+    key = None
+    if cache is not None:
+        key = RatioCache.key(model_digest, events.digest, output)
+        hit = cache.get(key, len(events))
+        if hit is not None:
+            return hit
+    model = _RatioModel(content, shown, pointer, events.observables)
+    ratios = _to_ratio(model.run(events.values, batch_size), output, model.fail)
+    ratios.flags.writeable = False
+    if cache is not None and key is not None:
+        cache.put(key, ratios)
+    return ratios
+
+
+class _RatioModel:
+    """An onnxruntime session checked against the ratio-model contract."""
+
+    def __init__(
+        self, content: bytes, shown: str, pointer: str, observables: Sequence[str]
+    ) -> None:
+        self.shown, self.pointer, self.observables = shown, pointer, tuple(observables)
+        options = ort.SessionOptions()
+        options.log_severity_level = 4  # errors are re-raised as one line, not logged
+        try:
+            self.session = ort.InferenceSession(
+                content, sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as err:  # noqa: BLE001 (third-party errors, one line)
+            raise self.fail(f"not a valid ONNX model ({_first_line(err)})") from None
+        self._check_input()
+        self._check_output()
+
+    def fail(self, message: str) -> InvalidONNXModel:
+        return InvalidONNXModel(at(self.pointer, f"{self.shown}: {message}"))
+
+    def _check_input(self) -> None:
+        inputs = self.session.get_inputs()
+        width = len(self.observables)
+        expected = f"[N, {width}] (one column per observable: {', '.join(self.observables)})"
+        if len(inputs) != 1:
+            raise self.fail(
+                f"has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); "
+                f"a ratio model takes one tensor {expected}"
+            )
+        tensor = inputs[0]
+        if tensor.type not in _INPUT_DTYPES:
+            raise self.fail(
+                f"input {tensor.name!r} has type {tensor.type}; expected "
+                "tensor(float) or tensor(double)"
+            )
+        shape = tensor.shape
+        if len(shape) != 2:
+            raise self.fail(f"input {tensor.name!r} has shape {shape}; expected {expected}")
+        if isinstance(shape[1], int) and shape[1] != width:
+            raise self.fail(
+                f"input {tensor.name!r} takes {shape[1]} columns but the channel "
+                f"has {width} observables ({', '.join(self.observables)})"
+            )
+        if isinstance(shape[0], int):
+            raise self.fail(
+                f"input {tensor.name!r} has a fixed batch size {shape[0]}; export "
+                "it with a dynamic first axis (any number of events)"
+            )
+        self.input_name, self.input_dtype = tensor.name, _INPUT_DTYPES[tensor.type]
+
+    def _check_output(self) -> None:
+        outputs = self.session.get_outputs()
+        if len(outputs) != 1:
+            raise self.fail(
+                f"has {len(outputs)} outputs ({', '.join(o.name for o in outputs)}"
+                "); a ratio model has one output, one number per event"
+            )
+        tensor = outputs[0]
+        if tensor.type not in _OUTPUT_TYPES:
+            raise self.fail(
+                f"output {tensor.name!r} has type {tensor.type}; expected a floating-point tensor"
+            )
+        shape = tensor.shape
+        per_event = (
+            len(shape) == 1
+            or (len(shape) == 2 and shape[1] in (1, None))
+            or (len(shape) == 2 and isinstance(shape[1], str))
+        )
+        if not per_event:
+            raise self.fail(
+                f"output {tensor.name!r} has shape {shape}; expected one number "
+                "per event ([N] or [N, 1])"
+            )
+        self.output_name = tensor.name
+
+    def run(self, values: np.ndarray, batch_size: int) -> np.ndarray:
+        """Raw model outputs (N,) in float64, computed batch by batch."""
+        raw = np.empty(values.shape[0], dtype=np.float64)
+        for start in range(0, values.shape[0], batch_size):
+            stop = min(start + batch_size, values.shape[0])
+            batch = values[start:stop].astype(self.input_dtype, copy=False)
+            try:
+                (output,) = self.session.run([self.output_name], {self.input_name: batch})
+            except Exception as err:  # noqa: BLE001 (third-party errors, one line)
+                raise self.fail(
+                    f"onnxruntime refused events {start}..{stop - 1} "
+                    f"({_first_line(err)}); the model must take [N, "
+                    f"{len(self.observables)}] inputs"
+                ) from None
+            raw[start:stop] = self._one_per_event(output, stop - start, start)
+        return raw
+
+    def _one_per_event(self, output: Any, count: int, start: int) -> np.ndarray:
+        output = np.asarray(output)
+        if output.shape not in ((count,), (count, 1)) or output.dtype.kind not in "fiu":
+            raise self.fail(
+                f"output has shape {output.shape} and type {output.dtype} for "
+                f"events {start}..{start + count - 1}; expected one number per "
+                "event ([N] or [N, 1])"
+            )
+        return output.reshape(count)
+
+
+def _to_ratio(raw: np.ndarray, output: str, fail: Any) -> np.ndarray:
+    """Check the raw outputs and transform them to ratios r > 0 (float64)."""
+    _first_bad(~np.isfinite(raw), raw, f"{output} output", "must be finite", fail)
+    if output == "ratio":
+        ratios = raw
+    elif output == "probability":
+        _first_bad((raw <= 0) | (raw >= 1), raw, "probability", "must lie in (0, 1)", fail)
+        ratios = raw / (1.0 - raw)
+    else:
+        with np.errstate(over="ignore", under="ignore"):
+            ratios = np.exp(raw)
+        _first_bad(~np.isfinite(ratios), raw, output, "overflows exp()", fail)
+    _first_bad(ratios <= 0, ratios, "ratio", "must be > 0", fail)
+    return ratios
+
+
+def _first_bad(bad: np.ndarray, values: np.ndarray, what: str, rule: str, fail: Any) -> None:
+    if bad.any():
+        event = int(np.argmax(bad))
+        raise fail(
+            f"event {event}: {what} is {float(values[event])!r}, which {rule} "
+            f"({int(bad.sum())} events affected)"
+        )
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0]
