@@ -15,6 +15,7 @@ from pathlib import Path
 
 import jsonpatch
 import jsonschema
+import numpy as np
 import pyhf
 import pytest
 import referencing
@@ -344,6 +345,21 @@ def test_a_pyhf_workspace_with_every_pyhf_modifier_validates():
     pyhf.Workspace(spec).model()  # and pyhf builds a model from it
     schema.validate(spec)
     schema.check_consistency(spec)
+
+
+def test_a_pyhf_workspace_built_with_numpy_arrays_validates_as_in_pyhf():
+    spec = every_pyhf_modifier_workspace()
+    sample = spec["channels"][0]["samples"][1]
+    sample["data"] = np.array([50.0, 52.0])
+    sample["modifiers"][0]["data"] = np.array([5.0, 6.0], dtype=np.float32)
+    spec["observations"][0]["data"] = np.array([55, 57])
+    pyhf.schema.validate(spec, "workspace.json")
+    schema.validate(spec)
+    schema.check_consistency(spec)
+    sample["data"] = np.array([[50.0, 52.0]])
+    with pytest.raises(InvalidSpecification, match="is not of type 'number'") as err:
+        schema.validate(spec)
+    assert err.value.pointer == "/channels/0/samples/1/data/0"
 
 
 def sbottom_workspaces():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from ratiofactory import schema
@@ -317,6 +318,14 @@ def test_reference_normalisation_with_a_reference_sample():
     channel["reference"] = {"events": {"path": "reference.npz"}}
     schema.validate(spec)
     schema.check_consistency(spec)
+
+
+def test_non_finite_values_in_numpy_arrays():
+    spec = workspace()
+    spec["channels"][1]["samples"][0]["data"] = np.array([np.nan])
+    with pytest.raises(InvalidSpecification, match="nan is not a finite number") as err:
+        schema.check_consistency(spec)
+    assert err.value.pointer == "/channels/1/samples/0/data/0"
 
 
 def test_one_sided_infinite_bounds_are_rejected_as_non_finite():

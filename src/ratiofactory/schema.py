@@ -32,12 +32,14 @@ import copy
 import functools
 import json
 import math
+import numbers
 import reprlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from importlib import resources
 from typing import Any
 
 import jsonschema
+import numpy as np
 import referencing
 from jsonschema.exceptions import ValidationError, best_match
 
@@ -95,33 +97,37 @@ def _schema_files(version: str) -> dict[str, dict]:
         raise InvalidSpecification(
             f"unknown workspace version {version!r}; this ratiofactory reads {known}", "/version"
         )
-    directory = resources.files("ratiofactory") / "schemas" / version
-    return _read_json_files(directory.iterdir())
+    return _read_json_files("ratiofactory", version)
 
 
-def _read_json_files(entries: Iterable[Any]) -> dict[str, dict]:
-    return {
-        entry.name: json.loads(entry.read_text(encoding="utf-8"))
-        for entry in entries
-        if entry.name.endswith(".json")
-    }
-
-
-def _pyhf_schema_files(version: str) -> dict[str, dict]:
-    directory = resources.files("pyhf") / "schemas" / _PYHF_SCHEMA_VERSION[version]
-    return _read_json_files(directory.iterdir())
+def _read_json_files(package: str, version: str) -> dict[str, dict]:
+    """The ``*.json`` files in ``<package>/schemas/<version>/``, by file name."""
+    entries = (resources.files(package) / "schemas" / version).iterdir()
+    return {e.name: json.loads(e.read_text("utf-8")) for e in entries if e.name.endswith(".json")}
 
 
 @functools.cache
 def _validator(version: str) -> jsonschema.protocols.Validator:
     """The compiled validator of a version: ours and pyhf's schemas in one registry."""
-    contents = [*_schema_files(version).values(), *_pyhf_schema_files(version).values()]
-    resources_by_id = [
-        (schema["$id"], referencing.Resource.from_contents(schema)) for schema in contents
-    ]
-    registry = referencing.Registry().with_resources(resources_by_id).crawl()
-    top = _schema_files(version)["workspace.json"]
-    return jsonschema.Draft202012Validator(top, registry=registry)
+    pyhf_files = _read_json_files("pyhf", _PYHF_SCHEMA_VERSION[version])
+    registry = referencing.Registry().with_resources(
+        (schema["$id"], referencing.Resource.from_contents(schema))
+        for schema in [*_schema_files(version).values(), *pyhf_files.values()]
+    )
+    return _Validator(_schema_files(version)["workspace.json"], registry=registry.crawl())
+
+
+def _is_array(checker: Any, instance: Any) -> bool:
+    """JSON arrays, and also tuples and numpy arrays in specs built in Python (as pyhf)."""
+    return isinstance(instance, (list, tuple)) or (
+        isinstance(instance, np.ndarray) and instance.ndim > 0
+    )
+
+
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("array", _is_array),
+)
 
 
 # --- schema validation ---------------------------------------------------------------
@@ -230,7 +236,8 @@ def check_consistency(spec: Mapping[str, Any]) -> None:
     measurement names; one observation per channel, of the channel's kind (``data`` for
     binned, ``events`` for unbinned) and bin count; no modifier (name, type) twice on a
     sample; observable bounds lower < upper; ``shape_normalisation: "reference"`` only
-    with a reference sample. Data only: no file is opened.
+    with a reference sample. Data only: no file is opened. Call it on a spec that passed
+    :func:`validate`.
 
     A binned (``data``) observation of a channel that does not exist is ignored, as pyhf
     does: published pyhf patches remove channels and keep their observations. An
@@ -252,12 +259,12 @@ def check_consistency(spec: Mapping[str, Any]) -> None:
 
 
 def _check_finite(value: Any, path: list[str | int]) -> None:
-    if isinstance(value, float) and not math.isfinite(value):
+    if isinstance(value, numbers.Real) and not math.isfinite(value):
         raise InvalidSpecification(f"{value} is not a finite number", json_pointer(path))
     items: Iterable[tuple[str | int, Any]] = ()
     if isinstance(value, Mapping):
         items = value.items()
-    elif isinstance(value, list):
+    elif _is_array(None, value):
         items = enumerate(value)
     for key, item in items:
         _check_finite(item, [*path, key])
@@ -320,14 +327,14 @@ def _check_binned_channel(channel: Mapping[str, Any], pointer: str) -> None:
             )
 
 
-def _binned_arrays(channel: Mapping[str, Any], pointer: str) -> Iterator[tuple[str, list]]:
+def _binned_arrays(channel: Mapping[str, Any], pointer: str) -> Iterator[tuple[str, Any]]:
     """Every per-bin array of a binned channel with its pointer."""
     for i, sample in enumerate(channel["samples"]):
         yield f"{pointer}/samples/{i}/data", sample["data"]
         for k, modifier in enumerate(sample["modifiers"]):
             place = f"{pointer}/samples/{i}/modifiers/{k}/data"
             data = modifier["data"]
-            if isinstance(data, list):
+            if _is_array(None, data):
                 yield place, data
             elif isinstance(data, Mapping) and "hi_data" in data:
                 yield f"{place}/hi_data", data["hi_data"]
