@@ -156,6 +156,23 @@ def test_batching_with_transcendental_ops_agrees_to_rounding(workspace, events):
     np.testing.assert_allclose(small.mean, large.mean, rtol=2e-15, atol=0)
 
 
+def test_large_float32_run_casts_in_batches_and_exps_on_threads(workspace):
+    # 300 000 events: float64 -> float32 casts are pipelined and exp() runs on threads
+    numerator = [(1.0, [Normal(1.2, 0.5), Exponential(0.7, -1.0, 1.0)])]
+    values = sample_mixture(REFERENCE, 300_000, np.random.default_rng(9))
+    many = EventSet(values, None, OBSERVABLES, "data/big.npz")
+    content = ratio_model(numerator, REFERENCE[:1], output="logit", dtype="float32")
+    spec = single(workspace, "s32.onnx", content, "logit")
+    large = evaluate_ratio(spec, many, workspace, pointer=POINTER, cache=None)
+    small = evaluate_ratio(spec, many, workspace, pointer=POINTER, cache=None, batch_size=4099)
+    np.testing.assert_array_equal(small.mean, large.mean)
+    exact = scipy_pdf(numerator, values) / scipy_pdf(REFERENCE[:1], values)
+    np.testing.assert_allclose(large.mean, exact, rtol=2e-5)
+    session = onnxruntime.InferenceSession(content, providers=["CPUExecutionProvider"])
+    emitted = session.run(None, {"x": values.astype(np.float32)})[0].astype(np.float64)
+    np.testing.assert_array_equal(large.mean, np.exp(emitted))  # every chunk, in float64
+
+
 def test_no_events(workspace):
     spec = single(workspace, "c.onnx", constant_model(2.0, 2))
     empty = EventSet(np.zeros((0, 2)), None, OBSERVABLES, "none")
@@ -291,7 +308,14 @@ def test_probability_of_one_is_refused(workspace, events):
         evaluate_ratio(spec, events, workspace, pointer=POINTER, cache=None)
 
 
-def test_log_ratio_overflow(workspace, events):
+@pytest.mark.parametrize(
+    ("emitted", "message"),
+    [
+        (800.0, r"event 0: logit is 800.0, which overflows exp\(\)"),
+        (-800.0, r"event 0: ratio is 0.0, which must be > 0"),
+    ],
+)
+def test_log_ratio_overflow_and_underflow(workspace, events, emitted, message):
     node = helper.make_node("Expand", ["big", "n"], ["r"])
     shape = helper.make_node("Shape", ["x"], ["n"], start=0, end=1)
     graph = helper.make_graph(
@@ -299,11 +323,11 @@ def test_log_ratio_overflow(workspace, events):
         "g",
         [helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["N", 2])],
         [helper.make_tensor_value_info("r", TensorProto.DOUBLE, ["N"])],
-        [onnx.numpy_helper.from_array(np.array(800.0), "big")],
+        [onnx.numpy_helper.from_array(np.array(emitted), "big")],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     spec = single(workspace, "big.onnx", model.SerializeToString(), "logit")
-    with pytest.raises(InvalidONNXModel, match=r"event 0: logit is 800.0, which overflows exp"):
+    with pytest.raises(InvalidONNXModel, match=message):
         evaluate_ratio(spec, events, workspace, pointer=POINTER, cache=None)
 
 

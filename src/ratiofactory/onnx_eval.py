@@ -19,6 +19,7 @@ import os
 import tempfile
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ DEFAULT_BATCH_SIZE = 65536
 CACHE_FORMAT_VERSION = 1
 _INPUT_DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64}
 _OUTPUT_TYPES = ("tensor(float)", "tensor(double)", "tensor(float16)")
+_PARALLEL_MIN = 1 << 18  # events from which the exp() transform is spread over threads
 
 
 @dataclass(frozen=True, eq=False)
@@ -174,7 +176,7 @@ def evaluate_ratio(
         _evaluate_single(spec, where, events, base_dir, cache, batch_size)
         for spec, where in _single_specs(ratio_spec, pointer)
     ]
-    stacked = np.stack(members) if members else np.empty((0, len(events)))
+    stacked = members[0][np.newaxis] if len(members) == 1 else np.stack(members)
     stacked.flags.writeable = False
     return RatioValues(stacked)
 
@@ -307,20 +309,43 @@ class _RatioModel:
 
     def run(self, values: np.ndarray, batch_size: int) -> np.ndarray:
         """Raw model outputs (N,) in float64, computed batch by batch."""
-        raw = np.empty(values.shape[0], dtype=np.float64)
-        for start in range(0, values.shape[0], batch_size):
-            stop = min(start + batch_size, values.shape[0])
-            batch = values[start:stop].astype(self.input_dtype, copy=False)
-            try:
-                (output,) = self.session.run([self.output_name], {self.input_name: batch})
-            except Exception as err:  # noqa: BLE001 (third-party errors, one line)
-                raise self.fail(
-                    f"onnxruntime refused events {start}..{stop - 1} "
-                    f"({_first_line(err)}); the model must take [N, "
-                    f"{len(self.observables)}] inputs"
-                ) from None
-            raw[start:stop] = self._one_per_event(output, stop - start, start)
+        n_events = values.shape[0]
+        raw = np.empty(n_events, dtype=np.float64)
+        starts = range(0, n_events, batch_size)
+        if values.dtype == self.input_dtype:
+            for start in starts:
+                self._run_batch(values[start : start + batch_size], start, raw)
+            return raw
+        # cast batch i+1 in a helper thread (two reused buffers) while batch i runs:
+        # onnxruntime and numpy both release the GIL
+        shape = (min(batch_size, n_events), values.shape[1])
+        buffers = [np.empty(shape, dtype=self.input_dtype) for _ in range(2)]
+
+        def cast(index: int) -> np.ndarray:
+            start = starts[index]
+            batch = buffers[index % 2][: min(batch_size, n_events - start)]
+            np.copyto(batch, values[start : start + batch.shape[0]], casting="same_kind")
+            return batch
+
+        with ThreadPoolExecutor(max_workers=1) as helper:
+            pending = helper.submit(cast, 0) if n_events else None
+            for index, start in enumerate(starts):
+                batch = pending.result()
+                if index + 1 < len(starts):
+                    pending = helper.submit(cast, index + 1)
+                self._run_batch(batch, start, raw)
         return raw
+
+    def _run_batch(self, batch: np.ndarray, start: int, raw: np.ndarray) -> None:
+        stop = start + batch.shape[0]
+        try:
+            (output,) = self.session.run([self.output_name], {self.input_name: batch})
+        except Exception as err:  # noqa: BLE001 (third-party errors, one line)
+            raise self.fail(
+                f"onnxruntime refused events {start}..{stop - 1} ({_first_line(err)}); "
+                f"the model must take [N, {len(self.observables)}] inputs"
+            ) from None
+        raw[start:stop] = self._one_per_event(output, stop - start, start)
 
     def _one_per_event(self, output: Any, count: int, start: int) -> np.ndarray:
         output = np.asarray(output)
@@ -334,19 +359,54 @@ class _RatioModel:
 
 
 def _to_ratio(raw: np.ndarray, output: str, fail: Any) -> np.ndarray:
-    """Check the raw outputs and transform them to ratios r > 0 (float64)."""
-    _first_bad(~np.isfinite(raw), raw, f"{output} output", "must be finite", fail)
+    """Check the raw outputs and transform them to ratios 0 < r < inf (float64)."""
     if output == "ratio":
         ratios = raw
     elif output == "probability":
-        _first_bad((raw <= 0) | (raw >= 1), raw, "probability", "must lie in (0, 1)", fail)
-        ratios = raw / (1.0 - raw)
+        if not _within(raw, 0.0, 1.0):
+            _diagnose(raw, raw, output, fail)
+        ratios = 1.0 - raw
+        np.divide(raw, ratios, out=ratios)
     else:
-        with np.errstate(over="ignore", under="ignore"):
-            ratios = np.exp(raw)
-        _first_bad(~np.isfinite(ratios), raw, output, "overflows exp()", fail)
-    _first_bad(ratios <= 0, ratios, "ratio", "must be > 0", fail)
+        ratios = _parallel_exp(raw)
+    if not _within(ratios, 0.0, np.inf):  # also false for NaN: min/max propagate it
+        _diagnose(raw, ratios, output, fail)
     return ratios
+
+
+def _parallel_exp(values: np.ndarray) -> np.ndarray:
+    """exp of a large array in chunks on several threads (numpy releases the GIL)."""
+    result = np.empty_like(values)
+    workers = min(os.cpu_count() or 1, 8) if values.size >= _PARALLEL_MIN else 1
+    bounds = np.linspace(0, values.size, workers + 1).astype(int)
+
+    def chunk(k: int) -> None:
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+            np.exp(values[bounds[k] : bounds[k + 1]], out=result[bounds[k] : bounds[k + 1]])
+
+    if workers == 1:
+        chunk(0)
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(chunk, range(workers)))
+    return result
+
+
+def _within(values: np.ndarray, lo: float, hi: float) -> bool:
+    """lo < values < hi everywhere (two reductions, no temporaries; False for NaN)."""
+    return values.size == 0 or bool(values.min() > lo and values.max() < hi)
+
+
+def _diagnose(raw: np.ndarray, ratios: np.ndarray, output: str, fail: Any) -> None:
+    """Raise for the first event that breaks a rule, checking the rules in order."""
+    with np.errstate(invalid="ignore"):
+        _first_bad(~np.isfinite(raw), raw, f"{output} output", "must be finite", fail)
+        if output == "probability":
+            _first_bad((raw <= 0) | (raw >= 1), raw, "probability", "must lie in (0, 1)", fail)
+        if output in ("log_ratio", "logit"):
+            _first_bad(~np.isfinite(ratios), raw, output, "overflows exp()", fail)
+        _first_bad(ratios <= 0, ratios, "ratio", "must be > 0", fail)
+    raise fail("ratios outside (0, inf)")  # unreachable: the rules above cover every case
 
 
 def _first_bad(bad: np.ndarray, values: np.ndarray, what: str, rule: str, fail: Any) -> None:
