@@ -119,6 +119,17 @@ def test_digest_is_sha256_of_the_arrays(columns):
     assert events.digest == hashlib.sha256(header + values.tobytes()).hexdigest()
 
 
+def test_eventset_copies_writeable_input_and_keeps_read_only_input():
+    mine = np.arange(6.0).reshape(3, 2)
+    events = EventSet(mine, np.ones(3), OBSERVABLES, "mem")
+    mine[0, 0] = 99.0
+    assert mine.flags.writeable
+    assert events.values[0, 0] == 0.0
+    frozen = np.arange(6.0).reshape(3, 2)
+    frozen.flags.writeable = False
+    assert EventSet(frozen, None, OBSERVABLES, "mem").values is frozen
+
+
 def test_eventset_rejects_inconsistent_shapes():
     with pytest.raises(ValueError, match=r"values must have shape \(N, 2\)"):
         EventSet(np.zeros((3, 3)), None, OBSERVABLES, "mem")

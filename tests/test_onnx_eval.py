@@ -257,6 +257,15 @@ def test_corrupt_cache_entry_is_recomputed(workspace, events, sessions, tmp_path
     np.testing.assert_array_equal(np.load(entry), first.mean)  # rewritten
 
 
+def test_unwritable_cache_warns_and_still_evaluates(workspace, events, tmp_path):
+    (tmp_path / "not_a_directory").write_text("")
+    spec = single(workspace, "c.onnx", constant_model(2.0, 2))
+    cache = RatioCache(tmp_path / "not_a_directory")
+    with pytest.warns(RuntimeWarning, match="is not writable"):
+        values = evaluate_ratio(spec, events, workspace, pointer=POINTER, cache=cache)
+    assert values.mean.tolist() == [2.0] * len(events)
+
+
 def test_cache_directory_from_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("RATIOFACTORY_CACHE_DIR", str(tmp_path / "env"))
     assert RatioCache().directory == tmp_path / "env"

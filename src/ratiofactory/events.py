@@ -41,7 +41,8 @@ class EventSet:
     """Events of one channel: ``values`` (N, D) float64 in the channel's observable order.
 
     ``weights`` is a float64 (N,) array or None; ``source`` names the file for messages.
-    Arrays are read-only, so :attr:`digest` (computed once) stays valid.
+    Arrays are read-only, so :attr:`digest` (computed once) stays valid: writeable input
+    arrays are copied, read-only float64 C-ordered ones are used as they are.
     """
 
     values: np.ndarray
@@ -50,21 +51,19 @@ class EventSet:
     source: str
 
     def __post_init__(self) -> None:
-        values = np.ascontiguousarray(self.values, dtype=np.float64)
+        values = _owned(self.values)
         if values.ndim != 2 or values.shape[1] != len(self.observables):
             raise ValueError(
                 f"values must have shape (N, {len(self.observables)}), got {values.shape}"
             )
-        values.flags.writeable = False
         object.__setattr__(self, "values", values)
         object.__setattr__(self, "observables", tuple(self.observables))
         if self.weights is not None:
-            weights = np.ascontiguousarray(self.weights, dtype=np.float64)
+            weights = _owned(self.weights)
             if weights.shape != (values.shape[0],):
                 raise ValueError(
                     f"weights must have shape ({values.shape[0]},), got {weights.shape}"
                 )
-            weights.flags.writeable = False
             object.__setattr__(self, "weights", weights)
 
     def __len__(self) -> int:
@@ -84,6 +83,15 @@ class EventSet:
         if self.weights is not None:
             digest.update(self.weights)
         return digest.hexdigest()
+
+
+def _owned(array: Any) -> np.ndarray:
+    """A read-only float64 C-ordered array nobody else can write to."""
+    array = np.asarray(array)
+    if array.flags.writeable or array.dtype != np.float64 or not array.flags.c_contiguous:
+        array = np.array(array, dtype=np.float64, order="C")
+        array.flags.writeable = False
+    return array
 
 
 def load_events(
@@ -110,6 +118,9 @@ def load_events(
     columns = reader(path, _Context(shown, pointer, wanted, source_spec.get("tree")))
     values = _stack_observables(columns, observables, shown, pointer)
     weights = None if weight is None else _check_weights(columns[weight], weight, shown, pointer)
+    for array in (values, weights):  # freshly built here: lock instead of copying
+        if array is not None:
+            array.flags.writeable = False
     return EventSet(values, weights, tuple(observables), shown)
 
 
@@ -145,7 +156,7 @@ class _Context:
             )
         if array.dtype.kind not in "biuf":
             raise self.fail(f"column {name!r} has type {array.dtype}; expected numbers")
-        return np.asarray(array, dtype=np.float64)
+        return np.array(array, dtype=np.float64)  # a copy: never a view of a mapped file
 
 
 def _read_npz(path: Path, ctx: _Context) -> dict[str, np.ndarray]:

@@ -21,6 +21,7 @@ import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -55,12 +56,14 @@ class RatioValues:
 
     members: np.ndarray
 
-    @property
+    @cached_property
     def mean(self) -> np.ndarray:
         """The ensemble mean r(x_i) (the single model's ratios when K = 1)."""
         if self.members.shape[0] == 1:
             return self.members[0]
-        return self.members.mean(axis=0)
+        mean = self.members.mean(axis=0)
+        mean.flags.writeable = False
+        return mean
 
 
 class RatioCache:
@@ -126,14 +129,18 @@ class RatioCache:
         if not self.on_disk:
             return
         target = self.path(key)
+        temporary = None
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile(
                 dir=target.parent, suffix=".tmp", delete=False
             ) as stream:
+                temporary = Path(stream.name)
                 np.save(stream, values, allow_pickle=False)
-            os.replace(stream.name, target)
+            os.replace(temporary, target)
         except OSError as err:
+            if temporary is not None:
+                temporary.unlink(missing_ok=True)
             warnings.warn(
                 f"ratio cache {self.directory} is not writable ({err}); continuing without storing",
                 RuntimeWarning,
