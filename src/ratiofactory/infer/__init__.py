@@ -1,0 +1,65 @@
+"""Statistical inference on ratiofactory (and pyhf) models.
+
+Fits, profile-likelihood scans and intervals, asymptotic hypothesis tests (CLs, upper
+limits, discovery significance), Asimov datasets, pulls and impacts. Everything works on
+any model with pyhf's interface (``logpdf``, ``expected_data``, ``config``): unbinned,
+binned and mixed ratiofactory models, and plain pyhf models. The objective is always
+``−2 ln L``; on the jax backend gradients and Hessians are exact.
+"""
+
+from __future__ import annotations
+
+from .asimov import AsimovYieldWarning, YieldCheck, asimov_data, asimov_yield_checks
+from .errors import FitFailed, InvalidFitSetup
+from .fitting import DEFAULT_TOLERANCE, FitOptions, fit
+from .hypotests import TEST_STATISTICS, asymptotic_pvalues, hypotest, test_statistic
+from .limits import significance, upper_limit
+from .nuisance import impacts, prefit_constraints
+from .results import (
+    BANDS,
+    FitResult,
+    HypoTestResult,
+    ImpactRow,
+    ImpactsResult,
+    IntervalResult,
+    ScanResult,
+    ScanResult2D,
+    SignificanceResult,
+    UpperLimitResult,
+)
+from .scan import CL_1SIGMA, CL_2SIGMA, interval, profile_scan, profile_scan_2d
+
+__all__ = [
+    "TEST_STATISTICS",
+    "AsimovYieldWarning",
+    "YieldCheck",
+    "asimov_data",
+    "asimov_yield_checks",
+    "asymptotic_pvalues",
+    "hypotest",
+    "impacts",
+    "prefit_constraints",
+    "significance",
+    "test_statistic",
+    "upper_limit",
+    "BANDS",
+    "CL_1SIGMA",
+    "CL_2SIGMA",
+    "DEFAULT_TOLERANCE",
+    "FitFailed",
+    "FitOptions",
+    "FitResult",
+    "HypoTestResult",
+    "ImpactRow",
+    "ImpactsResult",
+    "IntervalResult",
+    "InvalidFitSetup",
+    "ScanResult",
+    "ScanResult2D",
+    "SignificanceResult",
+    "UpperLimitResult",
+    "fit",
+    "interval",
+    "profile_scan",
+    "profile_scan_2d",
+]

@@ -1,0 +1,216 @@
+"""Profile-likelihood test statistics and asymptotic CLs (Cowan, Cranmer, Gross, Vitells,
+arXiv:1007.1727), with pyhf's definitions and conventions.
+
+With ``t = −2 ln[L(μ, θ̂̂(μ)) / L(μ̂, θ̂)]`` (clipped at 0):
+
+=============  =====================================================================
+``tmu``        ``t``
+``tmu_tilde``  ``t`` with the POI's lower bound raised to 0 (so μ̂ ≥ 0)
+``q``          ``t`` if μ̂ ≤ μ, else 0
+``qtilde``     ``q`` with the POI's lower bound raised to 0
+``q0``         ``t`` at μ = 0 if μ̂ ≥ 0, else 0
+=============  =====================================================================
+
+The asymptotic distributions follow pyhf: in the ``−μ̂/σ`` space the statistic is
+``√q − √q_A`` (for q̃ above ``q_A``: ``(q − q_A)/(2√q_A)``), with
+``CLs+b = Φ(−(ts + √q_A))``, ``CLb = Φ(−ts)``, ``CLs = CLs+b/CLb`` and the expected band
+at ``ts = 2, 1, 0, −1, −2`` (the −2σ … +2σ expected limits). ``q_A`` is the statistic on
+the Asimov data at μ = 0 with θ̂̂(0) from the observed data.
+
+>>> import pyhf
+>>> model = pyhf.simplemodels.uncorrelated_background([5.0], [50.0], [5.0], validate=False)
+>>> result = hypotest(model, [52.0] + model.config.auxdata, 1.0)
+>>> round(result.cls, 4), [round(v, 4) for v in result.expected_cls]
+(0.6418, [0.3216, 0.4503, 0.6159, 0.7908, 0.9205])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from scipy.stats import norm
+
+from .asimov import conditional_asimov
+from .errors import InvalidFitSetup
+from .fitting import FitOptions, minimize
+from .objective import FitSetup, Objective, make_setup
+from .results import BANDS, FitResult, HypoTestResult
+
+__all__ = ["TEST_STATISTICS", "AsymptoticCalculator", "asymptotic_pvalues", "hypotest", "test_statistic"]
+
+TEST_STATISTICS = ("qtilde", "q", "q0", "tmu", "tmu_tilde")
+_TILDE = ("qtilde", "tmu_tilde")
+
+#: the test-statistic values (in −μ̂/σ space) of the −2σ … +2σ expected limits
+_BAND_TS = tuple(-b for b in BANDS)
+
+
+def _check_kind(test_stat: str, allowed: Sequence[str] = TEST_STATISTICS) -> None:
+    if test_stat not in allowed:
+        raise InvalidFitSetup(f"unknown test statistic {test_stat!r}; use one of {', '.join(allowed)}")
+
+
+def prepare_setup(model: Any, test_stat: str, *, poi, init, fixed, bounds) -> FitSetup:
+    """Fit setup for a test statistic: a POI is required; tilde statistics bound it below by 0."""
+    setup = make_setup(model, init=init, fixed=fixed, bounds=bounds, poi=poi)
+    index = setup._require_poi()
+    if setup.fixed[index]:
+        raise InvalidFitSetup(f"the POI {setup.poi_name!r} is fixed; a hypothesis test needs it free")
+    lo, hi = setup.bounds[index]
+    if test_stat in _TILDE and lo < 0:
+        if hi <= 0:
+            raise InvalidFitSetup(f"{test_stat} needs {setup.poi_name!r} > 0 allowed; its bounds are [{lo:g}, {hi:g}]")
+        setup = setup.with_bounds(index, 0.0, hi)
+    return setup
+
+
+def _statistic(test_stat: str, poi_value: float, free: FitResult, conditional: FitResult, index: int) -> float:
+    t = max(conditional.twice_nll - free.twice_nll, 0.0)
+    muhat = free.values[index]
+    if test_stat in ("q", "qtilde") and muhat > poi_value:
+        return 0.0
+    if test_stat == "q0" and muhat < 0:
+        return 0.0
+    return float(t)
+
+
+class AsymptoticCalculator:
+    """Test statistics on the observed and the Asimov data for one model and dataset.
+
+    The free fits (to data and to Asimov) and the Asimov dataset do not depend on the
+    tested value and are computed once; each tested value costs two conditional fits,
+    warm-started from the free fits.
+    """
+
+    def __init__(self, model: Any, data: Any, setup: FitSetup, test_stat: str,
+                 options: FitOptions | None = None, asimov_poi: float = 0.0) -> None:
+        _check_kind(test_stat)
+        self.setup, self.test_stat, self.options = setup, test_stat, options
+        self.index = setup._require_poi()
+        self.data = Objective(model, data)
+        self.free = minimize(self.data, setup, options, hesse=False, context="free fit to data: ")
+        asimov, self.asimov_fit = conditional_asimov(self.data, setup, asimov_poi, options, start=self.free.values)
+        self.asimov = Objective(model, asimov)
+        self.asimov_free = minimize(self.asimov, setup.with_init(self.asimov_fit.values), options,
+                                    context="free fit to Asimov data: ")
+        self._cache: dict[tuple[str, float], float] = {}
+        self._fits: dict[str, dict[float, np.ndarray]] = {}
+
+    def _conditional(self, objective: Objective, what: str, poi_value: float) -> FitResult:
+        """Fixed-POI fit, warm-started from the closest POI value fitted before."""
+        done = self._fits.setdefault(what, {})
+        start = done[min(done, key=lambda mu: abs(mu - poi_value))] if done else None
+        if start is None:
+            start = (self.free if what == "data" else self.asimov_free).values
+        setup = self.setup.with_init(start).with_poi_fixed(poi_value)
+        result = minimize(objective, setup, self.options, hesse=False,
+                          context=f"fit to {what} at {self.setup.poi_name}={poi_value:g}: ")
+        done[poi_value] = result.values
+        return result
+
+    def cached_values(self) -> list[tuple[str, float]]:
+        """(``"observed"`` or ``"asimov"``, POI value) of every statistic computed so far."""
+        return list(self._cache)
+
+    def has_observed(self, poi_value: float) -> bool:
+        """Whether the observed statistic at ``poi_value`` is already computed."""
+        return ("observed", float(poi_value)) in self._cache
+
+    def observed(self, poi_value: float) -> float:
+        """The test statistic on the observed data."""
+        key = ("observed", float(poi_value))
+        if key not in self._cache:
+            fit = self._conditional(self.data, "data", float(poi_value))
+            self._cache[key] = _statistic(self.test_stat, poi_value, self.free, fit, self.index)
+        return self._cache[key]
+
+    def asimov_value(self, poi_value: float) -> float:
+        """The test statistic on the Asimov data."""
+        key = ("asimov", float(poi_value))
+        if key not in self._cache:
+            fit = self._conditional(self.asimov, "Asimov data", float(poi_value))
+            self._cache[key] = _statistic(self.test_stat, poi_value, self.asimov_free, fit, self.index)
+        return self._cache[key]
+
+    def expected_cls(self, poi_value: float) -> tuple[float, ...]:
+        """Expected CLs at the −2σ … +2σ bands (needs only the Asimov fit)."""
+        _, _, cls = asymptotic_pvalues(0.0, self.asimov_value(poi_value), self.test_stat, _BAND_TS)
+        return tuple(cls)
+
+    def observed_cls(self, poi_value: float) -> float:
+        """Observed CLs."""
+        q, q_asimov = self.observed(poi_value), self.asimov_value(poi_value)
+        return float(asymptotic_pvalues(q, q_asimov, self.test_stat)[2][0])
+
+    def hypotest(self, poi_value: float) -> HypoTestResult:
+        """Observed and expected CLs+b, CLb and CLs at ``poi_value``."""
+        q, q_asimov = self.observed(poi_value), self.asimov_value(poi_value)
+        (clsb,), (clb,), (cls,) = asymptotic_pvalues(q, q_asimov, self.test_stat)
+        exp_clsb, exp_clb, exp_cls = asymptotic_pvalues(0.0, q_asimov, self.test_stat, _BAND_TS)
+        return HypoTestResult(
+            self.setup.poi_name, float(poi_value), self.test_stat, q, q_asimov, cls, clsb, clb,
+            tuple(exp_cls), tuple(exp_clsb), tuple(exp_clb), float(self.free.values[self.index]),
+        )
+
+
+def asymptotic_pvalues(q: float, q_asimov: float, test_stat: str,
+                       ts: Iterable[float] | None = None) -> tuple[list[float], list[float], list[float]]:
+    """(CLs+b, CLb, CLs) for observed ``q`` (or, with ``ts``, at the given values of the
+    statistic in −μ̂/σ space, as for the expected band) given the Asimov ``q_asimov``."""
+    sqrt_q, sqrt_qa = np.sqrt(max(q, 0.0)), np.sqrt(max(q_asimov, 0.0))
+    if ts is None:
+        if test_stat in ("qtilde", "tmu_tilde") and sqrt_q > sqrt_qa > 0:
+            ts = [(q - q_asimov) / (2.0 * sqrt_qa)]
+        else:
+            ts = [sqrt_q - sqrt_qa]
+    ts = np.asarray(list(ts), dtype=float)
+    clsb = norm.cdf(-(ts + sqrt_qa))
+    clb = norm.cdf(-ts)
+    return [float(v) for v in clsb], [float(v) for v in clb], [float(v) for v in clsb / clb]
+
+
+def test_statistic(
+    model: Any,
+    data: Any,
+    poi_value: float,
+    *,
+    test_stat: str = "qtilde",
+    poi: str | None = None,
+    init: Mapping[str, Any] | Sequence[float] | None = None,
+    fixed: Mapping[str, Any] | Sequence[bool] | None = None,
+    bounds: Mapping[str, Any] | Sequence[Sequence[float]] | None = None,
+    options: FitOptions | None = None,
+) -> float:
+    """The value of ``test_stat`` (one of :data:`TEST_STATISTICS`) at ``poi = poi_value``
+    (``q0`` always tests 0)."""
+    _check_kind(test_stat)
+    setup = prepare_setup(model, test_stat, poi=poi, init=init, fixed=fixed, bounds=bounds)
+    poi_value = 0.0 if test_stat == "q0" else float(poi_value)
+    objective = Objective(model, data)
+    free = minimize(objective, setup, options, hesse=False, context="free fit: ")
+    conditional = minimize(objective, setup.with_init(free.values).with_poi_fixed(poi_value), options,
+                           hesse=False, context=f"fit at {setup.poi_name}={poi_value:g}: ")
+    return _statistic(test_stat, poi_value, free, conditional, setup.poi_index)
+
+
+def hypotest(
+    model: Any,
+    data: Any,
+    poi_value: float,
+    *,
+    test_stat: str = "qtilde",
+    poi: str | None = None,
+    init: Mapping[str, Any] | Sequence[float] | None = None,
+    fixed: Mapping[str, Any] | Sequence[bool] | None = None,
+    bounds: Mapping[str, Any] | Sequence[Sequence[float]] | None = None,
+    options: FitOptions | None = None,
+) -> HypoTestResult:
+    """Asymptotic CLs test of ``poi = poi_value`` with ``test_stat`` ``"qtilde"`` or ``"q"``.
+
+    Agrees with ``pyhf.infer.hypotest(..., return_tail_probs=True, return_expected_set=True)``.
+    """
+    _check_kind(test_stat, ("qtilde", "q"))
+    setup = prepare_setup(model, test_stat, poi=poi, init=init, fixed=fixed, bounds=bounds)
+    return AsymptoticCalculator(model, data, setup, test_stat, options).hypotest(float(poi_value))

@@ -1,0 +1,148 @@
+"""Pulls, constraints and impacts of nuisance parameters on the POI.
+
+With ``λ(θ) = −2 ln L(θ)`` (the fit objective), ``H = ∂²λ/∂θ∂θ`` at the best fit and the
+covariance ``C = (H/2)⁻¹ = 2 H⁻¹`` over the free parameters:
+
+- pull ``(α̂_k − a_k)/σ_k^pre`` with ``a_k`` the auxiliary measurement (Gaussian
+  constraints; ``aux/τ`` for Poisson ones) and ``σ_k^pre`` the pre-fit width; constraint
+  ``√C_kk / σ_k^pre``.
+- ``hessian``: the design-note formula ``Γ_k = −[∂²λ/∂μ²]⁻¹ ∂²λ/∂μ∂α_k · √C_kk``. The
+  normalisation of λ cancels in the ratio; Γ_k is the shift of μ̂ when α_k moves by its
+  post-fit σ **with all other parameters held at their best-fit values**, so it is not a
+  profiled impact unless α_k is uncorrelated with the other nuisance parameters.
+- ``hessian_profiled``: ``C_μk / √C_kk``, the shift of μ̂ when α_k moves by +σ_k^post and
+  everything else is re-profiled, in the parabolic approximation. It equals the post-fit
+  refit impact wherever the likelihood is parabolic.
+- refit impacts: μ̂ from fits with α_k fixed at ``α̂_k ± σ_k^pre`` and ``α̂_k ± σ_k^post``,
+  minus μ̂ (``prefit_up`` is the shift for ``+σ``). Rows are ranked by the largest
+  ``|post-fit refit impact|`` (by ``|hessian_profiled|`` without refits).
+
+On jax ``H`` is the exact Hessian; on numpy it is ``2 C⁻¹`` with C from HESSE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidFitSetup
+from .fitting import FitOptions, minimize
+from .objective import FitSetup, Objective, make_setup
+from .results import FitResult, ImpactRow, ImpactsResult
+
+__all__ = ["impacts", "prefit_constraints"]
+
+
+def prefit_constraints(model: Any, data: Any) -> dict[int, tuple[float, float]]:
+    """Parameter index → (pre-fit centre a_k, pre-fit width σ_k) for constrained parameters.
+
+    The centre is read from the auxiliary data in ``data`` (pyhf's order,
+    ``config.auxdata_order``, at the end of the data vector).
+    """
+    config = model.config
+    data = np.asarray(data, dtype=float)
+    aux = data[data.size - len(config.auxdata):] if len(config.auxdata) else np.zeros(0)
+    result: dict[int, tuple[float, float]] = {}
+    position = 0
+    for name in getattr(config, "auxdata_order", []):
+        paramset = config.param_set(name)
+        n = paramset.n_parameters
+        values = aux[position:position + n]
+        position += n
+        factors = getattr(paramset, "factors", None)
+        if getattr(paramset, "pdf_type", "normal") == "poisson" and factors is not None:
+            values = values / np.asarray(factors, dtype=float)
+        start = config.par_slice(name).start
+        for i, (centre, width) in enumerate(zip(values, paramset.width())):
+            result[start + i] = (float(centre), float(width))
+    return result
+
+
+def impacts(
+    model: Any,
+    data: Any,
+    *,
+    parameters: Iterable[str] | None = None,
+    refit: bool = True,
+    poi: str | None = None,
+    init: Mapping[str, Any] | Sequence[float] | None = None,
+    fixed: Mapping[str, Any] | Sequence[bool] | None = None,
+    bounds: Mapping[str, Any] | Sequence[Sequence[float]] | None = None,
+    options: FitOptions | None = None,
+) -> ImpactsResult:
+    """Pulls and impacts on the POI of every free parameter (or of ``parameters``,
+    expanded names), ranked. ``refit=False`` skips the four refits per parameter."""
+    setup = make_setup(model, init=init, fixed=fixed, bounds=bounds, poi=poi)
+    index = setup._require_poi()
+    objective = Objective(model, data)
+    best = minimize(objective, setup, options, context="global fit: ")
+    if not best.covariance_valid:
+        raise InvalidFitSetup(f"the covariance at the best fit is not positive definite ({best.message});"
+                              " impacts need a proper minimum")
+    hess = _hessian(objective, best, setup)
+    prefit = prefit_constraints(model, data)
+    rows = [_row(k, objective, setup, best, hess, prefit.get(k), index, options, refit)
+            for k in _selected(setup, index, parameters)]
+    rows.sort(key=lambda r: -_rank(r))
+    return ImpactsResult(setup.poi_name, best.poi_value, best.poi_error, tuple(rows))
+
+
+def _selected(setup: FitSetup, index: int, parameters: Iterable[str] | None) -> list[int]:
+    if parameters is None:
+        return [k for k in range(len(setup.names)) if k != index and not setup.fixed[k]]
+    chosen = [setup.index(name) for name in parameters]
+    for k in chosen:
+        if k == index or setup.fixed[k]:
+            raise InvalidFitSetup(f"no impact for {setup.names[k]!r}: it is the POI or fixed")
+    return chosen
+
+
+def _hessian(objective: Objective, best: FitResult, setup: FitSetup) -> np.ndarray:
+    """Hessian of −2 ln L over all parameters (zero rows/columns for fixed ones on numpy)."""
+    if objective.has_grad:
+        return objective.hessian(best.values)
+    free = ~setup.fixed
+    hess = np.zeros_like(best.covariance)
+    hess[np.ix_(free, free)] = 2.0 * np.linalg.inv(best.covariance[np.ix_(free, free)])
+    return hess
+
+
+def _row(k, objective, setup, best, hess, prefit, index, options, refit) -> ImpactRow:
+    cov = best.covariance
+    post = float(np.sqrt(cov[k, k]))
+    centre, width = prefit if prefit is not None else (None, None)
+    shifts: dict[str, float | None] = dict.fromkeys(("prefit_up", "prefit_down", "postfit_up", "postfit_down"))
+    if refit:
+        for label, sigma in (("prefit", width), ("postfit", post)):
+            if sigma is None:
+                continue
+            for direction, sign in (("up", 1.0), ("down", -1.0)):
+                shifts[f"{label}_{direction}"] = _refit_shift(objective, setup, best, k, sign * sigma, options)
+    return ImpactRow(
+        name=setup.names[k],
+        bestfit=float(best.values[k]),
+        postfit_error=post,
+        prefit_center=centre,
+        prefit_error=width,
+        pull=None if width is None else (float(best.values[k]) - centre) / width,
+        constraint=None if width is None else post / width,
+        hessian=float(-hess[index, k] / hess[index, index] * post),
+        hessian_profiled=float(cov[index, k] / post) if post > 0 else 0.0,
+        **shifts,
+    )
+
+
+def _refit_shift(objective, setup, best, k, delta, options) -> float:
+    lo, hi = setup.bounds[k]
+    value = float(np.clip(best.values[k] + delta, lo, hi))
+    shifted = setup.with_init(best.values).with_fixed(k, value)
+    result = minimize(objective, shifted, options, hesse=False,
+                      context=f"impact refit with {setup.names[k]}={value:g}: ")
+    return float(result.values[setup.poi_index] - best.values[setup.poi_index])
+
+
+def _rank(row: ImpactRow) -> float:
+    post = [abs(v) for v in (row.postfit_up, row.postfit_down) if v is not None]
+    return max(post) if post else abs(row.hessian_profiled)

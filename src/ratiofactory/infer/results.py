@@ -1,0 +1,399 @@
+"""Result objects of :mod:`ratiofactory.infer`.
+
+All are frozen dataclasses that print as a plain-text table (``str(result)``) and
+serialise with ``to_dict()`` to plain JSON types under stable keys (NaN → ``None``,
+±∞ → ``"inf"``/``"-inf"``). Arrays are read-only numpy arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.stats import chi2
+
+from ._format import fmt, jsonable, table
+from .errors import InvalidFitSetup
+
+__all__ = [
+    "BANDS",
+    "FitResult",
+    "HypoTestResult",
+    "ImpactRow",
+    "ImpactsResult",
+    "IntervalResult",
+    "ScanResult",
+    "ScanResult2D",
+    "SignificanceResult",
+    "UpperLimitResult",
+]
+
+#: order of the expected-band entries: the −2σ, −1σ, median, +1σ, +2σ expected limit
+BANDS = (-2, -1, 0, 1, 2)
+
+
+def _frozen(obj: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None:
+            array = np.array(value, dtype=float if name != "fixed" else bool)
+            array.flags.writeable = False
+            object.__setattr__(obj, name, array)
+
+
+@dataclass(frozen=True, eq=False)
+class FitResult:
+    """A maximum-likelihood fit. ``twice_nll`` is ``−2 ln L`` at the minimum;
+    ``errors``/``covariance`` are zero for fixed parameters and None without Hesse;
+    ``minos`` maps names to (lower, upper) errors (lower is negative)."""
+
+    parameters: tuple[str, ...]
+    values: np.ndarray
+    errors: np.ndarray | None
+    covariance: np.ndarray | None
+    twice_nll: float
+    valid: bool
+    fixed: np.ndarray
+    poi: str | None
+    edm: float | None
+    nfev: int
+    message: str
+    method: str
+    backend: str
+    covariance_valid: bool = False
+    minos: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _frozen(self, "values", "errors", "covariance", "fixed")
+
+    def index(self, name: str) -> int:
+        """Position of parameter ``name`` (expanded name, e.g. ``'uncorr[0]'``)."""
+        if name not in self.parameters:
+            raise InvalidFitSetup(f"unknown parameter {name!r}; known: {', '.join(self.parameters)}")
+        return self.parameters.index(name)
+
+    def value(self, name: str) -> float:
+        """Best-fit value of parameter ``name``."""
+        return float(self.values[self.index(name)])
+
+    def error(self, name: str) -> float:
+        """Hesse error of parameter ``name`` (NaN when Hesse was not run)."""
+        return float("nan") if self.errors is None else float(self.errors[self.index(name)])
+
+    @property
+    def poi_value(self) -> float:
+        """Best-fit value of the parameter of interest."""
+        return self.value(self._poi())
+
+    @property
+    def poi_error(self) -> float:
+        """Hesse error of the parameter of interest."""
+        return self.error(self._poi())
+
+    def _poi(self) -> str:
+        if self.poi is None:
+            raise InvalidFitSetup("this fit has no parameter of interest")
+        return self.poi
+
+    @property
+    def correlation(self) -> np.ndarray | None:
+        """Correlation matrix (zero rows/columns for fixed parameters)."""
+        if self.covariance is None:
+            return None
+        sigma = np.sqrt(np.clip(np.diag(self.covariance), 0.0, None))
+        scale = np.outer(sigma, sigma)
+        return np.divide(self.covariance, scale, out=np.zeros_like(self.covariance), where=scale > 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON summary with stable keys."""
+        return jsonable({
+            "parameters": list(self.parameters),
+            "values": self.values,
+            "errors": self.errors,
+            "covariance": self.covariance,
+            "fixed": self.fixed,
+            "poi": self.poi,
+            "twice_nll": self.twice_nll,
+            "valid": self.valid,
+            "covariance_valid": self.covariance_valid,
+            "edm": self.edm,
+            "nfev": self.nfev,
+            "message": self.message,
+            "method": self.method,
+            "backend": self.backend,
+            "minos": {k: list(v) for k, v in self.minos.items()},
+        })
+
+    def __str__(self) -> str:
+        rows = []
+        for i, name in enumerate(self.parameters):
+            err = None if self.errors is None or self.fixed[i] else self.errors[i]
+            lo, hi = self.minos.get(name, (None, None))
+            rows.append([name, self.values[i], err, lo, hi, bool(self.fixed[i])])
+        title = (f"FitResult ({self.method}, {self.backend}): valid={fmt(self.valid)}, "
+                 f"-2lnL={fmt(self.twice_nll, 10)}, edm={fmt(self.edm, 3)}, nfev={self.nfev}")
+        return table(["parameter", "value", "error", "minos-", "minos+", "fixed"], rows, title)
+
+
+@dataclass(frozen=True, eq=False)
+class ScanResult:
+    """A one-POI profile-likelihood scan: ``tmu = −2 ln[L(μ, θ̂̂)/L(μ̂, θ̂)]`` at ``poi_values``.
+
+    ``profiled[i]`` is the full conditional best-fit vector at ``poi_values[i]``.
+    ``profile`` (not serialised) re-evaluates ``t_μ`` at any μ, warm-started, and is what
+    :func:`~ratiofactory.infer.interval` uses to refine crossings.
+    """
+
+    poi: str
+    poi_values: np.ndarray
+    tmu: np.ndarray
+    twice_nll: np.ndarray
+    profiled: np.ndarray
+    bestfit: FitResult
+    profile: Callable[[float], float] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        _frozen(self, "poi_values", "tmu", "twice_nll", "profiled")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON summary with stable keys."""
+        return jsonable({
+            "poi": self.poi,
+            "poi_values": self.poi_values,
+            "tmu": self.tmu,
+            "twice_nll": self.twice_nll,
+            "bestfit_poi": self.bestfit.poi_value,
+            "twice_nll_min": self.bestfit.twice_nll,
+            "profiled": {n: self.profiled[:, i] for i, n in enumerate(self.bestfit.parameters)},
+        })
+
+    def __str__(self) -> str:
+        rows = list(zip(self.poi_values, self.tmu))
+        title = f"Profile scan of {self.poi} (best fit {fmt(self.bestfit.poi_value)})"
+        return table([self.poi, "t_mu"], rows, title)
+
+
+@dataclass(frozen=True, eq=False)
+class ScanResult2D:
+    """A two-POI grid scan: ``tmu[i, j]`` at ``(x_values[i], y_values[j])``."""
+
+    pois: tuple[str, str]
+    x_values: np.ndarray
+    y_values: np.ndarray
+    tmu: np.ndarray
+    twice_nll: np.ndarray
+    bestfit: FitResult
+
+    def __post_init__(self) -> None:
+        _frozen(self, "x_values", "y_values", "tmu", "twice_nll")
+
+    def inside(self, cl: float = 0.6827) -> np.ndarray:
+        """Grid points inside the ``cl`` confidence region (Wilks, 2 degrees of freedom)."""
+        return self.tmu <= chi2.ppf(cl, 2)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON summary with stable keys."""
+        return jsonable({
+            "pois": list(self.pois),
+            "x_values": self.x_values,
+            "y_values": self.y_values,
+            "tmu": self.tmu,
+            "twice_nll": self.twice_nll,
+            "bestfit": [self.bestfit.value(p) for p in self.pois],
+            "twice_nll_min": self.bestfit.twice_nll,
+        })
+
+    def __str__(self) -> str:
+        x, y = self.pois
+        rows = [[self.x_values[i], self.y_values[j], self.tmu[i, j]]
+                for i in range(self.x_values.size) for j in range(self.y_values.size)]
+        return table([x, y, "t"], rows, f"Profile scan of ({x}, {y})")
+
+
+@dataclass(frozen=True)
+class IntervalResult:
+    """Confidence intervals ``{μ : t_μ < threshold}`` from a profile scan (Wilks).
+
+    ``intervals`` lists every disjoint piece; ``open_ends[k]`` says whether the lower or
+    upper end of piece ``k`` is the edge of the scan rather than a crossing (widen the
+    scan, unless that edge is the parameter's bound).
+    """
+
+    poi: str
+    cl: float
+    threshold: float
+    bestfit: float
+    intervals: tuple[tuple[float, float], ...]
+    open_ends: tuple[tuple[bool, bool], ...]
+    refined: bool
+
+    @property
+    def lower(self) -> float:
+        """Lowest end of all pieces."""
+        return min(lo for lo, _ in self.intervals)
+
+    @property
+    def upper(self) -> float:
+        """Highest end of all pieces."""
+        return max(hi for _, hi in self.intervals)
+
+    @property
+    def errors(self) -> tuple[float, float]:
+        """(lower − best fit, upper − best fit): asymmetric errors, the first ≤ 0."""
+        return (self.lower - self.bestfit, self.upper - self.bestfit)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON summary with stable keys."""
+        return jsonable({
+            "poi": self.poi, "cl": self.cl, "threshold": self.threshold,
+            "bestfit": self.bestfit, "intervals": self.intervals,
+            "open_ends": self.open_ends, "refined": self.refined,
+        })
+
+    def __str__(self) -> str:
+        down, up = self.errors
+        head = (f"{self.poi} = {fmt(self.bestfit)} +{fmt(up)} / {fmt(down)}  "
+                f"({100 * self.cl:.2f}% CL, t_mu < {fmt(self.threshold)})")
+        rows = [[k, lo, hi, "yes" if a else "no", "yes" if b else "no"]
+                for k, ((lo, hi), (a, b)) in enumerate(zip(self.intervals, self.open_ends))]
+        return table(["piece", "lower", "upper", "open below", "open above"], rows, head)
+
+
+@dataclass(frozen=True)
+class HypoTestResult:
+    """An asymptotic CLs test of ``poi = poi_value``. ``expected_*`` follow :data:`BANDS`
+    (−2σ … +2σ of the expected limit; pyhf's order)."""
+
+    poi: str
+    poi_value: float
+    test_stat: str
+    teststat: float
+    teststat_asimov: float
+    cls: float
+    clsb: float
+    clb: float
+    expected_cls: tuple[float, ...]
+    expected_clsb: tuple[float, ...]
+    expected_clb: tuple[float, ...]
+    bestfit_poi: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON summary with stable keys."""
+        return jsonable(self.__dict__)
+
+    def __str__(self) -> str:
+        title = (f"Hypothesis test {self.poi} = {fmt(self.poi_value)} ({self.test_stat}: "
+                 f"observed {fmt(self.teststat)}, Asimov {fmt(self.teststat_asimov)})")
+        rows = [["observed", self.cls, self.clsb, self.clb]]
+        rows += [[f"expected {b:+d} sigma", *v] for b, *v in
+                 zip(BANDS, self.expected_cls, self.expected_clsb, self.expected_clb)]
+        return table(["", "CLs", "CLs+b", "CLb"], rows, title)
+
+
+@dataclass(frozen=True, eq=False)
+class UpperLimitResult:
+    """Upper limits at CLs = ``level`` (observed and expected bands, :data:`BANDS` order),
+    with the CLs values of every tested POI value."""
+
+    poi: str
+    level: float
+    test_stat: str
+    method: str
+    observed: float
+    expected: tuple[float, ...]
+    poi_values: np.ndarray
+    cls_observed: np.ndarray
+    cls_expected: np.ndarray
+
+    def __post_init__(self) -> None:
+        _frozen(self, "poi_values", "cls_observed", "cls_expected")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON summary with stable keys."""
+        return jsonable(dict(self.__dict__))
+
+    def __str__(self) -> str:
+        title = f"Upper limits on {self.poi} at CLs = {fmt(self.level)} ({self.test_stat}, {self.method})"
+        rows = [["observed", self.observed]]
+        rows += [[f"expected {b:+d} sigma", v] for b, v in zip(BANDS, self.expected)]
+        return table(["", "limit"], rows, title)
+
+
+@dataclass(frozen=True)
+class SignificanceResult:
+    """Discovery test with ``q₀``: observed and expected (at ``poi = poi_alt``) p-values and
+    significances; ``expected_pvalues`` follow :data:`BANDS`."""
+
+    poi: str
+    poi_alt: float
+    q0: float
+    q0_asimov: float
+    pvalue: float
+    significance: float
+    expected_pvalue: float
+    expected_significance: float
+    expected_pvalues: tuple[float, ...]
+    bestfit_poi: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON summary with stable keys."""
+        return jsonable(self.__dict__)
+
+    def __str__(self) -> str:
+        rows = [["observed", self.q0, self.pvalue, self.significance],
+                [f"expected ({self.poi}={fmt(self.poi_alt)})", self.q0_asimov,
+                 self.expected_pvalue, self.expected_significance]]
+        return table(["", "q0", "p0", "Z"], rows, f"Discovery significance ({self.poi} = 0 rejected?)")
+
+
+@dataclass(frozen=True)
+class ImpactRow:
+    """One parameter's pull and impacts on the POI (Δμ̂ values; None where undefined)."""
+
+    name: str
+    bestfit: float
+    postfit_error: float
+    prefit_center: float | None
+    prefit_error: float | None
+    pull: float | None
+    constraint: float | None
+    hessian: float
+    hessian_profiled: float
+    prefit_up: float | None
+    prefit_down: float | None
+    postfit_up: float | None
+    postfit_down: float | None
+
+
+@dataclass(frozen=True)
+class ImpactsResult:
+    """Pulls and impacts on the POI, ranked by the largest |post-fit refit impact|."""
+
+    poi: str
+    poi_value: float
+    poi_error: float
+    rows: tuple[ImpactRow, ...]
+
+    def row(self, name: str) -> ImpactRow:
+        """The row of parameter ``name``."""
+        for row in self.rows:
+            if row.name == name:
+                return row
+        raise InvalidFitSetup(f"no impact computed for {name!r}; have: {', '.join(r.name for r in self.rows)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON summary with stable keys."""
+        return jsonable({
+            "poi": self.poi, "poi_value": self.poi_value, "poi_error": self.poi_error,
+            "rows": [dict(row.__dict__) for row in self.rows],
+        })
+
+    def __str__(self) -> str:
+        rows = [[r.name, r.pull, r.constraint, r.hessian, r.hessian_profiled,
+                 r.prefit_up, r.prefit_down, r.postfit_up, r.postfit_down] for r in self.rows]
+        title = f"Impacts on {self.poi} = {fmt(self.poi_value)} ± {fmt(self.poi_error)}"
+        headers = ["parameter", "pull", "constraint", "hessian", "hess.prof",
+                   "pre+", "pre-", "post+", "post-"]
+        return table(headers, rows, title)
