@@ -156,8 +156,8 @@ def test_batching_with_transcendental_ops_agrees_to_rounding(workspace, events):
     np.testing.assert_allclose(small.mean, large.mean, rtol=2e-15, atol=0)
 
 
-def test_large_float32_run_casts_in_batches_and_exps_on_threads(workspace):
-    # 300 000 events: float64 -> float32 casts are pipelined and exp() runs on threads
+def test_large_float32_run_casts_batches_and_exps_on_threads(workspace):
+    # 300 000 events: float64 -> float32 casts in a reused buffer, exp() on threads
     numerator = [(1.0, [Normal(1.2, 0.5), Exponential(0.7, -1.0, 1.0)])]
     values = sample_mixture(REFERENCE, 300_000, np.random.default_rng(9))
     many = EventSet(values, None, OBSERVABLES, "data/big.npz")

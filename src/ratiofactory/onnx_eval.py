@@ -318,29 +318,16 @@ class _RatioModel:
         """Raw model outputs (N,) in float64, computed batch by batch."""
         n_events = values.shape[0]
         raw = np.empty(n_events, dtype=np.float64)
-        starts = range(0, n_events, batch_size)
-        if values.dtype == self.input_dtype:
-            for start in starts:
-                self._run_batch(values[start : start + batch_size], start, raw)
-            return raw
-        # cast batch i+1 in a helper thread (two reused buffers) while batch i runs:
-        # onnxruntime and numpy both release the GIL
-        shape = (min(batch_size, n_events), values.shape[1])
-        buffers = [np.empty(shape, dtype=self.input_dtype) for _ in range(2)]
-
-        def cast(index: int) -> np.ndarray:
-            start = starts[index]
-            batch = buffers[index % 2][: min(batch_size, n_events - start)]
-            np.copyto(batch, values[start : start + batch.shape[0]], casting="same_kind")
-            return batch
-
-        with ThreadPoolExecutor(max_workers=1) as helper:
-            pending = helper.submit(cast, 0) if n_events else None
-            for index, start in enumerate(starts):
-                batch = pending.result()
-                if index + 1 < len(starts):
-                    pending = helper.submit(cast, index + 1)
-                self._run_batch(batch, start, raw)
+        cast = values.dtype != self.input_dtype
+        if cast:  # one reused buffer: casting into fresh arrays costs more than the copy
+            shape = (min(batch_size, n_events), values.shape[1])
+            buffer = np.empty(shape, dtype=self.input_dtype)
+        for start in range(0, n_events, batch_size):
+            batch = values[start : start + batch_size]
+            if cast:
+                np.copyto(buffer[: batch.shape[0]], batch, casting="same_kind")
+                batch = buffer[: batch.shape[0]]
+            self._run_batch(batch, start, raw)
         return raw
 
     def _run_batch(self, batch: np.ndarray, start: int, raw: np.ndarray) -> None:
