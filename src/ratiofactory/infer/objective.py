@@ -239,13 +239,20 @@ def _check_inside_bounds(setup: FitSetup) -> None:
 _JAX_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _jax_functions(model: Any) -> dict[str, Callable]:
-    """jit-compiled value-and-gradient and Hessian of −2 ln L, built once per model."""
+def _jax_functions(model: Any, pars: Any = None, data: Any = None) -> dict[str, Callable]:
+    """jit-compiled value-and-gradient and Hessian of −2 ln L, built once per model.
+
+    Given ``pars`` and ``data``, the model is first evaluated once eagerly, so that any
+    arrays it builds lazily and caches are concrete and not tracers of the first trace.
+    """
     cached = _JAX_FUNCTIONS.get(model)
     if cached is not None:
         return cached
     import jax
     import jax.numpy as jnp
+
+    if pars is not None:
+        model.logpdf(jnp.asarray(pars, dtype=jnp.float64), data)
 
     model_ref = weakref.ref(model)
 
@@ -277,6 +284,8 @@ class Objective:
         self.calls = 0
         self.nonfinite_calls = 0
         self._last: tuple[bytes, float, np.ndarray] | None = None
+        if self.has_grad:
+            _jax_functions(model, model.config.suggested_init(), self.data)
 
     def _check_data_length(self, shape: tuple[int, ...]) -> None:
         config = self.model.config
