@@ -77,7 +77,9 @@ def _finite_difference_errors(model, data, x, free):
 def test_fit_agrees_with_pyhf(backend, model, data, pyhf_fits, reference_errors, method):
     reference, twice_nll = pyhf_fits[0]
     result = infer.fit(model, data, method=method, tolerance=TIGHT)
-    assert result.valid and result.covariance_valid and result.backend == backend
+    assert result.valid
+    assert result.covariance_valid
+    assert result.backend == backend
     np.testing.assert_allclose(result.values, reference, atol=1e-5)
     assert result.twice_nll == pytest.approx(twice_nll, abs=1e-7)
     np.testing.assert_allclose(result.errors, reference_errors, rtol=2e-3 if backend == "numpy" else 1e-5)
@@ -88,7 +90,8 @@ def test_fixed_parameters_agree_with_pyhf(backend, model, data, pyhf_fits):
     result = infer.fit(model, data, fixed={"lumi": 1.01, "mu": 0.5}, tolerance=TIGHT)
     np.testing.assert_allclose(result.values, reference, atol=1e-5)
     assert result.twice_nll == pytest.approx(twice_nll, abs=1e-7)
-    assert result.value("lumi") == 1.01 and result.error("lumi") == 0.0
+    assert result.value("lumi") == 1.01
+    assert result.error("lumi") == 0.0
     assert result.covariance[result.index("mu")].tolist() == [0.0] * model.config.npars
 
 
@@ -108,7 +111,7 @@ def test_minos_single_bin_counting_matches_analytic():
     counting = pyhf.Model({"channels": [{"name": "c", "samples": [
         {"name": "s", "data": [s], "modifiers": [{"name": "mu", "type": "normfactor", "data": None}]},
         {"name": "b", "data": [b], "modifiers": []}]}]}, poi_name="mu", validate=False)
-    t = lambda mu: 2 * (mu * s + b - n + n * np.log(n / (mu * s + b))) - 1.0  # noqa: E731
+    t = lambda mu: 2 * (mu * s + b - n + n * np.log(n / (mu * s + b))) - 1.0
     muhat = (n - b) / s
     result = infer.fit(counting, [n], minos=["mu"], tolerance=1e-6)
     lower, upper = result.minos["mu"]
@@ -122,12 +125,15 @@ def test_minos_single_bin_counting_matches_analytic():
 def test_result_prints_and_serialises(model, data):
     result = infer.fit(model, data)
     text = str(result)
-    assert "valid=yes" in text and "bkg_shape" in text and "stat[3]" in text
+    assert "valid=yes" in text
+    assert "bkg_shape" in text
+    assert "stat[3]" in text
     payload = json.loads(json.dumps(result.to_dict()))
     assert list(payload) == ["parameters", "values", "errors", "covariance", "fixed", "poi", "twice_nll",
                              "valid", "covariance_valid", "edm", "nfev", "message", "method", "backend",
                              "minos"]
-    assert payload["poi"] == "mu" and isinstance(payload["values"][0], float)
+    assert payload["poi"] == "mu"
+    assert isinstance(payload["values"][0], float)
     assert result.correlation[0, 0] == pytest.approx(1.0)
     with pytest.raises(AttributeError):
         result.valid = False
@@ -146,7 +152,8 @@ def test_result_prints_and_serialises(model, data):
 def test_bad_input_is_one_clear_error(model, data, kwargs, message):
     with pytest.raises(infer.InvalidFitSetup, match=message) as info:
         infer.fit(model, data, **kwargs)
-    assert isinstance(info.value, RatiofactoryError) and "\n" not in str(info.value)
+    assert isinstance(info.value, RatiofactoryError)
+    assert "\n" not in str(info.value)
 
 
 def test_wrong_data_length(model):
@@ -162,4 +169,5 @@ def test_nonfinite_likelihood_at_init_is_reported(model, data):
 def test_unconverged_fit_raises_with_diagnostics(model, data):
     with pytest.raises(infer.FitFailed, match="did not converge: MIGRAD did not converge; call limit reached") as info:
         infer.fit(model, data, maxiter=5)
-    assert info.value.result is not None and not info.value.result.valid
+    assert info.value.result is not None
+    assert not info.value.result.valid

@@ -111,7 +111,9 @@ def test_impacts_print_and_serialise(gaussian):
     result = infer.impacts(model, data, refit=False)
     assert result.rows[0].postfit_up is None
     text = str(result)
-    assert "a1" in text and "a2" in text and "hessian" in text
+    assert "a1" in text
+    assert "a2" in text
+    assert "hessian" in text
     payload = json.loads(json.dumps(result.to_dict()))
     assert [r["name"] for r in payload["rows"]] == [r.name for r in result.rows]
     assert set(payload["rows"][0]) >= {"pull", "constraint", "hessian", "hessian_profiled", "postfit_up"}
@@ -138,7 +140,7 @@ def test_high_statistics_hessian_agrees_with_refits():
                         "data": {"hi_data": [10100.0, 11950.0], "lo_data": [9900.0, 12050.0]}}]}]}]}
     model = pyhf.Model(spec, poi_name="mu", validate=False)
     data = [10700.0, 12600.0, 0.3, -0.1]  # auxdata shifted off zero
-    aux = dict(zip(model.config.auxdata_order, data[2:]))  # pyhf's order: shape, norm
+    aux = dict(zip(model.config.auxdata_order, data[2:], strict=True))  # pyhf's order: shape, norm
     result = infer.impacts(model, data)
     for row in result.rows:
         assert row.postfit_up * row.postfit_down < 0

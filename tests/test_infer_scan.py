@@ -57,9 +57,10 @@ def test_scan_and_intervals_match_closed_form(backend):
     for cl, threshold in ((infer.CL_1SIGMA, 1.0), (infer.CL_2SIGMA, 4.0)):
         result = infer.interval(scan, cl)
         assert result.threshold == pytest.approx(threshold, abs=1e-12)
-        f = lambda mu, t=threshold: poisson_t(mu * s + b, n) - t  # noqa: E731
+        f = lambda mu, t=threshold: poisson_t(mu * s + b, n) - t
         expected = (brentq(f, -b / s + 1e-9, muhat, xtol=1e-14), brentq(f, muhat, 10.0, xtol=1e-14))
-        assert len(result.intervals) == 1 and result.refined
+        assert len(result.intervals) == 1
+        assert result.refined
         np.testing.assert_allclose(result.intervals[0], expected, atol=1e-5)
         assert result.open_ends == ((False, False),)
         down, up = result.errors
@@ -84,14 +85,14 @@ def test_disjoint_intervals_from_a_nonmonotonic_yield(backend):
     np.testing.assert_allclose(scan.tmu, poisson_t(grid**2 * s + b, n), atol=1e-6)
     result = infer.interval(scan)
     root = np.sqrt((n - b) / s)
-    f = lambda mu: poisson_t(mu**2 * s + b, n) - 1.0  # noqa: E731
+    f = lambda mu: poisson_t(mu**2 * s + b, n) - 1.0
     inner, outer = brentq(f, 0.0, root, xtol=1e-14), brentq(f, root, 4.0, xtol=1e-14)
     assert len(result.intervals) == 2
     np.testing.assert_allclose(result.intervals, [(-outer, -inner), (inner, outer)], atol=1e-5)
     # at 2σ the two pieces merge across μ = 0
     wide = infer.interval(scan, infer.CL_2SIGMA)
     assert len(wide.intervals) == 1
-    g = lambda mu: poisson_t(mu**2 * s + b, n) - 4.0  # noqa: E731
+    g = lambda mu: poisson_t(mu**2 * s + b, n) - 4.0
     np.testing.assert_allclose(wide.intervals[0], (-brentq(g, root, 4.0), brentq(g, root, 4.0)), atol=1e-5)
 
 
@@ -134,7 +135,8 @@ def test_two_poi_grid_matches_closed_form(backend):
     np.testing.assert_allclose(scan.tmu, expected, atol=1e-6)
     np.testing.assert_array_equal(scan.inside(infer.CL_1SIGMA), expected <= 2.2957489288986)
     payload = json.loads(json.dumps(scan.to_dict()))
-    assert payload["pois"] == ["mu1", "mu2"] and len(payload["tmu"]) == 3
+    assert payload["pois"] == ["mu1", "mu2"]
+    assert len(payload["tmu"]) == 3
     assert "mu2" in str(scan)
 
 

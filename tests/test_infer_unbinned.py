@@ -31,7 +31,7 @@ from ratiofactory import infer
 # the workspace builder imports modules other engineers are still writing
 pytest.importorskip("ratiofactory.workspace", reason="the unbinned model's modules are not all in the tree yet")
 pytest.importorskip("onnx")
-from ratiofactory.testing import Exponential, Normal, ratio_model  # noqa: E402
+from ratiofactory.testing import Exponential, Normal, ratio_model
 
 NU_S, NU_B, LUMI_SIGMA = 50.0, 500.0, 0.05
 P_S = [(1.0, [Normal(5.0, 0.5)])]
@@ -56,7 +56,7 @@ def _build(root, background_density=P_B, name="toy"):
     np.savez(root / "observed.npz", x=observed)
     grid = (np.arange(20000) + 0.5) * 10.0 / 20000
     np.savez(root / "reference.npz", x=grid, w=_densities(grid)[2])
-    onnx = lambda f, out: {"onnx": {"path": f}, "output": out}  # noqa: E731
+    onnx = lambda f, out: {"onnx": {"path": f}, "output": out}
     spec = {
         "version": "1.0.0",
         "unbinned_channels": [{
@@ -160,7 +160,7 @@ def test_profile_scan_and_interval_match_independent_likelihood(toy, reference):
     finally:
         pyhf.set_backend("numpy")
     best, nll_min = reference.minimum()
-    profile = lambda mu: 2.0 * (reference.minimum(mu, best)[1] - nll_min)  # noqa: E731
+    profile = lambda mu: 2.0 * (reference.minimum(mu, best)[1] - nll_min)
     np.testing.assert_allclose(scan.tmu, [profile(mu) for mu in grid], atol=1e-5)
     # brute force on the reference: crossings of its own profile with 1
     lower = optimize.brentq(lambda mu: profile(mu) - 1.0, 0.0, best[0], xtol=1e-10)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from .asimov import AsimovYieldWarning, YieldCheck, asimov_data, asimov_yield_checks
 from .errors import FitFailed, InvalidFitSetup
 from .fitting import DEFAULT_TOLERANCE, FitOptions, fit
-from .hypotests import TEST_STATISTICS, asymptotic_pvalues, hypotest, test_statistic
+from .hypotests import TEST_STATISTICS, asymptotic_pvalues, compute_teststat, hypotest
 from .limits import significance, upper_limit
 from .nuisance import impacts, prefit_constraints
 from .results import (
@@ -30,22 +30,12 @@ from .results import (
 from .scan import CL_1SIGMA, CL_2SIGMA, interval, profile_scan, profile_scan_2d
 
 __all__ = [
-    "TEST_STATISTICS",
-    "AsimovYieldWarning",
-    "YieldCheck",
-    "asimov_data",
-    "asimov_yield_checks",
-    "asymptotic_pvalues",
-    "hypotest",
-    "impacts",
-    "prefit_constraints",
-    "significance",
-    "test_statistic",
-    "upper_limit",
     "BANDS",
     "CL_1SIGMA",
     "CL_2SIGMA",
     "DEFAULT_TOLERANCE",
+    "TEST_STATISTICS",
+    "AsimovYieldWarning",
     "FitFailed",
     "FitOptions",
     "FitResult",
@@ -58,8 +48,18 @@ __all__ = [
     "ScanResult2D",
     "SignificanceResult",
     "UpperLimitResult",
+    "YieldCheck",
+    "asimov_data",
+    "asimov_yield_checks",
+    "asymptotic_pvalues",
+    "compute_teststat",
     "fit",
+    "hypotest",
+    "impacts",
     "interval",
+    "prefit_constraints",
     "profile_scan",
     "profile_scan_2d",
+    "significance",
+    "upper_limit",
 ]

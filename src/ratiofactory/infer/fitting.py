@@ -105,7 +105,7 @@ def minimize(
 def _check_finite_start(objective: Objective, setup: FitSetup, context: str) -> None:
     value = objective(setup.init)
     if not np.isfinite(value):
-        shown = ", ".join(f"{n}={v:g}" for n, v in list(zip(setup.names, setup.init))[:8])
+        shown = ", ".join(f"{n}={v:g}" for n, v in list(zip(setup.names, setup.init, strict=True))[:8])
         more = ", ..." if len(setup.names) > 8 else ""
         raise InvalidFitSetup(
             f"{context}-2 ln L is {value} at the initial parameters ({shown}{more}): the likelihood"
@@ -201,7 +201,7 @@ def _covariance(objective: Objective, setup: FitSetup, values: np.ndarray, m: Mi
 
 
 def _minos(m: Minuit, setup: FitSetup, minos: bool | Sequence[str], notes: list[str]) -> dict:
-    names = [n for n, f in zip(setup.names, setup.fixed) if not f] if minos is True else list(minos)
+    names = [n for n, f in zip(setup.names, setup.fixed, strict=True) if not f] if minos is True else list(minos)
     for name in names:
         if name not in setup.names:
             raise InvalidFitSetup(f"minos: unknown parameter {name!r}; known: {', '.join(setup.names)}")
@@ -257,7 +257,7 @@ def _edm(objective: Objective, values: np.ndarray, cov: np.ndarray, free: np.nda
     else:
         step = 1e-6 * np.maximum(1.0, np.abs(values[free]))
         grad = np.empty(step.size)
-        for i, (k, h) in enumerate(zip(np.flatnonzero(free), step)):
+        for i, (k, h) in enumerate(zip(np.flatnonzero(free), step, strict=True)):
             up, down = values.copy(), values.copy()
             up[k] += h
             down[k] -= h

@@ -55,7 +55,7 @@ def prefit_constraints(model: Any, data: Any) -> dict[int, tuple[float, float]]:
         if getattr(paramset, "pdf_type", "normal") == "poisson" and factors is not None:
             values = values / np.asarray(factors, dtype=float)
         start = config.par_slice(name).start
-        for i, (centre, width) in enumerate(zip(values, paramset.width())):
+        for i, (centre, width) in enumerate(zip(values, paramset.width(), strict=True)):
             result[start + i] = (float(centre), float(width))
     return result
 

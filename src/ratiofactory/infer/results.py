@@ -170,7 +170,7 @@ class ScanResult:
         })
 
     def __str__(self) -> str:
-        rows = list(zip(self.poi_values, self.tmu))
+        rows = list(zip(self.poi_values, self.tmu, strict=True))
         title = f"Profile scan of {self.poi} (best fit {fmt(self.bestfit.poi_value)})"
         return table([self.poi, "t_mu"], rows, title)
 
@@ -257,7 +257,7 @@ class IntervalResult:
         head = (f"{self.poi} = {fmt(self.bestfit)} +{fmt(up)} / {fmt(down)}  "
                 f"({100 * self.cl:.2f}% CL, t_mu < {fmt(self.threshold)})")
         rows = [[k, lo, hi, "yes" if a else "no", "yes" if b else "no"]
-                for k, ((lo, hi), (a, b)) in enumerate(zip(self.intervals, self.open_ends))]
+                for k, ((lo, hi), (a, b)) in enumerate(zip(self.intervals, self.open_ends, strict=True))]
         return table(["piece", "lower", "upper", "open below", "open above"], rows, head)
 
 
@@ -288,7 +288,7 @@ class HypoTestResult:
                  f"observed {fmt(self.teststat)}, Asimov {fmt(self.teststat_asimov)})")
         rows = [["observed", self.cls, self.clsb, self.clb]]
         rows += [[f"expected {b:+d} sigma", *v] for b, *v in
-                 zip(BANDS, self.expected_cls, self.expected_clsb, self.expected_clb)]
+                 zip(BANDS, self.expected_cls, self.expected_clsb, self.expected_clb, strict=True)]
         return table(["", "CLs", "CLs+b", "CLb"], rows, title)
 
 
@@ -317,7 +317,7 @@ class UpperLimitResult:
     def __str__(self) -> str:
         title = f"Upper limits on {self.poi} at CLs = {fmt(self.level)} ({self.test_stat}, {self.method})"
         rows = [["observed", self.observed]]
-        rows += [[f"expected {b:+d} sigma", v] for b, v in zip(BANDS, self.expected)]
+        rows += [[f"expected {b:+d} sigma", v] for b, v in zip(BANDS, self.expected, strict=True)]
         return table(["", "limit"], rows, title)
 
 
