@@ -110,8 +110,25 @@ def _check_finite_start(objective: Objective, setup: FitSetup, context: str) -> 
         raise InvalidFitSetup(
             f"{context}-2 ln L is {value} at the initial parameters ({shown}{more}): the likelihood"
             " is not finite there (an unbinned channel is +inf where an event has s(x;θ) <= 0,"
-            " e.g. through negative interference coefficients); start from a different init="
+            f" e.g. through negative interference coefficients{_nonpositive(objective, setup)});"
+            " start from a different init="
         )
+
+
+def _nonpositive(objective: Objective, setup: FitSetup) -> str:
+    """``"; here 3 events, first: ..."`` from a model that can name its s ≤ 0 events."""
+    finder = getattr(objective.model, "nonpositive_events", None)
+    if finder is None:
+        return ""
+    try:
+        bad = finder(setup.init, np.asarray(objective.data))
+    except Exception:  # diagnostics must never hide the real error
+        return ""
+    if not bad:
+        return ""
+    first = bad[0]
+    return (f"; here {len(bad)} event(s), first: channel {first['channel']!r} {first['set']}"
+            f" event {first['event']} with s = {first['s']:.4g}")
 
 
 def _all_fixed(objective: Objective, setup: FitSetup) -> FitResult:
