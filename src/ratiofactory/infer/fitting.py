@@ -122,7 +122,7 @@ def _nonpositive(objective: Objective, setup: FitSetup) -> str:
         return ""
     try:
         bad = finder(setup.init, np.asarray(objective.data))
-    except Exception:  # diagnostics must never hide the real error
+    except Exception:  # noqa: BLE001 (diagnostics must never hide the real error)
         return ""
     if not bad:
         return ""
