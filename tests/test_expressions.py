@@ -1,0 +1,256 @@
+"""The formula language: whitelist, values, parameters, numpy and jax (jit, grad, vmap)."""
+
+from __future__ import annotations
+
+import builtins
+import math
+
+import numpy as np
+import pyhf
+import pytest
+
+from ratiofactory.errors import InvalidExpression, RatiofactoryError
+from ratiofactory.expressions import (
+    BinaryOperation,
+    Expression,
+    MissingParameterValue,
+    Number,
+    Parameter,
+    parse_expression,
+)
+
+POINTER = "/unbinned_channels/0/samples/0/modifiers/0/data/expression"
+
+REJECTED = {
+    # text: words the one-line message must contain
+    "os.system(1)": "attribute access",
+    "mu.real": "attribute access",
+    "x[0]": "subscripts",
+    "mu < 1": "comparisons",
+    "mu and nu": "'and'/'or'",
+    "lambda: 1": "lambda",
+    "(lambda: 1)()": "only the functions",
+    "sqrt(x=1)": "keyword arguments",
+    "sqrt(*args)": "unpacking",
+    "__import__('os')": "unknown function '__import__'",
+    "eval('1')": "unknown function 'eval'",
+    "sin(mu)": "unknown function 'sin'",
+    "sqrt + 1": "'sqrt' is a function",
+    "__class__": "names starting with '__'",
+    "'mu'": "strings",
+    "f'{mu}'": "strings",
+    "True * mu": "booleans",
+    "2j * mu": "complex numbers",
+    "None": "the constant None",
+    "": "empty",
+    "   ": "empty",
+    "mu ^ 2": "write ** for powers",
+    "mu // 2": "'//'",
+    "mu % 2": "'%'",
+    "not mu": "'not'",
+    "~mu": "'~'",
+    "[mu]": "lists",
+    "(mu, 1)": "tuples",
+    "mu if nu else 1": "conditional",
+    "(x := 1)": "assignments",
+    "mu # a comment": "comments",
+    "mu +": "not a valid formula",
+    "mu\n+ 1": "not a valid formula",
+    "sqrt(mu, 2)": "sqrt takes 1 argument, got 2",
+    "pow(mu)": "pow takes 2 arguments, got 1",
+    "min(mu)": "min takes at least 2 arguments, got 1",
+    "1e400 * mu": "too large",
+    "1/0 + mu": "constant part '1/0' is not a finite number",
+    "sqrt(-1) * mu": "constant part 'sqrt(-1)'",
+    "10**400 * mu": "constant part '10**400'",
+    "μ + 1": "must be ASCII",
+    "x" * 1001: "at most 1000 characters",
+    "-" * 300 + "mu": "nest at most",
+}
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"), list(REJECTED.items()), ids=list(range(len(REJECTED)))
+)
+def test_rejected_formulas_name_pointer_text_and_problem(text, problem):
+    with pytest.raises(InvalidExpression) as info:
+        parse_expression(text, pointer=POINTER)
+    message = str(info.value)
+    assert message.startswith(f"{POINTER}: ")
+    assert repr(text[:97]).rstrip("'\"") in message
+    assert problem in message
+    assert "allowed: numbers, parameter names" in message
+    assert "\n" not in message
+    assert info.value.pointer == POINTER
+    assert isinstance(info.value, RatiofactoryError)
+
+
+def test_message_of_the_brief():
+    with pytest.raises(InvalidExpression) as info:
+        parse_expression("os.system(1)", pointer=POINTER)
+    assert str(info.value) == (
+        f"{POINTER}: 'os.system(1)': attribute access is not allowed in formulas; "
+        "allowed: numbers, parameter names, + - * / **, sqrt exp log abs pow min max"
+    )
+
+
+def test_without_pointer_the_message_starts_with_the_text():
+    with pytest.raises(InvalidExpression, match=r"^'foo\(mu\)': unknown function 'foo'"):
+        parse_expression("foo(mu)")
+
+
+def test_non_string_is_rejected():
+    with pytest.raises(InvalidExpression, match="must be a string, not int"):
+        parse_expression(3, pointer=POINTER)  # type: ignore[arg-type]
+
+
+VALUES = [
+    # (text, parameter values, value computed by hand)
+    ("mu - sqrt(mu)", {"mu": 4.0}, 2.0),
+    ("sqrt(mu)", {"mu": 2.25}, 1.5),
+    ("1 - sqrt(mu)", {"mu": 0.25}, 0.5),
+    ("1 + 2*cW + cW**2", {"cW": -3.0}, 4.0),
+    ("(1 - cW)**2 * cHW + 0.5*cW*cHW", {"cW": 0.5, "cHW": 2.0}, 1.0),
+    ("-mu**2", {"mu": 3.0}, -9.0),
+    ("2**-1 * mu", {"mu": 3.0}, 1.5),
+    ("mu / 4 / 2", {"mu": 16.0}, 2.0),
+    ("mu - 2 - 3", {"mu": 10.0}, 5.0),
+    ("+mu", {"mu": 7.0}, 7.0),
+    ("--mu", {"mu": 7.0}, 7.0),
+    ("exp(log(mu))", {"mu": 5.0}, 5.0),
+    ("log(exp(2))", {}, 2.0),
+    ("abs(a - b)", {"a": 1.0, "b": 3.5}, 2.5),
+    ("pow(2, x)", {"x": 3.0}, 8.0),
+    ("pow(x, 0.5)", {"x": 9.0}, 3.0),
+    ("x**1.5", {"x": 4.0}, 8.0),
+    ("cW**3", {"cW": -2.0}, -8.0),
+    ("min(a, b, 1)", {"a": 3.0, "b": 2.0}, 1.0),
+    ("max(a, b, 1)", {"a": 3.0, "b": 2.0}, 3.0),
+    ("min(a, b)", {"a": -3.0, "b": 2.0}, -3.0),
+    ("1.5e-1 * k", {"k": 2.0}, 0.3),
+    ("  mu  ", {"mu": 1.25}, 1.25),
+    ("(mu\n + 1)", {"mu": 1.0}, 2.0),
+    ("3", {}, 3.0),
+    ("mu**-1", {"mu": 2}, 0.5),
+]
+
+
+@pytest.mark.parametrize(("text", "values", "expected"), VALUES)
+def test_values_against_hand_computed_numbers(text, values, expected):
+    assert float(parse_expression(text).evaluate(values)) == pytest.approx(expected, rel=1e-15)
+
+
+def test_extra_values_are_ignored_and_arrays_broadcast():
+    expr = parse_expression("mu - sqrt(mu)")
+    mu = np.array([0.0, 1.0, 4.0, 9.0])
+    np.testing.assert_array_equal(expr.evaluate({"mu": mu, "alpha": 3.0}), [0.0, 0.0, 2.0, 6.0])
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("mu - sqrt(mu)", {"mu"}),
+        ("1 + 2*cW + cW**2 + cW*cHW", {"cW", "cHW"}),
+        ("max(a, b_2, _c) / 2", {"a", "b_2", "_c"}),
+        ("2 * pi", {"pi"}),
+        ("4", set()),
+    ],
+)
+def test_parameters(text, names):
+    expr = parse_expression(text)
+    assert expr.parameters == frozenset(names)
+    assert isinstance(expr.parameters, frozenset)
+
+
+def test_tree_is_our_own_and_constants_are_folded():
+    expr = parse_expression("2 * sqrt(4) * mu")
+    assert isinstance(expr, Expression)
+    assert expr.root == BinaryOperation("*", Number(4.0), Parameter("mu"))
+    assert expr.text == str(expr) == "2 * sqrt(4) * mu"
+    assert repr(expr) == "Expression('2 * sqrt(4) * mu')"
+    assert expr == parse_expression("2 * sqrt(4) * mu", pointer="/elsewhere")
+    assert hash(expr) == hash(parse_expression("2 * sqrt(4) * mu"))
+    with pytest.raises(AttributeError):
+        expr.text = "mu"  # type: ignore[misc]
+
+
+def test_missing_value_names_the_parameter_and_pointer():
+    expr = parse_expression("mu * k", pointer=POINTER)
+    with pytest.raises(MissingParameterValue) as info:
+        expr.evaluate({"mu": 1.0})
+    assert isinstance(info.value, KeyError)
+    assert isinstance(info.value, RatiofactoryError)
+    assert (
+        str(info.value) == f"{POINTER}: formula 'mu * k' needs a value for parameter 'k'; given: mu"
+    )
+
+
+def test_never_calls_eval_or_exec(monkeypatch):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("eval/exec must never be called")
+
+    monkeypatch.setattr(builtins, "eval", forbidden)
+    monkeypatch.setattr(builtins, "exec", forbidden)
+    expr = parse_expression("max(mu - sqrt(mu), 0.1) + exp(-k) * pow(k, 2)")
+    assert float(expr.evaluate({"mu": 4.0, "k": 1.0})) == pytest.approx(2.0 + math.exp(-1.0))
+
+
+def test_deep_but_legitimate_sums_are_accepted():
+    text = " + ".join(f"c{i}*x**{i % 4}" for i in range(60))
+    expr = parse_expression(text)
+    values = {f"c{i}": 1.0 for i in range(60)} | {"x": 2.0}
+    assert float(expr.evaluate(values)) == 15 * (1 + 2 + 4 + 8)
+
+
+# --- jax -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def jnp():
+    pyhf.set_backend("jax", precision="64b")  # enables float64 in jax
+    import jax.numpy
+
+    yield jax.numpy
+    pyhf.set_backend("numpy", precision="64b")
+
+
+@pytest.mark.parametrize(("text", "values", "expected"), VALUES)
+def test_values_on_jax(jnp, text, values, expected):
+    value = parse_expression(text).evaluate(values, jnp)
+    assert value.dtype == jnp.float64
+    assert float(value) == pytest.approx(expected, rel=1e-15)
+
+
+def test_jit_grad_and_vmap_of_interference_coefficient(jnp):
+    import jax
+
+    expr = parse_expression("mu - sqrt(mu)")
+
+    def coefficient(mu):
+        return expr.evaluate({"mu": mu}, jnp)
+
+    for mu in [0.25, 1.0, 2.0, 9.0]:
+        assert float(jax.jit(coefficient)(mu)) == pytest.approx(mu - math.sqrt(mu), rel=1e-15)
+        assert float(jax.grad(coefficient)(mu)) == pytest.approx(
+            1 - 1 / (2 * math.sqrt(mu)), rel=1e-15
+        )
+    mus = jnp.array([0.25, 1.0, 4.0])
+    np.testing.assert_allclose(jax.vmap(jax.grad(coefficient))(mus), [0.0, 0.5, 0.75], rtol=1e-15)
+
+
+def test_grad_of_eft_morphing_polynomial_and_functions(jnp):
+    import jax
+
+    expr = parse_expression(
+        "1 + 2*cW + cW**2 + min(cW, 0.3) + abs(cW) + pow(cW, 3) + exp(cW)/log(2 + cW)"
+    )
+
+    def expected_derivative(c):
+        return (
+            2 + 2 * c + (1.0 if c < 0.3 else 0.0) + math.copysign(1.0, c) + 3 * c**2
+            + math.exp(c) / math.log(2 + c) - math.exp(c) / ((2 + c) * math.log(2 + c) ** 2)
+        )  # fmt: skip
+
+    grad = jax.jit(jax.grad(lambda c: expr.evaluate({"cW": c}, jnp)))
+    for c in [-0.5, -0.1, 0.2, 0.7]:
+        assert float(grad(c)) == pytest.approx(expected_derivative(c), rel=1e-14)
