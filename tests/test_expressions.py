@@ -254,3 +254,19 @@ def test_grad_of_eft_morphing_polynomial_and_functions(jnp):
     grad = jax.jit(jax.grad(lambda c: expr.evaluate({"cW": c}, jnp)))
     for c in [-0.5, -0.1, 0.2, 0.7]:
         assert float(grad(c)) == pytest.approx(expected_derivative(c), rel=1e-14)
+
+
+# --- documentation ---------------------------------------------------------------------
+
+
+def test_examples_in_docstrings_and_docs_run():
+    import doctest
+    from pathlib import Path
+
+    import ratiofactory.expressions
+
+    assert doctest.testmod(ratiofactory.expressions, raise_on_error=False).failed == 0
+    docs = Path(__file__).resolve().parents[1] / "docs" / "expressions.md"
+    result = doctest.testfile(str(docs), module_relative=False, raise_on_error=False)
+    assert result.attempted >= 15
+    assert result.failed == 0

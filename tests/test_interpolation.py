@@ -14,6 +14,7 @@ from ratiofactory.interpolation import CODES, code4_weights, interpolate, interp
 ALPHAS = [
     -2.5,
     -1.7,
+    -1.3,
     -1.0,
     -0.999999,
     -0.5,
@@ -25,6 +26,7 @@ ALPHAS = [
     0.5,
     0.999999,
     1.0,
+    1.2,
     2.2,
     2.5,
 ]
@@ -156,7 +158,7 @@ def per_event_hi_lo():
 def test_per_event_arrays_agree_with_pyhf_and_reference(backend, code, per_event_hi_lo):
     namespace = array_namespace(backend)
     hi, lo = per_event_hi_lo
-    for alpha in (-1.7, -1.0, -0.3, 0.0, 0.4, 1.0, 2.2):
+    for alpha in (-1.7, -1.3, -1.0, -0.3, 0.0, 0.4, 1.0, 1.2, 2.2):
         ours = np.asarray(
             interpolate(
                 code,
@@ -199,7 +201,7 @@ def jax():
     pyhf.set_backend("numpy", precision="64b")
 
 
-GRADIENT_ALPHAS = [-1.7, -1.0, -0.3, 0.0, 0.4, 1.0, 2.2]
+GRADIENT_ALPHAS = [-1.7, -1.0, -0.3, 0.0, 0.4, 1.0, 1.2, 2.2]
 
 
 @pytest.mark.parametrize("code", CODES)
@@ -276,3 +278,13 @@ def test_code4_has_no_nan_gradient_at_zero_and_plus_minus_one(jax, per_event_hi_
     np.testing.assert_allclose(per_event_grad(0.0), a1, rtol=1e-12, atol=1e-15)
     second = jax.grad(jax.grad(lambda a: interpolate("code4", a, 1.2, 0.9, jnp)))
     assert all(math.isfinite(float(second(a))) for a in (0.0, 1.0, -1.0))
+
+
+def test_examples_in_docstrings_run():
+    import doctest
+
+    import ratiofactory.interpolation
+
+    result = doctest.testmod(ratiofactory.interpolation, raise_on_error=False)
+    assert result.attempted >= 5
+    assert result.failed == 0
