@@ -9,7 +9,14 @@ import pyhf
 import pytest
 
 from ratiofactory.errors import RatiofactoryError
-from ratiofactory.interpolation import CODES, code4_weights, interpolate, interpolate_reference
+from ratiofactory.interpolation import (
+    CODES,
+    code4_weight_slopes,
+    code4_weights,
+    interpolate,
+    interpolate_reference,
+    prepare_interpolation,
+)
 
 ALPHAS = [
     -2.5,
@@ -288,3 +295,94 @@ def test_examples_in_docstrings_run():
     result = doctest.testmod(ratiofactory.interpolation, raise_on_error=False)
     assert result.attempted >= 5
     assert result.failed == 0
+
+
+# --- prepared interpolations and the custom derivative ---------------------------------
+
+
+@pytest.mark.parametrize("code", CODES)
+def test_prepared_equals_interpolate(code, per_event_hi_lo):
+    hi, lo = per_event_hi_lo
+    prepared = prepare_interpolation(code, hi, lo)
+    assert prepared.code == code
+    for alpha in GRADIENT_ALPHAS:
+        np.testing.assert_array_equal(prepared(alpha), interpolate(code, alpha, hi, lo))
+
+
+@pytest.mark.parametrize("code", ["code1", "code4"])
+@pytest.mark.parametrize(
+    ("hi", "lo", "problem"),
+    [
+        ([1.1, 0.0, 1.2], 0.9, r"finite hi > 0; hi\[1\] = 0.0"),
+        (1.1, [0.9, 0.8, -0.1], r"finite lo > 0; lo\[2\] = -0.1"),
+        ([np.nan], 0.9, r"finite hi > 0; hi\[0\] = nan"),
+        (1.1, np.inf, r"finite lo > 0; lo\[0\] = inf"),
+    ],
+)
+def test_non_positive_hi_lo_are_refused(code, hi, lo, problem):
+    with pytest.raises(RatiofactoryError, match=f"^{code} interpolation needs {problem}$"):
+        prepare_interpolation(code, np.asarray(hi), np.asarray(lo))
+
+
+def test_code0_accepts_any_hi_lo():
+    assert float(interpolate("code0", -0.5, 1.5, -0.2)) == pytest.approx(0.4, rel=1e-15)
+
+
+def test_weight_slopes_are_the_derivatives_of_the_weights(jax):
+    jnp = jax.numpy
+    autodiff = jax.jacfwd(lambda a: jnp.stack(code4_weights(a)))
+    for alpha in (-1.0, -0.6, 0.0, 0.3, 1.0):
+        np.testing.assert_allclose(code4_weight_slopes(alpha), autodiff(alpha), atol=1e-14)
+
+
+@pytest.mark.parametrize("code", CODES)
+def test_second_derivative_and_hessian(jax, code, per_event_hi_lo):
+    jnp = jax.numpy
+    hi, lo = 1.3, 0.85
+    second = jax.jit(jax.grad(jax.grad(lambda a: interpolate(code, a, hi, lo, jnp))))
+    for alpha in (-1.7, -0.3, 0.4, 2.2):
+        step = 1e-4
+        expected = (
+            interpolate_reference(code, alpha + step, hi, lo)
+            - 2 * interpolate_reference(code, alpha, hi, lo)
+            + interpolate_reference(code, alpha - step, hi, lo)
+        ) / step**2
+        assert float(second(alpha)) == pytest.approx(expected, rel=1e-5, abs=1e-7)
+    up = prepare_interpolation(
+        code, jnp.asarray(per_event_hi_lo[0]), jnp.asarray(per_event_hi_lo[1]), jnp
+    )
+    down = prepare_interpolation(code, 1.2, 0.7, jnp)
+
+    def total(alphas):
+        return jnp.sum(up(alphas[0]) * down(alphas[1]))
+
+    for point in ([0.0, 0.0], [1.0, -1.0], [-0.4, 1.3]):
+        hessian = jax.jit(jax.hessian(total))(jnp.asarray(point))
+        assert bool(jnp.all(jnp.isfinite(hessian)))
+        if code == "code4" or 0.0 not in point:
+            grad = jax.grad(total)
+            for k in range(2):
+                shift = np.zeros(2)
+                shift[k] = 1e-5
+                column = (
+                    grad(jnp.asarray(point) + shift) - grad(jnp.asarray(point) - shift)
+                ) / 2e-5
+                # at α = ±1 the third derivative jumps: central differences err by O(step)
+                rtol = 1e-4 if 1.0 in np.abs(point) else 1e-6
+                np.testing.assert_allclose(hessian[:, k], column, rtol=rtol)
+
+
+def test_vmap_of_gradient_over_alpha(jax, per_event_hi_lo):
+    jnp = jax.numpy
+    prepared = prepare_interpolation("code4", *(jnp.asarray(a) for a in per_event_hi_lo), jnp)
+    alphas = jnp.asarray(GRADIENT_ALPHAS)
+    grad = jax.jit(jax.grad(lambda a: jnp.sum(prepared(a))))
+    batched = jax.vmap(grad)(alphas)
+    one_by_one = [float(grad(a)) for a in GRADIENT_ALPHAS]
+    np.testing.assert_allclose(batched, one_by_one, rtol=1e-14)
+
+
+def test_gradient_in_hi_is_refused_clearly(jax):
+    jnp = jax.numpy
+    with pytest.raises(NotImplementedError, match="differentiable in alpha only"):
+        jax.grad(lambda h: interpolate("code4", 0.3, h, 0.9, jnp))(1.1)

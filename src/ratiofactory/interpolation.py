@@ -10,7 +10,8 @@ The conventions are pyhf's and ROOT HistFactory's with α₀ = 1:
 ``alpha`` is a scalar (a jax tracer under ``jax.jit``/``jax.vmap``); ``hi`` and ``lo``
 are scalars (normsys) or arrays of any shape (per-event ratiosys g^±(x_i)). Everything is
 branch-free (``xp.where``), finite and differentiable at every α, including 0 and ±1.
-For ``code1`` and ``code4``, ``hi`` and ``lo`` must be > 0: the caller checks that.
+For ``code1`` and ``code4``, ``hi`` and ``lo`` must be > 0 (checked where the values
+are concrete; the workspace checks them with their JSON pointers first).
 At α = 0 the one-sided derivatives of code0 and code1 differ when hi·lo ≠ 1 (code0:
 hi ≠ 2 − lo); there the gradient is the one of the α ≥ 0 side.
 
@@ -18,20 +19,31 @@ hi ≠ 2 − lo); there the gradient is the one of the α ≥ 0 side.
 1.1
 >>> float(interpolate("code4", -2.0, 1.1, 0.9))
 0.81
->>> round(float(interpolate("code4", 0.5, 1.1, 0.9)), 12) == round(interpolate_reference("code4", 0.5, 1.1, 0.9), 12)
+>>> abs(float(interpolate("code4", 0.5, 1.1, 0.9)) - interpolate_reference("code4", 0.5, 1.1, 0.9)) < 1e-15
 True
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .errors import InvalidModel
 
-__all__ = ["CODES", "code4_weights", "interpolate", "interpolate_reference"]
+__all__ = [
+    "CODES",
+    "PreparedInterpolation",
+    "code4_weight_slopes",
+    "code4_weights",
+    "interpolate",
+    "interpolate_reference",
+    "prepare_interpolation",
+]
 
 CODES = ("code0", "code1", "code4")
 """The interpolation codes understood here."""
@@ -42,39 +54,156 @@ def interpolate(code: str, alpha: Any, hi: Any, lo: Any, xp: Any = np) -> Any:
 
     >>> float(interpolate("code0", -0.5, 1.2, 0.7))
     0.85
+
+    To evaluate the same ``hi``, ``lo`` at many α (a fit), prepare them once with
+    :func:`prepare_interpolation`: that computes their logarithms only once.
     """
-    if code == "code0":
-        return 1 + alpha * xp.where(alpha >= 0, hi - 1, 1 - lo)
-    if code == "code1":
-        return _exponential(alpha, xp.log(hi), xp.log(lo), xp)
-    if code == "code4":
-        return _polynomial_exponential(alpha, hi, lo, xp)
-    raise InvalidModel(f"unknown interpolation code {code!r}; expected one of {', '.join(CODES)}")
+    return prepare_interpolation(code, hi, lo, xp)(alpha)
 
 
-def _exponential(alpha: Any, log_hi: Any, log_lo: Any, xp: Any) -> Any:
+@dataclass(frozen=True, eq=False)
+class PreparedInterpolation:
+    """An interpolation code with the α-independent arrays it needs, ready for any α.
+
+    Calling it with α gives the factor. On jax the derivative in α is one fused
+    per-event expression (a custom JVP) rather than the autodiff of the formula, which
+    makes reverse-mode gradients several times faster; the factor is differentiable in
+    α only (not in hi, lo).
+
+    >>> prepared = prepare_interpolation("code4", np.array([1.1, 0.8]), np.array([0.9, 1.3]))
+    >>> prepared(-2.0)
+    array([0.81, 1.69])
+    """
+
+    code: str
+    arrays: tuple[Any, ...]
+    xp: Any
+
+    def __call__(self, alpha: Any) -> Any:
+        if self.xp.__name__.startswith("jax"):
+            return _jax_factor(self.code)(alpha, self.arrays)
+        return _CODES[self.code].value(alpha, self.arrays, self.xp)
+
+
+def prepare_interpolation(code: str, hi: Any, lo: Any, xp: Any = np) -> PreparedInterpolation:
+    """Prepare ``code`` for the factors ``hi`` (α = +1) and ``lo`` (α = −1), scalars or
+    arrays of any shape (broadcast together). Code1 and code4 need hi, lo > 0: where the
+    values are concrete (not jax tracers) a violation raises :class:`InvalidModel`.
+
+    Per systematic this keeps hi − 1, 1 − lo (code0); ln hi, ln lo (code1); or hi, lo,
+    ln hi, ln lo (code4).
+    """
+    if code not in _CODES:
+        raise InvalidModel(
+            f"unknown interpolation code {code!r}; expected one of {', '.join(CODES)}"
+        )
+    hi, lo = xp.asarray(hi), xp.asarray(lo)
+    if code != "code0":
+        _check_positive(code, hi, "hi")
+        _check_positive(code, lo, "lo")
+    return PreparedInterpolation(code, _CODES[code].arrays(hi, lo, xp), xp)
+
+
+def _check_positive(code: str, values: Any, name: str) -> None:
+    try:
+        concrete = np.asarray(values)
+    except TypeError:  # a jax tracer: the caller has checked the values
+        return
+    bad = ~(concrete > 0) | ~np.isfinite(concrete)
+    if np.any(bad):
+        first = np.flatnonzero(bad)[0]
+        raise InvalidModel(
+            f"{code} interpolation needs finite {name} > 0; {name}[{first}] = {concrete.ravel()[first]}"
+        )
+
+
+# --- the codes: α-independent arrays, value and slope d(value)/dα -----------------------
+
+
+@dataclass(frozen=True)
+class _Code:
+    arrays: Callable[[Any, Any, Any], tuple[Any, ...]]
+    value: Callable[[Any, tuple[Any, ...], Any], Any]
+    slope: Callable[[Any, tuple[Any, ...], Any, Any], Any]
+
+
+def _code0_slope(alpha: Any, arrays: tuple[Any, ...], value: Any, xp: Any) -> Any:
+    hi_minus_1, one_minus_lo = arrays
+    return xp.where(alpha >= 0, hi_minus_1, one_minus_lo)
+
+
+def _code0_value(alpha: Any, arrays: tuple[Any, ...], xp: Any) -> Any:
+    """1 + α(hi − 1) for α ≥ 0, 1 + α(1 − lo) for α < 0."""
+    return 1 + alpha * _code0_slope(alpha, arrays, None, xp)
+
+
+def _code1_value(alpha: Any, arrays: tuple[Any, ...], xp: Any) -> Any:
     """hi^α for α ≥ 0, lo^(−α) for α < 0, as one exp of a selected exponent."""
+    log_hi, log_lo = arrays[-2:]
     return xp.exp(xp.where(alpha >= 0, alpha * log_hi, -alpha * log_lo))
 
 
-def _polynomial_exponential(alpha: Any, hi: Any, lo: Any, xp: Any) -> Any:
-    """code4: the exponential outside |α| < 1, the sixth-order polynomial inside.
+def _code1_slope(alpha: Any, arrays: tuple[Any, ...], value: Any, xp: Any) -> Any:
+    log_hi, log_lo = arrays[-2:]
+    return value * xp.where(alpha >= 0, log_hi, -log_lo)
 
-    Inside, 1 + Σ_m c_m(α) b_m with the per-event basis b = (hi − 1, lo − 1, hi ln hi,
-    lo ln lo, hi ln²hi, lo ln²lo) and six scalar weights c_m(α) (:func:`code4_weights`).
-    Both branches are finite everywhere, so the gradient through ``where`` is finite too.
-    """
-    log_hi, log_lo = xp.log(hi), xp.log(lo)
-    c = code4_weights(alpha)
-    inside = (
-        1
-        + c[0] * (hi - 1)
-        + c[1] * (lo - 1)
-        + hi * log_hi * (c[2] + c[4] * log_hi)
-        + lo * log_lo * (c[3] + c[5] * log_lo)
+
+def _code4_polynomial(weights: tuple[Any, ...], arrays: tuple[Any, ...]) -> Any:
+    """Σ_m w_m b_m on the basis b = (hi − 1, lo − 1, hi ln hi, lo ln lo, hi ln²hi, lo ln²lo)."""
+    hi, lo, log_hi, log_lo = arrays
+    w = weights
+    return (
+        w[0] * (hi - 1)
+        + w[1] * (lo - 1)
+        + hi * log_hi * (w[2] + w[4] * log_hi)
+        + lo * log_lo * (w[3] + w[5] * log_lo)
     )
-    outside = _exponential(alpha, log_hi, log_lo, xp)
-    return xp.where(xp.abs(alpha) >= 1, outside, inside)
+
+
+def _code4_value(alpha: Any, arrays: tuple[Any, ...], xp: Any) -> Any:
+    """code4: the exponential for |α| ≥ 1, 1 + Σ_m c_m(α) b_m inside (both branches are
+    finite everywhere, so the gradient through ``where`` is finite too)."""
+    inside = 1 + _code4_polynomial(code4_weights(alpha), arrays)
+    return xp.where(xp.abs(alpha) >= 1, _code1_value(alpha, arrays, xp), inside)
+
+
+def _code4_slope(alpha: Any, arrays: tuple[Any, ...], value: Any, xp: Any) -> Any:
+    inside = _code4_polynomial(code4_weight_slopes(alpha), arrays)
+    return xp.where(xp.abs(alpha) >= 1, _code1_slope(alpha, arrays, value, xp), inside)
+
+
+_CODES = {
+    "code0": _Code(lambda hi, lo, xp: (hi - 1, 1 - lo), _code0_value, _code0_slope),
+    "code1": _Code(lambda hi, lo, xp: (xp.log(hi), xp.log(lo)), _code1_value, _code1_slope),
+    "code4": _Code(lambda hi, lo, xp: (hi, lo, xp.log(hi), xp.log(lo)), _code4_value, _code4_slope),
+}
+
+
+@functools.cache
+def _jax_factor(code: str) -> Callable[[Any, tuple[Any, ...]], Any]:
+    """``code``'s value as a jax function of (α, arrays) whose JVP in α is its slope."""
+    import jax
+    import jax.numpy as jnp
+    from jax.custom_derivatives import SymbolicZero
+
+    spec = _CODES[code]
+
+    @jax.custom_jvp
+    def factor(alpha: Any, arrays: tuple[Any, ...]) -> Any:
+        return spec.value(alpha, arrays, jnp)
+
+    def factor_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> tuple[Any, Any]:
+        alpha, arrays = primals
+        alpha_dot, arrays_dot = tangents
+        if not all(isinstance(t, SymbolicZero) for t in arrays_dot):
+            raise NotImplementedError("interpolation factors are differentiable in alpha only")
+        value = factor(alpha, arrays)
+        if isinstance(alpha_dot, SymbolicZero):
+            return value, jnp.zeros_like(value)
+        return value, spec.slope(alpha, arrays, value, jnp) * alpha_dot
+
+    factor.defjvp(factor_jvp, symbolic_zeros=True)
+    return factor
 
 
 def code4_weights(alpha: Any) -> tuple[Any, ...]:
@@ -103,6 +232,29 @@ def code4_weights(alpha: Any) -> tuple[Any, ...]:
     odd0 = alpha * (15 + a2 * (-10 + 3 * a2)) / 8
     odd1 = alpha * (-7 + a2 * (10 - 3 * a2)) / 8
     odd2 = alpha * one_minus_a2_squared / 8
+    return (
+        (even0 + odd0) / 2,
+        (even0 - odd0) / 2,
+        (even1 + odd1) / 2,
+        (even1 - odd1) / 2,
+        (even2 + odd2) / 2,
+        (even2 - odd2) / 2,
+    )
+
+
+def code4_weight_slopes(alpha: Any) -> tuple[Any, ...]:
+    """The derivatives dc_m/dα of :func:`code4_weights`.
+
+    >>> [round(float(w), 12) for w in code4_weight_slopes(1.0)]
+    [0.0, 0.0, 1.0, 0.0, 0.0, 0.0]
+    """
+    a2 = alpha * alpha
+    even0 = alpha * (6 + a2 * (-12 + 6 * a2))
+    even1 = alpha * (-18 + a2 * (56 - 30 * a2)) / 8
+    even2 = alpha * (2 + a2 * (-8 + 6 * a2)) / 8
+    odd0 = (15 + a2 * (-30 + 15 * a2)) / 8
+    odd1 = (-7 + a2 * (30 - 15 * a2)) / 8
+    odd2 = (1 + a2 * (-6 + 5 * a2)) / 8
     return (
         (even0 + odd0) / 2,
         (even0 - odd0) / 2,
