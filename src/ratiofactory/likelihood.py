@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .compile import CompiledSample, UnbinnedChannel
-from .interpolation import interpolate
+from .interpolation import PreparedInterpolation, interpolate, prepare_interpolation
 
 __all__ = ["ChannelTensors", "channel_nll", "event_densities", "expected_yield"]
 
@@ -28,7 +28,7 @@ __all__ = ["ChannelTensors", "channel_nll", "event_densities", "expected_yield"]
 @dataclass(frozen=True)
 class _SampleTensors:
     ratio: Any
-    shapesys: tuple[tuple[int, str, Any, Any], ...]
+    shapesys: tuple[tuple[int, PreparedInterpolation], ...]
     reference_norm: float
 
 
@@ -48,7 +48,7 @@ class ChannelTensors:
         samples = []
         for sample in channel.samples:
             shapes = tuple(
-                (index[m.parameter], m.code, xp.asarray(m.hi), xp.asarray(m.lo)) for m in sample.shapesys
+                (index[m.parameter], prepare_interpolation(m.code, m.hi, m.lo, xp)) for m in sample.shapesys
             )
             norm = float(np.dot(channel.reference_weights, sample.ratio[ref])) if channel.n_reference else 1.0
             samples.append(_SampleTensors(xp.asarray(sample.ratio), shapes, norm))
@@ -72,8 +72,8 @@ def _coefficient(sample: CompiledSample, index: Mapping[str, int], pars: Any, xp
 def _shape_factor(sample: _SampleTensors, pars: Any, xp: Any) -> Any:
     """r_j(x_i) Π_k g_jk(x_i, α_k) on every event of the set."""
     factor = sample.ratio
-    for par_index, code, hi, lo in sample.shapesys:
-        factor = factor * interpolate(code, pars[par_index], hi, lo, xp)
+    for par_index, interpolation in sample.shapesys:
+        factor = factor * interpolation(pars[par_index])
     return factor
 
 

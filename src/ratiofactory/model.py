@@ -12,6 +12,7 @@ Observed data weighs the observed events 1 and the reference events 0; Asimov da
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,6 +27,15 @@ from .likelihood import ChannelTensors, channel_nll, event_densities
 __all__ = ["Model", "array_namespace"]
 
 _LOG_2PI = float(np.log(2 * np.pi))
+
+
+def _eager(xp: Any) -> Any:
+    """A context in which array operations run eagerly, also inside a jax trace."""
+    if xp is np:
+        return contextlib.nullcontext()
+    import jax
+
+    return jax.ensure_compile_time_eval()
 
 
 def array_namespace() -> Any:
@@ -88,7 +98,8 @@ class Model:
         key = xp.__name__
         if key not in self._tensors:
             index = {name: self.config.par_slice(name).start for name in self.config.par_order}
-            self._tensors[key] = [ChannelTensors.build(c, index, xp) for c in self.unbinned_channels]
+            with _eager(xp):  # built once as concrete arrays, even when first called under jit
+                self._tensors[key] = [ChannelTensors.build(c, index, xp) for c in self.unbinned_channels]
         return self._tensors[key]
 
     def _prepare(self, pars: Any, xp: Any) -> Any:

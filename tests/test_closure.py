@@ -1,0 +1,235 @@
+"""Closure: the compiled unbinned likelihood equals an independent scipy.stats computation.
+
+The toy has two observables, three samples with interference-like coefficients
+(μ − √μ, √μ, 1 − √μ), a lumi, a normfactor, a normsys and a ratiosys whose up/down
+ratios are exact ONNX graphs; every ONNX output kind and an ensemble are exercised.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyhf
+import pytest
+from scipy import stats
+
+import ratiofactory
+from ratiofactory.testing import Exponential, Normal, Uniform, ratio_model, sample_mixture
+
+NU = {"S": 40.0, "SBI": 1020.0, "B": 1000.0}  # ν_SBI = 0.5 ν_S + ν_B (see P_SBI)
+LUMI_SIGMA = 0.02
+K_HI, K_LO = 1.1, 0.92
+
+# densities (weight, [component per observable])
+P_S = [(1.0, [Normal(5.0, 0.5), Normal(0.4, 0.3)])]
+P_B = [(1.0, [Exponential(0.3, 0.0, 10.0), Uniform(-1.0, 1.0)])]
+# SBI = S + B with a destructive interference of half the signal: ν_SBI p_SBI = 0.5 ν_S p_S + ν_B p_B
+P_SBI = [(0.5 * NU["S"] / NU["SBI"], P_S[0][1]), (NU["B"] / NU["SBI"], P_B[0][1])]
+P_REF = [(0.5, P_S[0][1]), (0.5, P_B[0][1])]
+# shape systematic of S: the peak moves by ±0.2 (hi), the lo side is an ensemble of two shifts
+P_S_UP = [(1.0, [Normal(5.2, 0.5), Normal(0.4, 0.3)])]
+P_S_DN_A = [(1.0, [Normal(4.85, 0.5), Normal(0.4, 0.3)])]
+P_S_DN_B = [(1.0, [Normal(4.75, 0.5), Normal(0.4, 0.3)])]
+
+
+def _pdf(kind: str, x: np.ndarray) -> np.ndarray:
+    """Independent scipy.stats densities of the toy (no ratiofactory code)."""
+    x1, x2 = x[:, 0], x[:, 1]
+    expo = stats.truncexpon(b=0.3 * 10.0, scale=1 / 0.3)
+    s = lambda m1: stats.norm.pdf(x1, m1, 0.5) * stats.norm.pdf(x2, 0.4, 0.3)  # noqa: E731
+    b = expo.pdf(x1) * stats.uniform.pdf(x2, -1, 2)
+    return {
+        "S": s(5.0),
+        "B": b,
+        "SBI": (0.5 * NU["S"] * s(5.0) + NU["B"] * b) / NU["SBI"],
+        "REF": 0.5 * s(5.0) + 0.5 * b,
+        "S_UP": s(5.2),
+        "S_DN": 0.5 * (s(4.85) + s(4.75)),
+    }[kind]
+
+
+def _code4(alpha: float, hi, lo):
+    """pyhf's code4 interpolator, as an independent reference, on per-event arrays."""
+    hi, lo = np.atleast_1d(hi), np.atleast_1d(lo)
+    histos = [[[lo, np.ones_like(hi), hi]]]
+    interp = pyhf.interpolators.code4(histos, alpha0=1)
+    return np.asarray(interp(pyhf.tensorlib.astensor([[alpha]])))[0, 0, 0]
+
+
+def reference_nll(pars: dict, x: np.ndarray) -> float:
+    """−ln L relative to p_ref, constraint terms included, from scipy.stats alone."""
+    mu = pars["mu"]
+    prev = pyhf.get_backend()
+    pyhf.set_backend("numpy")
+    try:
+        g_s = _code4(pars["shift"], _pdf("S_UP", x) / _pdf("S", x), _pdf("S_DN", x) / _pdf("S", x))
+        k = float(_code4(pars["k"], K_HI, K_LO)[0])
+    finally:
+        pyhf.set_backend(*prev)
+    lumi = pars["lumi"]
+    c_s = (mu - np.sqrt(mu)) * NU["S"] * lumi
+    c_sbi = np.sqrt(mu) * NU["SBI"] * lumi
+    c_b = (1 - np.sqrt(mu)) * NU["B"] * lumi * pars["bkg_norm"] * k
+    ref = _pdf("REF", x)
+    s = (c_s * _pdf("S", x) * g_s + c_sbi * _pdf("SBI", x) + c_b * _pdf("B", x)) / ref
+    nll = c_s + c_sbi + c_b - np.sum(np.log(s))
+    nll -= stats.norm.logpdf(0.0, pars["k"], 1.0) + stats.norm.logpdf(0.0, pars["shift"], 1.0)
+    nll -= stats.norm.logpdf(1.0, lumi, LUMI_SIGMA)
+    return float(nll)
+
+
+def _write_events(path, x, weights=None):
+    columns = {"x1": x[:, 0], "x2": x[:, 1]}
+    if weights is not None:
+        columns["weight"] = weights
+    np.savez(path, **columns)
+
+
+def _inside(x):
+    """Events inside the support of every density (B is uniform in x2 on [-1, 1])."""
+    return (x[:, 0] >= 0) & (x[:, 0] <= 10) & (np.abs(x[:, 1]) < 1)
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    """The toy workspace directory and its observed events."""
+    root = tmp_path_factory.mktemp("closure")
+    (root / "models").mkdir()
+    (root / "data").mkdir()
+    rng = np.random.default_rng(7)
+    models = {
+        "S": ratio_model(P_S, P_REF, output="probability"),
+        "SBI": ratio_model(P_SBI, P_REF, output="logit"),
+        "B": ratio_model(P_B, P_REF, output="log_ratio"),
+        "S_up": ratio_model(P_S_UP, P_S, output="ratio"),
+        "S_dn_a": ratio_model(P_S_DN_A, P_S, output="ratio"),
+        "S_dn_b": ratio_model(P_S_DN_B, P_S, output="log_ratio"),
+    }
+    for name, content in models.items():
+        (root / "models" / f"{name}.onnx").write_bytes(content)
+    n_obs = rng.poisson(NU["SBI"])
+    observed = sample_mixture(P_SBI, n_obs, rng)
+    observed = observed[_inside(observed)]
+    _write_events(root / "data" / "observed.npz", observed)
+    reference = sample_mixture(P_REF, 5000, rng)
+    reference = reference[_inside(reference)]
+    _write_events(root / "data" / "reference.npz", reference, np.full(len(reference), 2.0))
+    onnx = lambda name, output: {"onnx": {"path": f"models/{name}.onnx"}, "output": output}  # noqa: E731
+    spec = {
+        "version": "1.0.0",
+        "unbinned_channels": [{
+            "name": "SR",
+            "observables": [{"name": "x1", "bounds": [0.0, 10.0]}, {"name": "x2", "bounds": [-1.0, 1.0]}],
+            "reference": {"events": {"path": "data/reference.npz", "weight": "weight"}},
+            "samples": [
+                {"name": "S", "yield": NU["S"], "ratio": onnx("S", "probability"), "modifiers": [
+                    {"name": "f_S", "type": "formula", "data": {"expression": "mu - sqrt(mu)"}},
+                    {"name": "lumi", "type": "lumi", "data": None},
+                    {"name": "shift", "type": "ratiosys", "data": {
+                        "hi": onnx("S_up", "ratio"),
+                        "lo": {"ensemble": [onnx("S_dn_a", "ratio"), onnx("S_dn_b", "log_ratio")],
+                               "aggregate": "mean"}}}]},
+                {"name": "SBI", "yield": NU["SBI"], "ratio": onnx("SBI", "logit"), "modifiers": [
+                    {"name": "f_SBI", "type": "formula", "data": {"expression": "sqrt(mu)"}},
+                    {"name": "lumi", "type": "lumi", "data": None}]},
+                {"name": "B", "yield": NU["B"], "ratio": onnx("B", "log_ratio"), "modifiers": [
+                    {"name": "f_B", "type": "formula", "data": {"expression": "1 - sqrt(mu)"}},
+                    {"name": "lumi", "type": "lumi", "data": None},
+                    {"name": "bkg_norm", "type": "normfactor", "data": None},
+                    {"name": "k", "type": "normsys", "data": {"hi": K_HI, "lo": K_LO}}]},
+            ],
+        }],
+        "observations": [{"name": "SR", "events": {"path": "data/observed.npz"}}],
+        "measurements": [{"name": "meas", "config": {"poi": "mu", "parameters": [
+            {"name": "lumi", "auxdata": [1.0], "sigmas": [LUMI_SIGMA], "bounds": [[0.5, 1.5]], "inits": [1.0]},
+        ]}}],
+    }
+    (root / "workspace.json").write_text(json.dumps(spec, indent=1))
+    return root, observed
+
+
+def _random_points(model, n, seed):
+    rng = np.random.default_rng(seed)
+    ranges = {"mu": (0.3, 3.0), "lumi": (0.95, 1.05), "bkg_norm": (0.8, 1.2), "k": (-2.5, 2.5), "shift": (-2.5, 2.5)}
+    points = []
+    for i in range(n):
+        pars = {name: rng.uniform(*ranges[name]) for name in model.config.par_order}
+        if i < 6:  # the interpolation's special points
+            pars["shift"] = pars["k"] = [0.0, 1.0, -1.0, 0.5, -0.5, 1.7][i]
+        points.append(pars)
+    return points
+
+
+def _vector(model, pars):
+    return [pars[name] for name in model.config.par_order]
+
+
+def test_nll_equals_independent_computation(toy, backend):
+    root, observed = toy
+    ws = ratiofactory.Workspace.load(root / "workspace.json")
+    model = ws.model()
+    data = ws.data(model)
+    assert sorted(model.config.par_order) == ["bkg_norm", "k", "lumi", "mu", "shift"]
+    for pars in _random_points(model, 24, seed=11):
+        ours = -float(model.logpdf(_vector(model, pars), data))
+        expected = reference_nll(pars, observed)
+        assert ours == pytest.approx(expected, rel=1e-9), pars
+
+
+def test_jax_gradient_matches_finite_differences(toy):
+    import jax
+
+    root, _ = toy
+    ws = ratiofactory.Workspace.load(root / "workspace.json")
+    pyhf.set_backend("jax")
+    try:
+        model = ws.model()
+        data = ws.data(model)
+        value_and_grad = jax.jit(jax.value_and_grad(lambda p: model.nll(p, data)))
+        for pars in _random_points(model, 5, seed=3):
+            x = np.asarray(_vector(model, pars))
+            value, grad = value_and_grad(x)
+            assert float(value) == pytest.approx(-float(model.logpdf(x, data)), rel=1e-12)
+            for i in range(len(x)):
+                h = 1e-5 * max(1.0, abs(x[i]))
+                up, dn = x.copy(), x.copy()
+                up[i] += h
+                dn[i] -= h
+                fd = (float(model.nll(up, data)) - float(model.nll(dn, data))) / (2 * h)
+                assert float(grad[i]) == pytest.approx(fd, rel=1e-6, abs=1e-6)
+    finally:
+        pyhf.set_backend("numpy")
+
+
+def test_expected_data_is_reweighted_reference(toy, backend):
+    root, _ = toy
+    ws = ratiofactory.Workspace.load(root / "workspace.json")
+    model = ws.model()
+    init = model.config.suggested_init()
+    asimov = np.asarray(model.expected_data(init))
+    n_obs = model.unbinned_channels[0].n_observed
+    weights = asimov[: model.config.nmaindata]
+    assert np.all(weights[:n_obs] == 0)
+    # at mu = 1 only the SBI sample contributes: Σ w^A = ν_SBI within the reference statistics
+    assert weights.sum() == pytest.approx(NU["SBI"], rel=0.05)
+    assert model.config.auxdata_order == ["lumi", "shift", "k"]
+    assert list(asimov[model.config.nmaindata :]) == pytest.approx([1.0, 0.0, 0.0])
+
+
+def test_nonpositive_density_gives_inf_and_names_events(toy, backend):
+    root, _ = toy
+    ws = ratiofactory.Workspace.load(root / "workspace.json")
+    model = ws.model()
+    data = ws.data(model)
+    pars = dict(zip(model.config.par_order, model.config.suggested_init(), strict=True))
+    # μ = 4 makes 1 − √μ = −1: with bkg_norm = 5 the B term outweighs SBI away from the peak
+    pars["mu"], pars["bkg_norm"] = 4.0, 5.0
+    logpdf = float(model.logpdf(_vector(model, pars), data))
+    assert logpdf == -np.inf
+    bad = model.nonpositive_events(_vector(model, pars), data)
+    assert bad
+    assert {entry["set"] for entry in bad} == {"observed"}
+    first = bad[0]
+    assert first["channel"] == "SR"
+    assert first["s"] <= 0
