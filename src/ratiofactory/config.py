@@ -30,6 +30,7 @@ class ModelConfig:
         binned_nbins: Mapping[str, int],
         unbinned_channels: Sequence[str],
         unbinned_nevents: Mapping[str, int],
+        binned_auxdata_order: Sequence[str] = (),
     ) -> None:
         self.par_order: list[str] = list(paramsets)
         self.par_map: dict[str, dict[str, Any]] = {}
@@ -40,7 +41,11 @@ class ModelConfig:
             start = stop
         self.npars = start
         self.parameters = sorted(self.par_map)
-        self.auxdata_order = [n for n in self.par_order if self.param_set(n).constrained]
+        # pyhf's auxdata first, in pyhf's order, then the unbinned-only constrained parameters
+        unbinned_aux = [
+            n for n in self.par_order if self.param_set(n).constrained and n not in binned_auxdata_order
+        ]
+        self.auxdata_order = [*binned_auxdata_order, *unbinned_aux]
         self.auxdata = [a for n in self.auxdata_order for a in self.param_set(n).auxdata]
         self.binned_channels = list(binned_channels)
         self.channel_nbins = dict(binned_nbins)

@@ -189,6 +189,7 @@ class Workspace:
                 binned_nbins=binned.config.channel_nbins if binned else {},
                 unbinned_channels=[c.name for c in channels],
                 unbinned_nevents={c.name: c.n_events for c in channels},
+                binned_auxdata_order=binned.config.auxdata_order if binned else (),
             )
         except InvalidModel as err:
             raise InvalidModel(f"{m_pointer}/config/poi: {err}") from None
