@@ -1,0 +1,105 @@
+"""Every plot type rendered to PNG: the file exists, is not tiny and not one colour."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ratiofactory
+from ratiofactory import infer, plots
+
+_spec = importlib.util.spec_from_file_location("_cli_toy", Path(__file__).with_name("test_cli.py"))
+_toy = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_toy)
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    path, signal_events = _toy.make_toy(tmp_path_factory.mktemp("plots"))
+    ws = ratiofactory.Workspace.load(path)
+    model = ws.model()
+    return model, ws.data(model), signal_events
+
+
+def _check_png(path: Path) -> None:
+    import matplotlib.image
+
+    assert path.is_file()
+    assert path.stat().st_size > 5000
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3
+    assert float(np.std(image[..., :3])) > 0.01
+
+
+def test_scan_plot(toy, tmp_path):
+    model, data, _ = toy
+    scan = infer.profile_scan(model, data, np.linspace(0.0, 3.0, 13))
+    fig = plots.plot_scan(scan, tmp_path / "scan.png", intervals=[infer.interval(scan)])
+    _check_png(tmp_path / "scan.png")
+    assert fig.axes[0].get_xlabel() == "mu"
+    # without intervals, the grid crossings of t = 1 are drawn and bracket the best fit
+    ends = plots._crossings(scan.poi_values, scan.tmu, 1.0)
+    assert len(ends) == 2
+    assert ends[0] < scan.bestfit.poi_value < ends[1]
+
+
+def test_scan_2d_contour(toy, tmp_path):
+    model, data, _ = toy
+    scan = infer.profile_scan_2d(model, data, np.linspace(0.2, 2.5, 5), np.linspace(-1.5, 1.5, 5),
+                                 pois=("mu", "bkg_norm"))
+    plots.plot_scan(scan, tmp_path / "contour.png")
+    _check_png(tmp_path / "contour.png")
+
+
+def test_impacts_plot(toy, tmp_path):
+    model, data, _ = toy
+    result = infer.impacts(model, data)
+    fig = plots.plot_impacts(result, tmp_path / "impacts.png")
+    _check_png(tmp_path / "impacts.png")
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["bkg_norm"]
+
+
+def test_reweighting_plot_with_events_and_ensemble(toy, tmp_path):
+    model, _, signal_events = toy
+    fig = plots.plot_reweighting(model, "SR", "signal", signal_events, path=tmp_path / "rew.png")
+    _check_png(tmp_path / "rew.png")
+    assert len(fig.axes) == 2  # distribution and ratio panel
+    plots.plot_reweighting(model, "SR", "background", path=tmp_path / "rew_b.png")
+    _check_png(tmp_path / "rew_b.png")
+
+
+def test_reweighting_closure_numbers(toy):
+    """The reweighted reference reproduces the signal's mean and width (exact ratios)."""
+    model, _, _ = toy
+    chan = model.unbinned_channels[0]
+    x = chan.reference.values[:, 0]
+    w = chan.reference_weights * chan.samples[0].ratio[chan.n_observed:]
+    mean = np.average(x, weights=w)
+    assert mean == pytest.approx(3.0, abs=0.05)
+    assert np.sqrt(np.average((x - mean) ** 2, weights=w)) == pytest.approx(0.405, abs=0.04)
+
+
+def test_reweighting_unknown_names(toy):
+    model, _, _ = toy
+    with pytest.raises(ratiofactory.RatiofactoryError, match="no sample 'sig'"):
+        plots.plot_reweighting(model, "SR", "sig")
+    with pytest.raises(ratiofactory.RatiofactoryError, match="no unbinned channel named 'CR'"):
+        plots.plot_reweighting(model, "CR", "signal")
+
+
+def test_belt_plot(tmp_path):
+    mu = np.linspace(0.0, 3.0, 16)
+    critical = 1.0 + 0.3 * np.exp(-mu)
+    observed = (mu - 1.2) ** 2 * 2.0
+    fig = plots.plot_belt(mu, critical, observed, cl=0.6827, poi="mu", path=tmp_path / "belt.png")
+    _check_png(tmp_path / "belt.png")
+    assert fig.axes[0].get_xlabel() == "mu"
+
+
+def test_save_is_atomic_and_leaves_no_temporary(tmp_path):
+    fig = plots.plot_belt([0.0, 1.0], [1.0, 1.0])
+    plots.save_figure(fig, tmp_path / "sub" / "belt.png")
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["belt.png"]
