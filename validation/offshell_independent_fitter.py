@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "offshell"
 sys.path.insert(0, str(EXAMPLE))
 
-from physics import offshell_model  # noqa: E402
+from physics import offshell_model
 
 LUMI_SIGMA = 0.017
 COEFFICIENTS = {"S": lambda mu: mu - np.sqrt(mu), "SBI": np.sqrt, "B": lambda mu: 1 - np.sqrt(mu)}
