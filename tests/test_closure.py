@@ -37,7 +37,7 @@ def _pdf(kind: str, x: np.ndarray) -> np.ndarray:
     """Independent scipy.stats densities of the toy (no ratiofactory code)."""
     x1, x2 = x[:, 0], x[:, 1]
     expo = stats.truncexpon(b=0.3 * 10.0, scale=1 / 0.3)
-    s = lambda m1: stats.norm.pdf(x1, m1, 0.5) * stats.norm.pdf(x2, 0.4, 0.3)  # noqa: E731
+    s = lambda m1: stats.norm.pdf(x1, m1, 0.5) * stats.norm.pdf(x2, 0.4, 0.3)
     b = expo.pdf(x1) * stats.uniform.pdf(x2, -1, 2)
     return {
         "S": s(5.0),
@@ -115,7 +115,7 @@ def toy(tmp_path_factory):
     reference = sample_mixture(P_REF, 5000, rng)
     reference = reference[_inside(reference)]
     _write_events(root / "data" / "reference.npz", reference, np.full(len(reference), 2.0))
-    onnx = lambda name, output: {"onnx": {"path": f"models/{name}.onnx"}, "output": output}  # noqa: E731
+    onnx = lambda name, output: {"onnx": {"path": f"models/{name}.onnx"}, "output": output}
     spec = {
         "version": "1.0.0",
         "unbinned_channels": [{
