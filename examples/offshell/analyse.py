@@ -23,7 +23,7 @@ import numpy as np
 import pyhf
 
 import ratiofactory
-from ratiofactory import infer
+from ratiofactory import infer, plots
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_WORKSPACE = HERE / "workspace" / "workspace.json"
@@ -101,49 +101,26 @@ def write_plots(scan: infer.ScanResult, one_sigma: infer.IntervalResult,
     _plot_scan(scan, one_sigma, two_sigma, paths["scan"])
     if ranked is not None and ranked.rows:
         paths["impacts"] = str(output / "impacts.png")
-        _plot_impacts(ranked, paths["impacts"])
+        plots.plot_impacts(ranked, paths["impacts"])
     return paths
 
 
 def _plot_scan(scan, one_sigma, two_sigma, path: str) -> None:
+    """The library's scan plot plus the two half-parabolae through the 68 % edges."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 4.0))
+    fig, ax = plt.subplots(figsize=(6.0, 4.3))
+    plots.plot_scan(scan, ax=ax, intervals=[one_sigma, two_sigma])
     mu = np.linspace(scan.poi_values[0], scan.poi_values[-1], 301)
-    hat, (lo, hi) = one_sigma.bestfit, (one_sigma.lower, one_sigma.upper)
-    parabola = np.where(mu < hat, ((mu - hat) / (hat - lo)) ** 2, ((mu - hat) / (hi - hat)) ** 2)
-    ax.plot(mu, parabola, ls=":", color="grey", label="parabolae through the 68% edges")
-    ax.plot(scan.poi_values, scan.tmu, "o-", ms=3, color="C0", label=r"profile $t_\mu$")
-    for result, colour in ((one_sigma, "C1"), (two_sigma, "C2")):
-        ax.axhline(result.threshold, color=colour, lw=0.8, ls="--")
-        for a, b in result.intervals:
-            ax.axvspan(a, b, color=colour, alpha=0.08)
+    hat, lo, hi = one_sigma.bestfit, one_sigma.lower, one_sigma.upper
+    half_width = np.where(mu < hat, hat - lo, hi - hat)
+    ax.plot(mu, ((mu - hat) / half_width) ** 2, ls="-.", color="grey", lw=1,
+            label="parabolae through the 68% edges")
     ax.set_xlabel(r"$\mu$")
-    ax.set_ylabel(r"$t_\mu = -2\ln\lambda(\mu)$")
-    ax.set_ylim(0, max(6.0, float(np.nanmax(scan.tmu)) * 1.05))
     ax.set_title(rf"$\hat\mu$ = {hat:.3f}, 68% CL [{lo:.3f}, {hi:.3f}]", fontsize=10)
-    ax.legend(fontsize=8, loc="upper center")
+    ax.legend(loc="upper center", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
-def _plot_impacts(ranked, path: str) -> None:
-    import matplotlib.pyplot as plt
-
-    rows = list(ranked.rows)[::-1]
-    y = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(5.5, 1.2 + 0.5 * len(rows)))
-    ax.barh(y + 0.15, [r.postfit_up for r in rows], 0.3, color="C0", label=r"post-fit $+1\sigma$")
-    ax.barh(y + 0.15, [r.postfit_down for r in rows], 0.3, color="C1", label=r"post-fit $-1\sigma$")
-    ax.barh(y - 0.15, [r.prefit_up for r in rows], 0.3, color="none", edgecolor="C0", label=r"pre-fit $+1\sigma$")
-    ax.barh(y - 0.15, [r.prefit_down for r in rows], 0.3, color="none", edgecolor="C1", label=r"pre-fit $-1\sigma$")
-    ax.set_yticks(y, [r.name for r in rows])
-    ax.axvline(0, color="k", lw=0.5)
-    ax.set_xlabel(r"$\Delta\hat\mu$")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    plots.save_figure(fig, path, dpi=80)
     plt.close(fig)
 
 
