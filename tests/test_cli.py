@@ -45,7 +45,7 @@ def make_toy(root: Path, seed: int = 5) -> tuple[Path, np.ndarray]:
     reference = sample_mixture(P_REF, 2000, rng)[:, 0]
     np.savez(root / "data" / "observed.npz", x=observed)
     np.savez(root / "data" / "reference.npz", x=reference)
-    onnx = lambda name, out: {"onnx": {"path": f"models/{name}.onnx"}, "output": out}  # noqa: E731
+    onnx = lambda name, out: {"onnx": {"path": f"models/{name}.onnx"}, "output": out}
     spec = {
         "version": "1.0.0",
         "unbinned_channels": [{
@@ -67,3 +67,188 @@ def make_toy(root: Path, seed: int = 5) -> tuple[Path, np.ndarray]:
     path = root / "workspace.json"
     path.write_text(json.dumps(spec, indent=1))
     return path, sample_mixture(P_S, 3000, rng)
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    """(workspace path, model, data) on numpy."""
+    pyhf.set_backend("numpy", precision="64b")
+    path, _ = make_toy(tmp_path_factory.mktemp("cli"))
+    ws = ratiofactory.Workspace.load(path)
+    model = ws.model()
+    return path, model, ws.data(model)
+
+
+def run(args, **kwargs):
+    """Invoke the CLI in-process; return the click Result."""
+    from click.testing import CliRunner
+
+    from ratiofactory.cli import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args], **kwargs)
+
+
+def run_json(args, tmp_path, name="out.json"):
+    out = tmp_path / name
+    result = run([*args, "--output-file", out])
+    assert result.exit_code == 0, result.output
+    return json.loads(out.read_text())
+
+
+def test_fit_matches_python_api(toy, tmp_path):
+    path, model, data = toy
+    got = run_json(["fit", path], tmp_path)
+    expected = infer.fit(model, data)
+    assert got["parameters"] == list(expected.parameters)
+    np.testing.assert_allclose(got["values"], expected.values, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(got["errors"], expected.errors, rtol=1e-5)
+    assert got["twice_nll"] == pytest.approx(expected.twice_nll, rel=1e-10)
+    assert got["valid"] is True
+    assert 0.3 < got["values"][got["parameters"].index("mu")] < 2.0
+
+
+def test_fit_fixed_scipy_and_table(toy, tmp_path):
+    path, model, data = toy
+    got = run_json(["fit", path, "--fixed", "bkg_norm=0.5", "--optimizer", "scipy"], tmp_path)
+    expected = infer.fit(model, data, fixed={"bkg_norm": 0.5}, method="scipy")
+    assert got["values"][got["parameters"].index("bkg_norm")] == 0.5
+    assert got["method"] == "scipy"
+    assert got["twice_nll"] == pytest.approx(expected.twice_nll, rel=1e-9)
+    table = run(["fit", path]).output
+    assert "bkg_norm" in table
+    assert "mu" in table
+
+
+def test_fit_on_jax_agrees(toy, tmp_path):
+    path, _, _ = toy
+    numpy_fit = run_json(["fit", path], tmp_path, "np.json")
+    jax_fit = run_json(["fit", path, "--backend", "jax"], tmp_path, "jax.json")
+    pyhf.set_backend("numpy", precision="64b")
+    assert jax_fit["backend"] == "jax"
+    np.testing.assert_allclose(jax_fit["values"], numpy_fit["values"], rtol=1e-4, atol=1e-5)
+    assert jax_fit["twice_nll"] == pytest.approx(numpy_fit["twice_nll"], abs=1e-6)
+
+
+def test_scan_with_intervals_and_plot(toy, tmp_path):
+    path, model, data = toy
+    got = run_json(["scan", path, "--poi-range", 0, 3, "--points", 7, "--plot", tmp_path / "scan.png"], tmp_path)
+    expected = infer.profile_scan(model, data, np.linspace(0, 3, 7))
+    np.testing.assert_allclose(got["poi_values"], np.linspace(0, 3, 7))
+    np.testing.assert_allclose(got["tmu"], expected.tmu, atol=2e-6)
+    one_sigma = infer.interval(expected)
+    np.testing.assert_allclose(got["intervals"][0]["intervals"], [list(i) for i in one_sigma.intervals], atol=1e-5)
+    assert got["intervals"][1]["threshold"] == pytest.approx(4.0)
+    assert (tmp_path / "scan.png").stat().st_size > 5000
+
+
+def test_cls_upper_limit_significance(toy, tmp_path):
+    path, model, data = toy
+    got = run_json(["cls", path, "--test-poi", 2.0], tmp_path, "cls.json")
+    expected = infer.hypotest(model, data, 2.0)
+    assert got["cls"] == pytest.approx(expected.cls, rel=1e-5)
+    np.testing.assert_allclose(got["expected_cls"], expected.expected_cls, rtol=1e-5)
+    got = run_json(["upper-limit", path], tmp_path, "ul.json")
+    limit = infer.upper_limit(model, data)
+    assert got["observed"] == pytest.approx(limit.observed, rel=1e-4)
+    np.testing.assert_allclose(got["expected"], limit.expected, rtol=1e-4)
+    got = run_json(["significance", path], tmp_path, "z.json")
+    z = infer.significance(model, data)
+    assert got["significance"] == pytest.approx(z.significance, rel=1e-5)
+    assert got["pvalue"] == pytest.approx(z.pvalue, rel=1e-4)
+
+
+def test_impacts_and_plot(toy, tmp_path):
+    path, model, data = toy
+    got = run_json(["impacts", path, "--plot", tmp_path / "impacts.png"], tmp_path)
+    expected = infer.impacts(model, data).row("bkg_norm")
+    row = got["rows"][0]
+    assert row["name"] == "bkg_norm"
+    assert row["postfit_up"] == pytest.approx(expected.postfit_up, rel=1e-4, abs=1e-6)
+    assert row["pull"] == pytest.approx(expected.pull, rel=1e-4, abs=1e-6)
+    assert (tmp_path / "impacts.png").stat().st_size > 5000
+
+
+def test_inspect_and_validate(toy, tmp_path):
+    path, model, _ = toy
+    info = run_json(["inspect", path], tmp_path, "inspect.json")
+    channel = info["channels"][0]
+    assert channel["observed_events"] == model.unbinned_channels[0].n_observed
+    assert channel["reference_events"] == 2000
+    assert [p["name"] for p in info["parameters"]] == list(model.config.par_order)
+    assert info["poi"] == "mu"
+    table = run(["inspect", path]).output
+    assert "background" in table
+    assert "bkg_norm (normsys)" in table
+    report = run_json(["validate", path], tmp_path, "validate.json")
+    assert report["digest"] == ratiofactory.Workspace.load(path).digest()
+    assert report["files"] == 5
+
+
+def test_digest_writes_sha256_and_keeps_input(toy, tmp_path):
+    import hashlib
+
+    path, _, _ = toy
+    before = path.read_text()
+    out = tmp_path / "digested.json"
+    assert run(["digest", path, "--output-file", out]).exit_code == 0
+    assert path.read_text() == before
+    spec = json.loads(out.read_text())
+    ref = spec["unbinned_channels"][0]["samples"][1]["ratio"]["onnx"]
+    assert ref["sha256"] == hashlib.sha256((path.parent / ref["path"]).read_bytes()).hexdigest()
+    copy = path.parent / "copy.json"
+    copy.write_text(before)
+    try:
+        assert run(["digest", copy, "--in-place"]).exit_code == 0
+        assert json.loads(copy.read_text()) == spec
+        assert run(["validate", copy]).exit_code == 0
+    finally:
+        copy.unlink()
+
+
+def test_workspace_from_stdin(toy, tmp_path, monkeypatch):
+    path, model, data = toy
+    monkeypatch.chdir(path.parent)
+    result = run(["fit", "-", "--output-file", tmp_path / "stdin.json"], input=path.read_text())
+    assert result.exit_code == 0, result.output
+    got = json.loads((tmp_path / "stdin.json").read_text())
+    assert got["twice_nll"] == pytest.approx(infer.fit(model, data).twice_nll, rel=1e-10)
+
+
+def test_console_script_subprocess(toy, tmp_path):
+    path, model, data = toy
+    exe = shutil.which("ratiofactory") or str(Path(sys.executable).with_name("ratiofactory"))
+    out = tmp_path / "fit.json"
+    proc = subprocess.run([exe, "fit", str(path), "--output-file", str(out), "--quiet"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""  # --quiet
+    assert json.loads(out.read_text())["twice_nll"] == pytest.approx(infer.fit(model, data).twice_nll, rel=1e-10)
+    bad = subprocess.run([exe, "fit", str(tmp_path / "missing.json")], capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert bad.returncode == 1
+    assert bad.stderr.count("\n") == 1
+    assert "missing.json" in bad.stderr
+
+
+def _one_line_error(result, *fragments):
+    assert result.exit_code != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_bad_input_one_line(toy, tmp_path):
+    path, _, _ = toy
+    _one_line_error(run(["fit", tmp_path / "nope.json"]), "nope.json", "cannot read")
+    broken = tmp_path / "broken.json"
+    broken.write_text('{\n  "version": "1.0.0",\n  "channels": [\n')
+    _one_line_error(run(["fit", broken]), "line 4, column 1")
+    _one_line_error(run(["fit", path, "--measurement", "other"]), "no measurement named 'other'", "meas")
+    _one_line_error(run(["fit", path, "--fixed", "lumi=1"]), "unknown parameter 'lumi'", "bkg_norm")
+    _one_line_error(run(["fit", path, "--fixed", "mu"]), "NAME=VALUE")
+    _one_line_error(run(["scan", path]), "--poi-range")
+    verbose = run(["fit", tmp_path / "nope.json", "--verbose"])
+    assert verbose.exit_code == 1
+    assert "Traceback" in verbose.stderr

@@ -1,0 +1,78 @@
+"""The ``ratiofactory`` command line (click), modelled on pyhf's.
+
+Every subcommand prints a table (rich) unless ``--quiet``, writes its result as JSON with
+``--output-file`` and exits non-zero with one line on stderr on error (``--verbose``
+adds the traceback). See docs/cli.md.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Any
+
+import click
+
+from ..errors import RatiofactoryError
+from ._common import Settings, common_options
+
+__all__ = ["cli", "main"]
+
+
+class _Group(click.Group):
+    """Turns user errors into one line on stderr; click usage errors too."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except (RatiofactoryError, OSError) as err:
+            if ctx.ensure_object(Settings).verbose:
+                traceback.print_exc()
+            message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise click.ClickException(message) from None
+        except Exception as err:
+            if ctx.ensure_object(Settings).verbose:
+                raise
+            raise click.ClickException(
+                f"internal error: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''} "
+                "(run with --verbose for the traceback)") from None
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as err:
+            hint = f" (see '{err.ctx.command_path} --help')" if err.ctx is not None else ""
+            click.echo(f"Error: {err.format_message()}{hint}", err=True)
+            sys.exit(err.exit_code)
+        except click.ClickException as err:
+            err.show()
+            sys.exit(err.exit_code)
+        except (click.Abort, KeyboardInterrupt, EOFError):
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="ratiofactory")
+@common_options
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """ratiofactory: declarative unbinned NSBI likelihoods (pyhf-like command line)."""
+    ctx.ensure_object(Settings)
+
+
+from . import analysis, publishing
+
+for _module in (analysis, publishing):
+    for _command in _module.COMMANDS:
+        cli.add_command(_command)
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Console-script entry point."""
+    return cli.main(args=argv, prog_name="ratiofactory")

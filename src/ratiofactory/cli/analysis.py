@@ -1,0 +1,251 @@
+"""Subcommands that compile a model: validate, inspect, fit, scan, cls, upper-limit,
+significance, impacts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+import numpy as np
+
+from ._common import (
+    WORKSPACE,
+    check_parameters,
+    common_options,
+    emit,
+    load_model,
+    model_options,
+    output_option,
+    parse_fixed,
+    progress,
+)
+
+
+def _setup(workspace: str, backend: str, measurement: str | None, fixed: tuple[str, ...],
+           poi: str | None = None) -> tuple[Any, Any, Any, dict[str, float]]:
+    fixed_values = parse_fixed(fixed)
+    ws, model, data = load_model(workspace, backend, measurement, poi)
+    check_parameters(model, list(fixed_values), "--fixed")
+    return ws, model, data, fixed_values
+
+
+def _options(optimizer: str) -> Any:
+    from ..infer import FitOptions
+
+    return FitOptions(method=optimizer)
+
+
+def _plot(kind: str, path: str | None, *args: Any, **kwargs: Any) -> None:
+    if path:
+        from .. import plots
+
+        getattr(plots, kind)(*args, path=path, **kwargs)
+
+
+@click.command()
+@WORKSPACE
+@click.option("--measurement", default=None, help="Also compile this measurement's model (ONNX checks).")
+@output_option
+@common_options
+def validate(workspace: str, measurement: str | None, output_file: str | None) -> None:
+    """Check the schema, the files (paths, sha256 digests) and the ONNX models of WORKSPACE."""
+    from ..files import open_file_ref
+    from ..workspace import file_references
+    from ._common import load_workspace
+
+    with progress("validating"):
+        ws = load_workspace(workspace)
+        refs = list(file_references(ws.spec))
+        for pointer, ref in refs:
+            open_file_ref(ws.base_dir, ref, pointer=pointer)
+        names = [measurement] if measurement else ws.measurement_names
+        models = {name: ws.model(name) for name in names}
+    payload = {"valid": True, "digest": ws.digest(), "files": len(refs), "measurements": names,
+               "parameters": {n: list(m.config.par_names) for n, m in models.items()}}
+    emit(payload, output_file, f"valid: {len(ws.channels)} channels, {len(refs)} files, "
+                               f"measurements {', '.join(names)}; digest {payload['digest']}")
+
+
+def describe(ws: Any, model: Any) -> dict[str, Any]:
+    """Channels, samples, modifiers, event counts and parameters as plain JSON."""
+    spec = ws.spec
+    unbinned = {c.name: c for c in model.unbinned_channels}
+    channels = []
+    for kind, key in (("binned", "channels"), ("unbinned", "unbinned_channels")):
+        for channel in spec.get(key, []):
+            entry = {"name": channel["name"], "kind": kind, "samples": [
+                {"name": s["name"], "modifiers": [f"{m['name']} ({m['type']})" for m in s.get("modifiers", [])]}
+                for s in channel["samples"]]}
+            if kind == "binned":
+                entry["bins"] = len(channel["samples"][0]["data"])
+            else:
+                entry["observables"] = [o["name"] for o in channel["observables"]]
+                entry["observed_events"] = unbinned[channel["name"]].n_observed
+                entry["reference_events"] = unbinned[channel["name"]].n_reference
+            channels.append(entry)
+    config = model.config
+    parameters = []
+    for name in config.par_order:
+        pslice = config.par_slice(name)
+        parameters.append({"name": name, "size": pslice.stop - pslice.start,
+                           "init": config.suggested_init()[pslice],
+                           "bounds": [list(b) for b in config.suggested_bounds()[pslice]],
+                           "fixed": config.suggested_fixed()[pslice]})
+    return {"channels": channels, "parameters": parameters, "poi": config.poi_name,
+            "measurements": ws.measurement_names}
+
+
+def _inspect_tables(info: dict[str, Any]) -> Any:
+    from rich.console import Group
+    from rich.table import Table
+
+    chans = Table(title="Channels and samples")
+    for column in ("channel", "kind", "bins / observables", "observed", "reference", "sample", "modifiers"):
+        chans.add_column(column)
+    for c in info["channels"]:
+        dims = str(c["bins"]) if c["kind"] == "binned" else ", ".join(c["observables"])
+        for i, s in enumerate(c["samples"]):
+            head = [c["name"], c["kind"], dims, str(c.get("observed_events", "")),
+                    str(c.get("reference_events", ""))] if i == 0 else [""] * 5
+            chans.add_row(*head, s["name"], ", ".join(s["modifiers"]))
+    pars = Table(title=f"Parameters (POI: {info['poi']})")
+    for column in ("parameter", "size", "init", "bounds", "fixed"):
+        pars.add_column(column)
+    for p in info["parameters"]:
+        pars.add_row(p["name"], str(p["size"]), ", ".join(f"{v:g}" for v in p["init"]),
+                     ", ".join(f"[{lo:g}, {hi:g}]" for lo, hi in p["bounds"]), str(any(p["fixed"])))
+    return Group(chans, pars)
+
+
+@click.command()
+@WORKSPACE
+@click.option("--measurement", default=None, help="Measurement name (default: the first).")
+@output_option
+@common_options
+def inspect(workspace: str, measurement: str | None, output_file: str | None) -> None:
+    """Channels, samples, modifiers, parameters and event counts of WORKSPACE."""
+    ws, model, _ = load_model(workspace, "numpy", measurement)
+    info = describe(ws, model)
+    emit(info, output_file, _inspect_tables(info))
+
+
+@click.command()
+@WORKSPACE
+@model_options
+@click.option("--minos", is_flag=True, help="Also run MINOS on the POI.")
+def fit(workspace: str, backend: str, measurement: str | None, optimizer: str, fixed: tuple[str, ...],
+        output_file: str | None, minos: bool) -> None:
+    """Maximum-likelihood fit to the observed data."""
+    from .. import infer
+
+    _, model, data, fixed_values = _setup(workspace, backend, measurement, fixed)
+    with progress("fitting"):
+        result = infer.fit(model, data, fixed=fixed_values or None, method=optimizer,
+                           minos=[model.config.poi_name] if minos and model.config.poi_name else False)
+    emit(result.to_dict(), output_file, str(result))
+
+
+@click.command()
+@WORKSPACE
+@model_options
+@click.option("--poi", "poi", default=None, help="Scan this parameter instead of the POI.")
+@click.option("--poi-range", nargs=2, type=float, required=True, metavar="LO HI", help="Scan range.")
+@click.option("--points", type=click.IntRange(2), default=21, show_default=True, help="Grid points.")
+@click.option("--plot", default=None, type=click.Path(dir_okay=False), help="Write the t_mu plot (PNG).")
+def scan(workspace: str, backend: str, measurement: str | None, optimizer: str, fixed: tuple[str, ...],
+         output_file: str | None, poi: str | None, poi_range: tuple[float, float], points: int,
+         plot: str | None) -> None:
+    """Profile-likelihood scan of the POI with 68.27 % and 95.45 % intervals."""
+    from .. import infer
+
+    _, model, data, fixed_values = _setup(workspace, backend, measurement, fixed)
+    if poi is not None:
+        check_parameters(model, [poi], "--poi")
+    grid = np.linspace(poi_range[0], poi_range[1], points)
+    with progress(f"profile scan ({points} points)"):
+        result = infer.profile_scan(model, data, grid, poi=poi, fixed=fixed_values or None,
+                                    options=_options(optimizer))
+        intervals = [infer.interval(result, cl) for cl in (infer.CL_1SIGMA, infer.CL_2SIGMA)]
+    payload = result.to_dict()
+    payload["intervals"] = [i.to_dict() for i in intervals]
+    emit(payload, output_file, "\n\n".join([str(result), *map(str, intervals)]))
+    _plot("plot_scan", plot, result, intervals=intervals)
+
+
+@click.command()
+@WORKSPACE
+@model_options
+@click.option("--test-poi", type=float, default=1.0, show_default=True, help="POI value tested.")
+@click.option("--test-stat", type=click.Choice(["qtilde", "q"]), default="qtilde", show_default=True)
+def cls(workspace: str, backend: str, measurement: str | None, optimizer: str, fixed: tuple[str, ...],
+        output_file: str | None, test_poi: float, test_stat: str) -> None:
+    """Asymptotic CLs of POI = --test-poi (observed and expected bands)."""
+    from .. import infer
+
+    _, model, data, fixed_values = _setup(workspace, backend, measurement, fixed)
+    with progress("hypothesis test"):
+        result = infer.hypotest(model, data, test_poi, test_stat=test_stat, fixed=fixed_values or None,
+                                options=_options(optimizer))
+    emit(result.to_dict(), output_file, str(result))
+
+
+@click.command("upper-limit")
+@WORKSPACE
+@model_options
+@click.option("--level", type=float, default=0.05, show_default=True, help="CLs level.")
+@click.option("--test-stat", type=click.Choice(["qtilde", "q"]), default="qtilde", show_default=True)
+@click.option("--poi-range", nargs=2, type=float, default=None, metavar="LO HI",
+              help="Grid scan in this range instead of root finding.")
+@click.option("--points", type=click.IntRange(2), default=21, show_default=True)
+def upper_limit(workspace: str, backend: str, measurement: str | None, optimizer: str,
+                fixed: tuple[str, ...], output_file: str | None, level: float, test_stat: str,
+                poi_range: tuple[float, float] | None, points: int) -> None:
+    """Observed and expected CLs upper limits on the POI."""
+    from .. import infer
+
+    _, model, data, fixed_values = _setup(workspace, backend, measurement, fixed)
+    grid = None if poi_range is None else np.linspace(poi_range[0], poi_range[1], points)
+    with progress("upper limit"):
+        result = infer.upper_limit(model, data, scan=grid, level=level, test_stat=test_stat,
+                                   fixed=fixed_values or None, options=_options(optimizer))
+    emit(result.to_dict(), output_file, str(result))
+
+
+@click.command()
+@WORKSPACE
+@model_options
+@click.option("--poi-alt", type=float, default=1.0, show_default=True,
+              help="POI value of the expected significance.")
+def significance(workspace: str, backend: str, measurement: str | None, optimizer: str,
+                 fixed: tuple[str, ...], output_file: str | None, poi_alt: float) -> None:
+    """Discovery significance (q0): observed and expected."""
+    from .. import infer
+
+    _, model, data, fixed_values = _setup(workspace, backend, measurement, fixed)
+    with progress("discovery test"):
+        result = infer.significance(model, data, poi_alt=poi_alt, fixed=fixed_values or None,
+                                    options=_options(optimizer))
+    emit(result.to_dict(), output_file, str(result))
+
+
+@click.command()
+@WORKSPACE
+@model_options
+@click.option("--parameter", "parameters", multiple=True, help="Only these nuisance parameters; repeatable.")
+@click.option("--no-refit", is_flag=True, help="Hessian impacts only (no refits).")
+@click.option("--plot", default=None, type=click.Path(dir_okay=False), help="Write the ranking plot (PNG).")
+def impacts(workspace: str, backend: str, measurement: str | None, optimizer: str, fixed: tuple[str, ...],
+            output_file: str | None, parameters: tuple[str, ...], no_refit: bool, plot: str | None) -> None:
+    """Pulls, constraints and impacts of the nuisance parameters on the POI."""
+    from .. import infer
+
+    _, model, data, fixed_values = _setup(workspace, backend, measurement, fixed)
+    check_parameters(model, list(parameters), "--parameter")
+    with progress("impacts"):
+        result = infer.impacts(model, data, parameters=list(parameters) or None, refit=not no_refit,
+                               fixed=fixed_values or None, options=_options(optimizer))
+    emit(result.to_dict(), output_file, str(result))
+    _plot("plot_impacts", plot, result)
+
+
+COMMANDS = [validate, inspect, fit, scan, cls, upper_limit, significance, impacts]
