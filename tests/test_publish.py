@@ -103,7 +103,7 @@ def test_broken_onnx_with_consistent_digests_fails_the_onnx_check(bundle, tmp_pa
         (work / name).write_bytes((path.parent / name).read_bytes())
     (work / "models" / "B.onnx").write_bytes(broken_model("wrong_width", n_observables=1))
     publish.pack(work / "workspace.json", tmp_path / "broken.tar.gz")
-    with pytest.raises(InvalidONNXModel, match="B.onnx"):
+    with pytest.raises(InvalidONNXModel, match=r"B\.onnx"):
         publish.verify(tmp_path / "broken.tar.gz")
 
 
@@ -114,7 +114,7 @@ def test_digest_recorded_in_workspace_is_checked(bundle, tmp_path):
     spec["observations"][0]["events"]["sha256"] = "0" * 64
     (path.parent / "bad_digest.json").write_text(json.dumps(spec))
     try:
-        with pytest.raises(DigestMismatch, match="observed.npz"):
+        with pytest.raises(DigestMismatch, match=r"observed\.npz"):
             publish.pack(path.parent / "bad_digest.json", tmp_path / "x.tar.gz")
         assert not (tmp_path / "x.tar.gz").exists()
     finally:
@@ -153,7 +153,7 @@ def test_links_and_devices_are_refused(tmp_path, kind):
     member.type = kind
     member.linkname = "/etc/passwd"
     bundle = _evil_bundle(tmp_path / "evil.tar.gz", member)
-    with pytest.raises(UnsafePath, match="models/B.onnx"):
+    with pytest.raises(UnsafePath, match=r"models/B\.onnx"):
         publish.unpack(bundle, tmp_path / "target")
     with pytest.raises(UnsafePath):
         publish.verify(bundle)
