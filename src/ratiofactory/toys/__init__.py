@@ -1,0 +1,34 @@
+"""Toys: seeded pseudo-experiments, vectorised toy fits, toy-based hypothesis tests, the
+Neyman construction, and executors (local, Dask). See docs/toys.md."""
+
+from __future__ import annotations
+
+from .executors import DaskExecutor, Executor, LocalExecutor, batches
+from .generate import ToyGenerationError, expected_main_data, generate_toys, toy_rng
+from .neyman import CONFIDENCE_LEVELS, NeymanPoint, NeymanResult, confidence_set, critical_point, neyman_construction
+from .toybased import ToyHypoTestResult, conditional_mle, sample_teststats, toy_teststats, toybased_hypotest
+from .vfit import BatchFit, fit_toys
+
+__all__ = [
+    "CONFIDENCE_LEVELS",
+    "BatchFit",
+    "DaskExecutor",
+    "Executor",
+    "LocalExecutor",
+    "NeymanPoint",
+    "NeymanResult",
+    "ToyGenerationError",
+    "ToyHypoTestResult",
+    "batches",
+    "conditional_mle",
+    "confidence_set",
+    "critical_point",
+    "expected_main_data",
+    "fit_toys",
+    "generate_toys",
+    "neyman_construction",
+    "sample_teststats",
+    "toy_rng",
+    "toy_teststats",
+    "toybased_hypotest",
+]

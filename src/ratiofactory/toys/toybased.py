@@ -1,0 +1,152 @@
+"""Toy-based hypothesis tests: CLs and the discovery p-value from sampled test statistics.
+
+The toys of a hypothesis μ are generated at the conditional MLE ``(μ, θ̂̂(μ))`` fitted to
+the observed data (the background-only toys at ``(0, θ̂̂(0))``); each toy is fitted twice
+(free and at the tested μ, vectorised on jax, see :mod:`ratiofactory.toys.vfit`) and the
+statistic is the same as the asymptotic one (:mod:`ratiofactory.infer.hypotests`).
+p-values follow pyhf's ToyCalculator: ``p = #(t_toy ≥ t_obs) / n``, ``CLs = CLs+b / CLb``,
+the expected band from the percentiles of CLs over the background-only toys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyhf
+from scipy.stats import norm
+
+from ..infer.fitting import FitOptions, minimize
+from ..infer.hypotests import _check_kind, prepare_setup
+from ..infer.objective import FitSetup, Objective
+from .executors import Executor, run_batches
+from .generate import expected_main_data, generate_toys
+from .vfit import fit_toys
+
+__all__ = ["ToyHypoTestResult", "conditional_mle", "toy_teststats", "toybased_hypotest"]
+
+_BAND_PERCENTILES = 100 * norm.cdf([-2.0, -1.0, 0.0, 1.0, 2.0])
+
+
+def statistic_from_fits(test_stat: str, poi_value: float, free_nll, free_poi, cond_nll) -> np.ndarray:
+    """The test statistic from free and conditional ``−2 ln L`` (vectorised; NaN where a fit failed)."""
+    t = np.maximum(np.asarray(cond_nll) - np.asarray(free_nll), 0.0)
+    free_poi = np.asarray(free_poi)
+    if test_stat in ("q", "qtilde"):
+        t = np.where(free_poi > poi_value, 0.0, t)
+    if test_stat == "q0":
+        t = np.where(free_poi < 0, 0.0, t)
+    return np.where(np.isfinite(cond_nll) & np.isfinite(free_nll), t, np.nan)
+
+
+def toy_teststats(model: Any, toys: np.ndarray, poi_value: float, setup: FitSetup, test_stat: str,
+                  *, batch_size: int = 256) -> np.ndarray:
+    """The test statistic at ``poi_value`` on each toy (NaN where a fit failed)."""
+    index = setup.poi_index
+    free = fit_toys(model, toys, setup, batch_size=batch_size)
+    conditional = fit_toys(model, toys, setup.with_poi_fixed(poi_value), init=free.values, batch_size=batch_size)
+    return statistic_from_fits(test_stat, poi_value, free.twice_nll, free.values[:, index], conditional.twice_nll)
+
+
+def conditional_mle(model: Any, data: Any, setup: FitSetup, poi_value: float,
+                    options: FitOptions | None = None) -> np.ndarray:
+    """θ̂̂(μ): the parameters maximising the likelihood of ``data`` with the POI at ``poi_value``."""
+    result = minimize(Objective(model, data), setup.with_poi_fixed(poi_value), options, hesse=False,
+                      context=f"conditional fit at {setup.poi_name}={poi_value:g}: ")
+    return np.asarray(result.values, dtype=float)
+
+
+@dataclass(frozen=True)
+class _TeststatBatch:
+    """A picklable task: the statistic on toys ``start … start + n − 1`` of one hypothesis."""
+
+    model: Any
+    generating: np.ndarray
+    seed: int
+    poi_value: float
+    setup: FitSetup
+    test_stat: str
+    batch_size: int
+    backend: str
+
+    def __call__(self, span: tuple[int, int]) -> np.ndarray:
+        if pyhf.get_backend()[0].name != self.backend:
+            pyhf.set_backend(self.backend, precision="64b")
+        start, n = span
+        expected = expected_main_data(self.model, self.generating)
+        toys = generate_toys(self.model, self.generating, n, self.seed, start=start, expected=expected)
+        return toy_teststats(self.model, toys, self.poi_value, self.setup, self.test_stat, batch_size=self.batch_size)
+
+
+def sample_teststats(model: Any, generating: np.ndarray, n_toys: int, seed: int, poi_value: float,
+                     setup: FitSetup, test_stat: str, *, executor: Executor | None = None,
+                     batch_size: int = 256, desc: str = "toys") -> np.ndarray:
+    """The statistic on ``n_toys`` toys at ``generating``, in batches through ``executor``."""
+    task = _TeststatBatch(model, np.asarray(generating, float), int(seed), float(poi_value), setup,
+                          test_stat, int(batch_size), str(pyhf.get_backend()[0].name))
+    return run_batches(task, n_toys, batch_size, executor, desc=desc)
+
+
+@dataclass(frozen=True)
+class ToyHypoTestResult:
+    """Toy-based test of one POI value: observed statistic, CLs+b, CLb, CLs (observed and
+    the −2σ … +2σ expected band), the sampled statistics and the number of failed fits."""
+
+    poi_value: float
+    test_stat: str
+    teststat: float
+    cls: float
+    clsb: float
+    clb: float
+    expected_cls: tuple[float, ...]
+    signal_teststats: np.ndarray
+    background_teststats: np.ndarray
+    n_failed: int
+
+    def cls_error(self) -> float:
+        """Binomial standard error of CLs from the toy statistics."""
+        n_sb, n_b = np.isfinite(self.signal_teststats).sum(), np.isfinite(self.background_teststats).sum()
+        var_sb = self.clsb * (1 - self.clsb) / max(n_sb, 1)
+        var_b = self.clb * (1 - self.clb) / max(n_b, 1)
+        return float(self.cls * np.sqrt(var_sb / max(self.clsb, 1e-300) ** 2 + var_b / max(self.clb, 1e-300) ** 2))
+
+
+def _pvalue(samples: np.ndarray, value: float) -> float:
+    samples = samples[np.isfinite(samples)]
+    return float(np.mean(samples >= value)) if samples.size else float("nan")
+
+
+def toybased_hypotest(model: Any, data: Any, mu: float, n_toys: int, seed: int, *, test_stat: str = "qtilde",
+                      poi: str | None = None, init=None, fixed=None, bounds=None,
+                      executor: Executor | None = None, batch_size: int = 256,
+                      options: FitOptions | None = None) -> ToyHypoTestResult:
+    """CLs (``qtilde``, ``q``, ``tmu``, ``tmu_tilde``) or the discovery p-value (``q0``:
+    ``clsb`` is the p-value under μ = 0) of ``poi = mu`` from ``n_toys`` toys per hypothesis.
+
+    Signal toys use ``seed``, background toys ``seed + 1``.
+    """
+    _check_kind(test_stat)
+    setup = prepare_setup(model, test_stat, poi=poi, init=init, fixed=fixed, bounds=bounds)
+    mu = 0.0 if test_stat == "q0" else float(mu)
+    data = np.asarray(data, dtype=float)
+    free = minimize(Objective(model, data), setup, options, hesse=False, context="free fit to data: ")
+    cond = minimize(Objective(model, data), setup.with_init(free.values).with_poi_fixed(mu), options,
+                    hesse=False, context=f"fit to data at {setup.poi_name}={mu:g}: ")
+    observed = float(statistic_from_fits(test_stat, mu, free.twice_nll, free.values[setup.poi_index],
+                                         cond.twice_nll))
+    signal = sample_teststats(model, cond.values, n_toys, seed, mu, setup, test_stat,
+                              executor=executor, batch_size=batch_size, desc="signal-like toys")
+    if test_stat == "q0":
+        background = signal
+    else:
+        background_pars = conditional_mle(model, data, setup.with_init(free.values), 0.0, options)
+        background = sample_teststats(model, background_pars, n_toys, seed + 1, mu, setup, test_stat,
+                                      executor=executor, batch_size=batch_size, desc="background-like toys")
+    clsb, clb = _pvalue(signal, observed), _pvalue(background, observed)
+    finite_b = background[np.isfinite(background)]
+    cls_b = np.array([_pvalue(signal, t) / max(_pvalue(background, t), 1e-300) for t in finite_b])
+    expected = tuple(float(v) for v in np.percentile(cls_b, _BAND_PERCENTILES)) if cls_b.size else ()
+    n_failed = int((~np.isfinite(signal)).sum() + (0 if test_stat == "q0" else (~np.isfinite(background)).sum()))
+    return ToyHypoTestResult(mu, test_stat, observed, clsb / clb if clb > 0 else float("nan"), clsb, clb,
+                             expected, signal, background, n_failed)
