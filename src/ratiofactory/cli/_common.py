@@ -180,4 +180,6 @@ def emit(payload: dict[str, Any], output_file: str | None, table: Any) -> None:
     """Show the table and write ``payload`` to ``output_file`` when given."""
     show(table)
     if output_file:
-        write_json_atomic(output_file, payload)
+        from ..infer._format import jsonable
+
+        write_json_atomic(output_file, jsonable(payload))

@@ -1,0 +1,85 @@
+"""Toy-based subcommands: toys (CLs from pseudo-experiments) and neyman (the construction)."""
+
+from __future__ import annotations
+
+import click
+import numpy as np
+
+from ._common import WORKSPACE, emit, model_options
+from .analysis import _options, _setup
+
+_TOY_OPTIONS = [
+    click.option("--ntoys", type=click.IntRange(1), default=1000, show_default=True, help="Toys per hypothesis."),
+    click.option("--seed", type=int, default=0, show_default=True, help="Random seed (toys are reproducible)."),
+    click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True, help="Toys per batch."),
+]
+
+
+def toy_options(func):
+    for option in reversed(_TOY_OPTIONS):
+        func = option(func)
+    return func
+
+
+@click.command()
+@WORKSPACE
+@model_options
+@toy_options
+@click.option("--test-poi", type=float, default=1.0, show_default=True, help="POI value tested.")
+@click.option("--test-stat", type=click.Choice(["qtilde", "q", "tmu", "tmu_tilde", "q0"]), default="qtilde",
+              show_default=True)
+def toys(workspace: str, backend: str, measurement: str | None, optimizer: str, fixed: tuple[str, ...],
+         output_file: str | None, ntoys: int, seed: int, batch_size: int, test_poi: float, test_stat: str) -> None:
+    """Toy-based CLs of POI = --test-poi (signal toys seeded with SEED, background SEED+1)."""
+    from .. import toys as toy_module
+
+    _, model, data, fixed_values = _setup(workspace, backend, measurement, fixed)
+    result = toy_module.toybased_hypotest(model, data, test_poi, ntoys, seed, test_stat=test_stat,
+                                          fixed=fixed_values or None, batch_size=batch_size,
+                                          options=_options(optimizer))
+    payload = {"poi_value": result.poi_value, "test_stat": result.test_stat, "teststat": result.teststat,
+               "cls": result.cls, "cls_error": result.cls_error(), "clsb": result.clsb, "clb": result.clb,
+               "expected_cls": list(result.expected_cls), "n_toys": ntoys, "seed": seed,
+               "n_failed": result.n_failed}
+    table = (f"Toy-based test {model.config.poi_name} = {test_poi:g} ({test_stat}, {ntoys} toys, seed {seed}): "
+             f"observed {result.teststat:.6g}\nCLs = {result.cls:.6g} ± {payload['cls_error']:.2g}, "
+             f"CLs+b = {result.clsb:.6g}, CLb = {result.clb:.6g}\n"
+             f"expected CLs (-2..+2 sigma): {', '.join(f'{v:.4g}' for v in result.expected_cls)}\n"
+             f"failed toy fits: {result.n_failed}")
+    emit(payload, output_file, table)
+
+
+@click.command()
+@WORKSPACE
+@model_options
+@toy_options
+@click.option("--poi-range", nargs=2, type=float, required=True, metavar="LO HI", help="Grid range.")
+@click.option("--points", type=click.IntRange(2), default=11, show_default=True, help="Grid points.")
+@click.option("--test-stat", type=click.Choice(["tmu", "tmu_tilde"]), default="tmu", show_default=True)
+@click.option("--expected-toys", type=click.IntRange(0), default=0, show_default=True,
+              help="Toys for the expected band (0: none).")
+@click.option("--directory", type=click.Path(file_okay=False), default=None,
+              help="Keep one JSON per grid point here; a rerun resumes from them.")
+@click.option("--plot", default=None, type=click.Path(dir_okay=False), help="Write the 68 % belt (PNG).")
+def neyman(workspace: str, backend: str, measurement: str | None, optimizer: str, fixed: tuple[str, ...],
+           output_file: str | None, ntoys: int, seed: int, batch_size: int, poi_range: tuple[float, float],
+           points: int, test_stat: str, expected_toys: int, directory: str | None, plot: str | None) -> None:
+    """Neyman construction of the POI on a grid: critical values from toys, intervals."""
+    from .. import toys as toy_module
+
+    _, model, data, fixed_values = _setup(workspace, backend, measurement, fixed)
+    grid = np.linspace(poi_range[0], poi_range[1], points)
+    result = toy_module.neyman_construction(model, data, grid, ntoys, seed, test_stat=test_stat,
+                                            directory=directory, expected_toys=expected_toys,
+                                            fixed=fixed_values or None, batch_size=batch_size,
+                                            options=_options(optimizer))
+    lines = [f"Neyman construction of {result.poi_name} ({test_stat}, {ntoys} toys per point, seed {seed})"]
+    for cl, pieces in result.intervals.items():
+        text = ", ".join(f"[{lo:.6g}, {hi:.6g}]" for lo, hi in pieces) or "empty"
+        lines.append(f"  {100 * float(cl):.2f}% CL: {text}")
+    emit(result.to_dict(), output_file, "\n".join(lines))
+    if plot:
+        result.plot(path=plot)
+
+
+COMMANDS = [toys, neyman]
