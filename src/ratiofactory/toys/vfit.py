@@ -10,7 +10,8 @@ bounded-iteration projected Newton method on ``−2 ln L``:
   grows after a rejected one, so a step never increases ``−2 ln L`` and never lands where
   it is +∞),
 * per-toy convergence: the Hessian on the free parameters is positive definite and the
-  estimated distance to the minimum ``½ gᵀH⁻¹g`` is below ``edm_tol``.
+  estimated distance to the minimum ``½ gᵀH⁻¹g`` is below ``edm_tol``; then one more
+  undamped Newton step takes it to round-off (so results do not depend on the batching).
 
 Newton with exact Hessians converges in a handful of iterations on the few parameters of
 a toy fit, each iteration being one pass over the events per toy, so it vectorises
@@ -107,7 +108,11 @@ def _build_solver(model: Any, max_iter: int, edm_tol: float):
         value, g, h = value_grad_hess(x0, data)
         state = (x0, value, g, h, jnp.asarray(0.0), 0, diagnose(x0, value, g, h, box))
         state = jax.lax.while_loop(lambda s: (~s[6]) & (s[5] < max_iter), lambda s: body(s, data, box), state)
-        return state[0], state[1], state[6]
+        converged = state[6]
+        # one more undamped step: quadratic convergence takes the EDM from < edm_tol to
+        # round-off, so the result no longer depends on where the loop happened to stop
+        polished = body((*state[:4], jnp.asarray(0.0), *state[5:]), data, box)
+        return polished[0], polished[1], converged
 
     return jax.jit(jax.vmap(solve_one, in_axes=(0, 0, None, None, None)))
 
@@ -153,8 +158,8 @@ def fit_toys(model: Any, toys: np.ndarray, setup: FitSetup, *, init: np.ndarray 
     """Fit every row of ``toys`` (n, ndata) from ``setup`` (fixed parameters and bounds
     apply to all; ``init`` may give one start per toy).
 
-    On jax: vectorised Newton in batches of ``batch_size`` (the last batch is padded, so
-    one compilation serves all), MIGRAD for the toys it leaves unconverged. On numpy:
+    On jax: vectorised Newton in batches of ``batch_size`` (batches are padded to a power of
+    two, so few compilations serve all), MIGRAD for the toys it leaves unconverged. On numpy:
     MIGRAD per toy.
     """
     toys = np.atleast_2d(np.asarray(toys, dtype=float))
@@ -165,7 +170,8 @@ def fit_toys(model: Any, toys: np.ndarray, setup: FitSetup, *, init: np.ndarray 
 
     _jax_functions(model, setup.init, jnp.asarray(toys[0]))  # eager first evaluation
     solver = _solver(model, setup, max_iter, edm_tol)
-    n, size = len(toys), max(1, min(batch_size, len(toys)))
+    n = len(toys)
+    size = max(1, min(batch_size, 1 << (n - 1).bit_length()))  # powers of two: few compilations
     values, twice_nll = np.empty_like(starts), np.empty(n)
     converged = np.empty(n, dtype=bool)
     for first in range(0, n, size):
