@@ -252,3 +252,37 @@ def test_bad_input_one_line(toy, tmp_path):
     verbose = run(["fit", tmp_path / "nope.json", "--verbose"])
     assert verbose.exit_code == 1
     assert "Traceback" in verbose.stderr
+
+
+def test_validate_names_a_file_whose_recorded_digest_differs(toy, tmp_path):
+    path, _, _ = toy
+    digested = path.parent / "digested.json"
+    assert run(["digest", path, "-o", digested]).exit_code == 0
+    spec = json.loads(digested.read_text())
+    spec["unbinned_channels"][0]["reference"]["events"]["sha256"] = "f" * 64
+    digested.write_text(json.dumps(spec))
+    try:
+        _one_line_error(run(["validate", digested]), "data/reference.npz", "sha256")
+        _one_line_error(run(["digest", digested, "-o", tmp_path / "x.json"]), "use --update")
+        assert run(["digest", digested, "-o", tmp_path / "x.json", "--update"]).exit_code == 0
+    finally:
+        digested.unlink()
+
+
+def test_quiet_before_or_after_the_subcommand(toy, tmp_path):
+    path, _, _ = toy
+    for args in (["--quiet", "validate", path], ["validate", path, "-q"]):
+        result = run(args)
+        assert result.exit_code == 0
+        assert result.output == ""
+    assert "valid:" in run(["validate", path]).output
+
+
+def test_progress_path_on_a_terminal(toy, tmp_path, monkeypatch):
+    """With a terminal (faked) the progress line runs and the results are unchanged."""
+    from ratiofactory.cli import _common
+
+    path, model, data = toy
+    monkeypatch.setattr(_common, "show_progress", lambda: True)
+    got = run_json(["fit", path], tmp_path)
+    assert got["twice_nll"] == pytest.approx(infer.fit(model, data).twice_nll, rel=1e-10)

@@ -137,13 +137,25 @@ def console() -> Any:
     return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
+def show_progress() -> bool:
+    """Progress goes to stderr when both stdout and stderr are terminals and not ``--quiet``."""
+    return interactive() and sys.stderr.isatty()
+
+
 @contextmanager
 def progress(description: str) -> Iterator[None]:
-    """A rich spinner on a terminal unless ``--quiet``; silent otherwise."""
-    if not interactive():
+    """A transient rich progress line (spinner, pulsing bar, elapsed time) on stderr, on a
+    terminal unless ``--quiet``; silent otherwise. The inference functions report no
+    partial progress, so the bar is indeterminate."""
+    if not show_progress():
         yield
         return
-    with console().status(description):
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        bar.add_task(description, total=None)
         yield
 
 
