@@ -163,6 +163,13 @@ class Model:
         main = self.expected_actualdata(pars)
         return xp.concatenate([main, self.expected_auxdata(pars)]) if include_auxdata else main
 
+    def make_pdf(self, pars: Any) -> Any:
+        """The distribution of the data vector at ``pars``: ``.sample(shape)`` draws toys,
+        ``.log_prob(data)`` is ``logpdf`` (see :mod:`ratiofactory.sampling`)."""
+        from .sampling import make_pdf
+
+        return make_pdf(self, pars)
+
     def event_densities(self, pars: Any, channel: str) -> tuple[Any, Any]:
         """(ν(θ), s(x_i;θ)) of unbinned channel ``channel`` over its event set."""
         xp = array_namespace()

@@ -210,6 +210,41 @@ class Workspace:
             parts.append(xp.asarray(model.config.auxdata, dtype=xp.float64))
         return xp.concatenate(parts)
 
+    # -- workspace algebra (ratiofactory.algebra on the specs; file paths stay valid) --
+
+    @classmethod
+    def combine(
+        cls, left: Workspace, right: Workspace | Mapping[str, Any], join: str = "none", merge_channels: bool = False
+    ) -> Workspace:
+        """Combine two workspaces (``right`` may be a plain pyhf spec) in ``left``'s directory;
+        see :func:`ratiofactory.algebra.combine` for the join modes."""
+        from . import algebra
+
+        right_spec, right_dir = (right.spec, right.base_dir) if isinstance(right, Workspace) else (right, None)
+        spec = algebra.combine(
+            left.spec, right_spec, join=join, merge_channels=merge_channels,
+            left_base_dir=left.base_dir, right_base_dir=right_dir,
+        )
+        return cls(spec, base_dir=left.base_dir)
+
+    def prune(self, **names: Any) -> Workspace:
+        """A workspace without the named items (see :func:`ratiofactory.algebra.prune`)."""
+        from . import algebra
+
+        return Workspace(algebra.prune(self._spec, **names), base_dir=self.base_dir)
+
+    def rename(self, **renames: Any) -> Workspace:
+        """A workspace with items renamed (see :func:`ratiofactory.algebra.rename`)."""
+        from . import algebra
+
+        return Workspace(algebra.rename(self._spec, **renames), base_dir=self.base_dir)
+
+    def sorted(self) -> Workspace:
+        """A workspace with its lists in alphabetical order (see :func:`ratiofactory.algebra.sorted_spec`)."""
+        from . import algebra
+
+        return Workspace(algebra.sorted_spec(self._spec), base_dir=self.base_dir)
+
     def digest(self) -> str:
         """sha256 of the canonical JSON and of every file the workspace references."""
         if self._digest is None:
