@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+import pyhf
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +33,11 @@ def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("offshell")
     argv = ["--workspace", str(EXAMPLE / "workspace" / "exact.json"), "--output", str(out),
             "--backend", "jax", "--scan-points", "7"]
-    analyse.main(argv)
+    tensorlib, optimizer = pyhf.get_backend()
+    try:
+        analyse.main(argv)
+    finally:
+        pyhf.set_backend(tensorlib, optimizer)  # analyse sets pyhf's global backend
     return out, json.loads((out / "results.json").read_text())
 
 
