@@ -286,3 +286,19 @@ def test_progress_path_on_a_terminal(toy, tmp_path, monkeypatch):
     monkeypatch.setattr(_common, "show_progress", lambda: True)
     got = run_json(["fit", path], tmp_path)
     assert got["twice_nll"] == pytest.approx(infer.fit(model, data).twice_nll, rel=1e-10)
+
+
+def test_reweighting_plot_command(toy, tmp_path):
+    import matplotlib.image
+
+    path, _, _ = toy
+    _, signal_events = make_toy(tmp_path / "again")
+    np.savez(tmp_path / "signal.npz", x=signal_events[:, 0])
+    out = tmp_path / "rew.png"
+    result = run(["reweighting", path, "--channel", "SR", "--sample", "signal",
+                  "--events", tmp_path / "signal.npz", "--plot", out])
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_size > 5000
+    assert float(np.std(matplotlib.image.imread(out)[..., :3])) > 0.01
+    _one_line_error(run(["reweighting", path, "--channel", "SR", "--sample", "S", "--plot", out]),
+                    "no sample 'S'", "signal, background")

@@ -18,6 +18,7 @@ from ._common import (
     output_option,
     parse_fixed,
     progress,
+    show,
 )
 
 
@@ -248,4 +249,33 @@ def impacts(workspace: str, backend: str, measurement: str | None, optimizer: st
     _plot("plot_impacts", plot, result)
 
 
-COMMANDS = [validate, inspect, fit, scan, cls, upper_limit, significance, impacts]
+@click.command()
+@WORKSPACE
+@click.option("--measurement", default=None, help="Measurement name (default: the first).")
+@click.option("--channel", required=True, help="Unbinned channel.")
+@click.option("--sample", required=True, help="Sample whose ratio reweights the reference.")
+@click.option("--events", "events_file", default=None, type=click.Path(dir_okay=False),
+              help="The sample's own events (npz/npy/csv with the observable columns).")
+@click.option("--weight", default=None, help="Weight column of --events.")
+@click.option("--bins", type=click.IntRange(2), default=30, show_default=True)
+@click.option("--plot", required=True, type=click.Path(dir_okay=False), help="Output PNG.")
+@common_options
+def reweighting(workspace: str, measurement: str | None, channel: str, sample: str, events_file: str | None,
+                weight: str | None, bins: int, plot: str) -> None:
+    """Ratio closure plot: the reference reweighted by a sample's ratio, per observable."""
+    from pathlib import Path
+
+    from ..events import load_events
+
+    _, model, _ = load_model(workspace, "numpy", measurement)
+    events = None
+    if events_file:
+        chans = {c.name: c for c in model.unbinned_channels}
+        observables = chans[channel].observables if channel in chans else ()
+        source = {"path": Path(events_file).name, **({"weight": weight} if weight else {})}
+        events = load_events(Path(events_file).resolve().parent, source, observables, pointer="--events")
+    _plot("plot_reweighting", plot, model, channel, sample, events, bins=bins)
+    show(f"wrote {plot}")
+
+
+COMMANDS = [validate, inspect, fit, scan, cls, upper_limit, significance, impacts, reweighting]
