@@ -81,7 +81,8 @@ def test_vectorised_fits_match_migrad(unbinned, jax_backend):
     toys = generate_toys(model, [0.8, -0.3], 8, seed=9)
     setup = make_setup(model)
     batch = fit_toys(model, toys, setup)
-    assert batch.converged.all() and not batch.refitted.any()
+    assert batch.converged.all()
+    assert not batch.refitted.any()
     for toy, values, twice_nll in zip(toys, batch.values, batch.twice_nll, strict=True):
         reference = fit(model, toy, hesse=False, tolerance=1e-6)
         np.testing.assert_allclose(values, reference.values, atol=2e-4)
@@ -98,7 +99,8 @@ def test_unconverged_toys_are_refitted_not_kept(unbinned, jax_backend):
     toys = generate_toys(model, [1.0, 0.0], 8, seed=4)
     setup = make_setup(model)
     capped = fit_toys(model, toys, setup, max_iter=1)
-    assert capped.refitted.all() and capped.converged.all()
+    assert capped.refitted.all()
+    assert capped.converged.all()
     full = fit_toys(model, toys, setup)
     np.testing.assert_allclose(capped.values, full.values, atol=2e-4)
 
@@ -134,7 +136,8 @@ def test_same_statistics_for_batch_sizes_and_dask_workers(unbinned, jax_backend)
     by_one = sample_teststats(*args, batch_size=1)
     by_256 = sample_teststats(*args, batch_size=256)
     np.testing.assert_allclose(by_one, by_256, rtol=1e-9, atol=1e-9)
-    assert np.all(np.isfinite(by_256)) and np.ptp(by_256) > 0
+    assert np.all(np.isfinite(by_256))
+    assert np.ptp(by_256) > 0
     for workers in (1, 2):
         with DaskExecutor(n_workers=workers, processes=False) as executor:
             on_dask = sample_teststats(*args, batch_size=1, executor=executor)

@@ -5,13 +5,29 @@ from __future__ import annotations
 
 from .executors import DaskExecutor, Executor, LocalExecutor, batches
 from .generate import ToyGenerationError, expected_main_data, generate_toys, toy_rng
-from .neyman import CONFIDENCE_LEVELS, NeymanPoint, NeymanResult, confidence_set, critical_point, neyman_construction
-from .toybased import ToyHypoTestResult, conditional_mle, sample_teststats, toy_teststats, toybased_hypotest
+from .neyman import (
+    CONFIDENCE_LEVELS,
+    CoverageResult,
+    NeymanPoint,
+    NeymanResult,
+    confidence_set,
+    critical_point,
+    neyman_construction,
+    neyman_coverage,
+)
+from .toybased import (
+    ToyHypoTestResult,
+    conditional_mle,
+    sample_teststats,
+    toy_teststats,
+    toybased_hypotest,
+)
 from .vfit import BatchFit, fit_toys
 
 __all__ = [
     "CONFIDENCE_LEVELS",
     "BatchFit",
+    "CoverageResult",
     "DaskExecutor",
     "Executor",
     "LocalExecutor",
@@ -27,6 +43,7 @@ __all__ = [
     "fit_toys",
     "generate_toys",
     "neyman_construction",
+    "neyman_coverage",
     "sample_teststats",
     "toy_rng",
     "toy_teststats",

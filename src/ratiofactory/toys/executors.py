@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
+from typing_extensions import Self
 
 __all__ = ["DaskExecutor", "Executor", "LocalExecutor", "batches", "progress", "run_batches"]
 
@@ -85,7 +86,7 @@ class DaskExecutor:
             thing.close()
         self._owned = []
 
-    def __enter__(self) -> DaskExecutor:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

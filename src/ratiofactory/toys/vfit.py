@@ -98,7 +98,7 @@ def _build_solver(model: Any, max_iter: int, edm_tol: float):
         x_new = jnp.where(free, jnp.clip(x + step, lo, hi), x)
         v_new, g_new, h_new = value_grad_hess(x_new, data)
         accept = jnp.isfinite(v_new) & (v_new <= value + 1e-10) & jnp.all(jnp.isfinite(g_new))
-        pick = lambda new, old: jnp.where(accept, new, old)  # noqa: E731
+        pick = lambda new, old: jnp.where(accept, new, old)
         x, value, g, h = pick(x_new, x), pick(v_new, value), pick(g_new, g), pick(h_new, h)
         lam = jnp.where(accept, jnp.maximum(lam * 0.1, 0.0), jnp.maximum(lam * 10.0, 1e-3))
         return x, value, g, h, lam, iteration + 1, diagnose(x, value, g, h, box)
