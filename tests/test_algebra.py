@@ -195,3 +195,17 @@ def test_unbinned_rename_prune_sorted(tmp_path):
     ordered = renamed.sorted()
     assert [s["name"] for s in ordered.spec["unbinned_channels"][0]["samples"]] == ["S", "qqZZ"]
     assert ordered.base_dir == ws.base_dir and len(ordered.digest()) == 64
+
+
+def test_doctests_of_docs_and_modules():
+    import doctest
+    from pathlib import Path
+
+    import ratiofactory.pyhf_compat
+    import ratiofactory.sampling
+
+    for module in (algebra, ratiofactory.pyhf_compat, ratiofactory.sampling):
+        assert doctest.testmod(module, raise_on_error=False).failed == 0, module.__name__
+    docs = Path(__file__).resolve().parents[1] / "docs" / "combining.md"
+    result = doctest.testfile(str(docs), module_relative=False, raise_on_error=False, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
