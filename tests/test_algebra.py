@@ -42,7 +42,7 @@ def _unbinned_dir(root, digest: bool = True) -> ratiofactory.Workspace:
     constant_model(2.0, 1, path=root / "models" / "S.onnx")
     constant_model(0.5, 1, path=root / "models" / "B.onnx")
     np.savez(root / "observed.npz", x=np.array([1.0, 2.0, 3.0, 4.0]))
-    ref = lambda path: {"path": path, **({"sha256": sha256_file(root / path)} if digest else {})}  # noqa: E731
+    ref = lambda path: {"path": path, **({"sha256": sha256_file(root / path)} if digest else {})}
     spec = {
         "version": "1.0.0",
         "unbinned_channels": [{"name": "SR_4l", "observables": [{"name": "x"}], "samples": [
@@ -194,7 +194,8 @@ def test_unbinned_rename_prune_sorted(tmp_path):
     assert pruned.model().config.par_order == ["mu"]
     ordered = renamed.sorted()
     assert [s["name"] for s in ordered.spec["unbinned_channels"][0]["samples"]] == ["S", "qqZZ"]
-    assert ordered.base_dir == ws.base_dir and len(ordered.digest()) == 64
+    assert ordered.base_dir == ws.base_dir
+    assert len(ordered.digest()) == 64
 
 
 def test_doctests_of_docs_and_modules():

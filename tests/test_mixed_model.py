@@ -35,7 +35,7 @@ BINNED = [{"name": "SR_2l2v", "samples": [
 
 
 def _unbinned(bkg_modifier: dict | None = None) -> dict:
-    onnx = lambda name: {"onnx": {"path": f"models/{name}.onnx"}, "output": "ratio"}  # noqa: E731
+    onnx = lambda name: {"onnx": {"path": f"models/{name}.onnx"}, "output": "ratio"}
     return {
         "name": "SR_4l",
         "observables": [{"name": "x", "bounds": [0.0, 10.0]}],
@@ -134,7 +134,8 @@ def test_pyhf_infer_runs_on_mixed_model(mixed):
         limit = pyhf.infer.intervals.upper_limits.upper_limit(data, pdf, scan=np.linspace(0, 5, 11))
     finally:
         pyhf.set_backend("numpy")
-    assert 0 < float(cls) < 1 and 0 < float(expected) < 1
+    assert 0 < float(cls) < 1
+    assert 0 < float(expected) < 1
     ours = ratiofactory.infer.hypotest(model, data, 2.0)
     assert float(cls) == pytest.approx(ours.cls, rel=1e-4)
     assert float(expected) == pytest.approx(ours.expected_cls[2], rel=1e-4)
@@ -148,7 +149,7 @@ def test_toys_are_poisson_around_asimov(mixed):
     model = ws.model()
     pars = np.asarray(model.config.suggested_init())
     expected = np.asarray(model.expected_data(pars))
-    np.random.seed(3)
+    np.random.seed(3)  # noqa: NPY002 (pyhf's toys draw from numpy's global state)
     toys = np.asarray(model.make_pdf(pars).sample((4000,)))
     assert toys.shape == (4000, expected.size)
     n_binned, n_obs = 2, len(ws.model().unbinned_channels[0].observed_weights)

@@ -49,7 +49,7 @@ from . import schema
 from .errors import RatiofactoryError
 from .expressions import parse_expression
 
-__all__ = ["JOINS", "InvalidWorkspaceOperation", "combine", "prune", "rename", "rebase_paths", "sorted_spec"]
+__all__ = ["JOINS", "InvalidWorkspaceOperation", "combine", "prune", "rebase_paths", "rename", "sorted_spec"]
 
 JOINS = ("none", "outer", "left outer", "right outer")
 _CHANNEL_LISTS = ("channels", "unbinned_channels")
@@ -314,7 +314,7 @@ def sorted_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     measurements and parameter settings in alphabetical order. The order of an unbinned
     channel's observables is kept: it is the input order of its ONNX models."""
     out = copy.deepcopy(dict(spec))
-    by_name = lambda item: item["name"]  # noqa: E731
+    by_name = lambda item: item["name"]
     for key in _CHANNEL_LISTS:
         if key in out:
             out[key].sort(key=by_name)
