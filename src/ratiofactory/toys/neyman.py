@@ -149,7 +149,7 @@ def _load(path: Path, settings: dict[str, Any]) -> NeymanPoint | None:
 
 def critical_point(model: Any, data: Any, setup: FitSetup, free_nll: float, free_poi: float, poi_value: float,
                    n_toys: int, seed: int, test_stat: str, cls: tuple[float, ...], *,
-                   executor: Executor | None = None, batch_size: int = 256,
+                   executor: Executor | None = None, batch_size: int = 64,
                    options: FitOptions | None = None, settings: dict[str, Any] | None = None) -> NeymanPoint:
     """One grid point of the construction (θ̂̂(μ), observed t_μ, toys, critical values)."""
     generating = conditional_mle(model, data, setup.with_init(setup.init), poi_value, options)
@@ -183,7 +183,7 @@ def neyman_construction(model: Any, data: Any, poi_values: Any, n_toys: int, see
                         test_stat: str = "tmu", cls: tuple[float, ...] = CONFIDENCE_LEVELS,
                         directory: str | os.PathLike[str] | None = None, expected_toys: int = 0,
                         nominal: float | None = None, poi: str | None = None, init=None, fixed=None,
-                        bounds=None, executor: Executor | None = None, batch_size: int = 256,
+                        bounds=None, executor: Executor | None = None, batch_size: int = 64,
                         options: FitOptions | None = None) -> NeymanResult:
     """Neyman construction of ``poi`` over ``poi_values`` with ``n_toys`` toys per point.
 
@@ -247,7 +247,7 @@ class CoverageResult:
 
 
 def neyman_coverage(model: Any, truth: Any, n_experiments: int, n_toys: int, seed: int, *,
-                    test_stat: str = "tmu", cls: tuple[float, ...] = CONFIDENCE_LEVELS, batch_size: int = 256,
+                    test_stat: str = "tmu", cls: tuple[float, ...] = CONFIDENCE_LEVELS, batch_size: int = 64,
                     executor: Executor | None = None, init=None, fixed=None, bounds=None) -> CoverageResult:
     """Coverage of the Neyman construction at the true parameters ``truth``.
 

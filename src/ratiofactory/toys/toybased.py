@@ -41,7 +41,7 @@ def statistic_from_fits(test_stat: str, poi_value: float, free_nll, free_poi, co
 
 
 def toy_teststats(model: Any, toys: np.ndarray, poi_value: float, setup: FitSetup, test_stat: str,
-                  *, batch_size: int = 256) -> np.ndarray:
+                  *, batch_size: int = 64) -> np.ndarray:
     """The test statistic at ``poi_value`` on each toy (NaN where a fit failed)."""
     index = setup.poi_index
     free = fit_toys(model, toys, setup, batch_size=batch_size)
@@ -81,7 +81,7 @@ class _TeststatBatch:
 
 def sample_teststats(model: Any, generating: np.ndarray, n_toys: int, seed: int, poi_value: float,
                      setup: FitSetup, test_stat: str, *, executor: Executor | None = None,
-                     batch_size: int = 256, desc: str = "toys") -> np.ndarray:
+                     batch_size: int = 64, desc: str = "toys") -> np.ndarray:
     """The statistic on ``n_toys`` toys at ``generating``, in batches through ``executor``."""
     task = _TeststatBatch(model, np.asarray(generating, float), int(seed), float(poi_value), setup,
                           test_stat, int(batch_size), str(pyhf.get_backend()[0].name))
@@ -119,7 +119,7 @@ def _pvalue(samples: np.ndarray, value: float) -> float:
 
 def toybased_hypotest(model: Any, data: Any, mu: float, n_toys: int, seed: int, *, test_stat: str = "qtilde",
                       poi: str | None = None, init=None, fixed=None, bounds=None,
-                      executor: Executor | None = None, batch_size: int = 256,
+                      executor: Executor | None = None, batch_size: int = 64,
                       options: FitOptions | None = None) -> ToyHypoTestResult:
     """CLs (``qtilde``, ``q``, ``tmu``, ``tmu_tilde``) or the discovery p-value (``q0``:
     ``clsb`` is the p-value under μ = 0) of ``poi = mu`` from ``n_toys`` toys per hypothesis.

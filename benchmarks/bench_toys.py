@@ -1,0 +1,119 @@
+"""Toy fits per second: ratiofactory (vectorised Newton on jax) vs RooFit.
+
+Model: extended unbinned fit of 2000 expected events in x ∈ [0, 10], Gaussian signal
+N(5, 0.5) with yield 200·μ on an exponential background (slope 0.3, 1800 events, one
+normsys ±10 %), POI μ. Ours: exact-ratio ONNX models, reference sample of 50k events,
+toys = Poisson weights on the reference events. Generate-and-fit per toy.
+
+    python benchmarks/bench_toys.py --toys 1000 [--big 10000] [--roofit]
+
+Reports toys/s including compilation (first run) and in steady state (second run with
+new toys), and for ``--big`` the time and peak memory (ru_maxrss) of that many toys.
+RooFit (``--roofit``, needs ``import ROOT``): RooGaussian + RooExponential in an extended
+RooAddPdf, the background yield times a Gaussian-constrained normsys-like factor,
+generate-and-fit per toy with MIGRAD.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+
+import numpy as np
+import pyhf
+
+import ratiofactory
+from ratiofactory.infer.objective import make_setup
+from ratiofactory.toys import batches, expected_main_data, fit_toys, generate_toys
+from ratiofactory.toys.examples import gaussian_on_exponential
+
+N_SIGNAL, N_BACKGROUND, N_REFERENCE = 200.0, 1800.0, 50_000
+
+
+def run_toys(model, setup, truth, n_toys, seed, batch_size):
+    """Generate and fit ``n_toys`` toys in batches; return (seconds, fitted μ, failures, refits)."""
+    expected = expected_main_data(model, truth)
+    start = time.perf_counter()
+    mus, failed, refitted = [], 0, 0
+    for first, n in batches(n_toys, batch_size):
+        toys = generate_toys(model, truth, n, seed, start=first, expected=expected)
+        result = fit_toys(model, toys, setup, batch_size=batch_size)
+        mus.append(result.values[:, 0])
+        failed += result.n_failed
+        refitted += int(result.refitted.sum())
+    return time.perf_counter() - start, np.concatenate(mus), failed, refitted
+
+
+def peak_memory_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def roofit(n_toys: int) -> float:
+    """RooFit toys/s on the same model (generate + fit per toy)."""
+    import ROOT
+
+    ROOT.RooMsgService.instance().setGlobalKillBelow(ROOT.RooFit.WARNING)
+    x = ROOT.RooRealVar("x", "x", 0.0, 10.0)
+    mean, sigma = ROOT.RooRealVar("mean", "", 5.0), ROOT.RooRealVar("sigma", "", 0.5)
+    slope = ROOT.RooRealVar("slope", "", -0.3)
+    gauss = ROOT.RooGaussian("sig", "", x, mean, sigma)
+    expo = ROOT.RooExponential("bkg", "", x, slope)
+    mu = ROOT.RooRealVar("mu", "", 1.0, 0.0, 10.0)
+    alpha = ROOT.RooRealVar("alpha", "", 0.0, -5.0, 5.0)
+    nsig = ROOT.RooFormulaVar("nsig", f"{N_SIGNAL}*mu", ROOT.RooArgList(mu))
+    nbkg = ROOT.RooFormulaVar("nbkg", f"{N_BACKGROUND}*pow(1.1, alpha)", ROOT.RooArgList(alpha))
+    model = ROOT.RooAddPdf("model", "", ROOT.RooArgList(gauss, expo), ROOT.RooArgList(nsig, nbkg))
+    zero, one = ROOT.RooRealVar("zero", "", 0.0), ROOT.RooRealVar("one", "", 1.0)
+    constraint = ROOT.RooGaussian("constraint", "", zero, alpha, one)
+    full = ROOT.RooProdPdf("full", "", ROOT.RooArgList(model, constraint))
+    start = time.perf_counter()
+    for _ in range(n_toys):
+        mu.setVal(1.0)
+        alpha.setVal(0.0)
+        data = model.generate(ROOT.RooArgSet(x), ROOT.RooFit.Extended(True))
+        full.fitTo(data, ROOT.RooFit.Extended(True), ROOT.RooFit.PrintLevel(-1),
+                   ROOT.RooFit.Constrain(ROOT.RooArgSet(alpha)), ROOT.RooFit.Save(False))
+    return n_toys / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="toy fits per second")
+    parser.add_argument("--toys", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--big", type=int, default=0, help="also time this many toys (peak memory)")
+    parser.add_argument("--roofit", action="store_true")
+    args = parser.parse_args()
+    pyhf.set_backend("jax", precision="64b")
+    with tempfile.TemporaryDirectory() as folder:
+        path = gaussian_on_exponential(folder, n_signal=N_SIGNAL, n_background=N_BACKGROUND,
+                                       n_reference=N_REFERENCE, seed=1)
+        start = time.perf_counter()
+        ws = ratiofactory.Workspace.load(path)
+        model = ws.model()
+        print(f"model: {model.config.nmaindata} events in the data vector; load {time.perf_counter() - start:.1f} s")
+        setup = make_setup(model)
+        truth = [1.0, 0.0]
+        first, mus, failed, refits = run_toys(model, setup, truth, args.toys, 1, args.batch_size)
+        print(f"first run (incl. compilation): {args.toys} toys in {first:.2f} s = {args.toys / first:.0f} toys/s;"
+              f" failed {failed}, MIGRAD refits {refits}; mean mu-hat {mus.mean():.4f} ± {mus.std() / np.sqrt(mus.size):.4f}")
+        steady, mus, failed, refits = run_toys(model, setup, truth, args.toys, 2, args.batch_size)
+        print(f"steady state: {args.toys} toys in {steady:.2f} s = {args.toys / steady:.0f} toys/s;"
+              f" failed {failed}, refits {refits}; sd(mu-hat) {mus.std():.4f}")
+        if args.big:
+            elapsed, _, failed, refits = run_toys(model, setup, truth, args.big, 3, args.batch_size)
+            print(f"{args.big} toys in {elapsed:.1f} s = {args.big / elapsed:.0f} toys/s; failed {failed}, "
+                  f"refits {refits}; peak memory (ru_maxrss) {peak_memory_mb():.0f} MB")
+    if args.roofit:
+        try:
+            rate = roofit(min(args.toys, 200))
+        except ImportError:
+            print("RooFit: ROOT is not importable; skipped", file=sys.stderr)
+        else:
+            print(f"RooFit: {rate:.1f} toys/s (generate + fit); ours/RooFit = {args.toys / steady / rate:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
