@@ -174,7 +174,7 @@ def test_ratiofactory_infer_equals_pyhf(name, backend):
 @pytest.mark.parametrize(("region", "point"), SBOTTOM_POINTS)
 def test_sbottom_cls_and_fit_equal_pyhf(region, point, backend):
     """The published ATLAS likelihood: observed and expected CLs and the best fit through
-    pyhf.infer on our model equal pyhf's (about 15 s per point and backend)."""
+    pyhf.infer on our model equal pyhf's (20-35 s per point and backend on a loaded 2-core machine)."""
     if backend == "jax" and point != SBOTTOM_POINTS[0][1]:
         pytest.skip("jax: one point is enough (the jit compilation dominates)")
     pyhf.set_backend(backend, pyhf.optimize.minuit_optimizer(strategy=1, tolerance=1e-3), precision="64b")
