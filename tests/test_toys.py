@@ -142,3 +142,16 @@ def test_same_statistics_for_batch_sizes_and_dask_workers(unbinned, jax_backend)
         with DaskExecutor(n_workers=workers, processes=False) as executor:
             on_dask = sample_teststats(*args, batch_size=1, executor=executor)
         np.testing.assert_allclose(on_dask, by_256, rtol=1e-9, atol=1e-9)
+
+
+def test_sparse_toy_likelihood_equals_dense(unbinned, jax_backend):
+    model, _ = unbinned
+    toys = generate_toys(model, [1.2, 0.5], 8, seed=31)
+    setup = make_setup(model)
+    from ratiofactory.toys.vfit import _sparse_likelihood
+
+    assert _sparse_likelihood(model, toys[0], setup.init) is not None  # the sparse path is taken
+    sparse = fit_toys(model, toys, setup, sparse=True)
+    dense = fit_toys(model, toys, setup, sparse=False)
+    np.testing.assert_allclose(sparse.twice_nll, dense.twice_nll, rtol=1e-11)
+    np.testing.assert_allclose(sparse.values, dense.values, atol=1e-8)

@@ -34,6 +34,7 @@ import pyhf
 from ..infer.errors import FitFailed, InvalidFitSetup
 from ..infer.fitting import FitOptions, minimize
 from ..infer.objective import FitSetup, Objective, _jax_functions
+from .sparse import SparseLikelihood
 
 __all__ = ["BatchFit", "fit_toys"]
 
@@ -56,14 +57,10 @@ class BatchFit:
         return int((~self.converged).sum())
 
 
-def _build_solver(model: Any, max_iter: int, edm_tol: float):
+def _build_solver(twice_nll: Any, max_iter: int, edm_tol: float):
+    """jit(vmap(projected Newton)) for ``twice_nll(x, data)``; data may be a pytree."""
     import jax
     import jax.numpy as jnp
-
-    model_ref = weakref.ref(model)
-
-    def twice_nll(x, data):
-        return -2.0 * jnp.reshape(model_ref().logpdf(x, data), (-1,))[0]
 
     def grad_with_aux(x, data):
         value, grad = jax.value_and_grad(twice_nll)(x, data)
@@ -117,15 +114,40 @@ def _build_solver(model: Any, max_iter: int, edm_tol: float):
     return jax.jit(jax.vmap(solve_one, in_axes=(0, 0, None, None, None)))
 
 
-def _solver(model: Any, setup: FitSetup, max_iter: int, edm_tol: float):
+def _dense_nll(model: Any):
     import jax.numpy as jnp
 
-    key = (max_iter, edm_tol)
+    model_ref = weakref.ref(model)
+    return lambda x, data: -2.0 * jnp.reshape(model_ref().logpdf(x, data), (-1,))[0]
+
+
+def _solver(model: Any, setup: FitSetup, max_iter: int, edm_tol: float, sparse: SparseLikelihood | None):
+    import jax.numpy as jnp
+
+    key = ("sparse" if sparse else "dense", max_iter, edm_tol)
     per_model = _SOLVERS.setdefault(model, {})
     if key not in per_model:
-        per_model[key] = _build_solver(model, max_iter, edm_tol)
+        per_model[key] = _build_solver(sparse.twice_nll if sparse else _dense_nll(model), max_iter, edm_tol)
     box = (jnp.asarray(~setup.fixed), jnp.asarray(setup.bounds[:, 0]), jnp.asarray(setup.bounds[:, 1]))
     return lambda x0, data: per_model[key](x0, data, *box)
+
+
+def _sparse_likelihood(model: Any, toy: np.ndarray, pars: np.ndarray) -> SparseLikelihood | None:
+    """The sparse likelihood if it covers the model and agrees with the dense one on ``toy``."""
+    if not SparseLikelihood.supports(model):
+        return None
+    import jax.numpy as jnp
+
+    per_model = _SOLVERS.setdefault(model, {})
+    sparse = per_model.get("sparse likelihood") or SparseLikelihood(model)
+    rest, idx, w = sparse.pack(toy[None, :])
+    value = float(sparse.twice_nll(jnp.asarray(pars), (jnp.asarray(rest[0]), [jnp.asarray(i[0]) for i in idx],
+                                                      [jnp.asarray(v[0]) for v in w])))
+    dense = -2.0 * float(np.reshape(np.asarray(model.logpdf(jnp.asarray(pars), jnp.asarray(toy))), (-1,))[0])
+    if abs(value - dense) > 1e-9 * max(1.0, abs(dense)):
+        return None
+    per_model["sparse likelihood"] = sparse
+    return sparse
 
 
 def _starts(setup: FitSetup, n: int, init: np.ndarray | None) -> np.ndarray:
@@ -154,13 +176,14 @@ def _loop(model, toys, setup, starts, options) -> BatchFit:
 
 def fit_toys(model: Any, toys: np.ndarray, setup: FitSetup, *, init: np.ndarray | None = None,
              batch_size: int = 256, max_iter: int = 50, edm_tol: float = 1e-8,
-             options: FitOptions | None = None) -> BatchFit:
+             options: FitOptions | None = None, sparse: bool = True) -> BatchFit:
     """Fit every row of ``toys`` (n, ndata) from ``setup`` (fixed parameters and bounds
     apply to all; ``init`` may give one start per toy).
 
     On jax: vectorised Newton in batches of ``batch_size`` (batches are padded to a power of
     two, so few compilations serve all), MIGRAD for the toys it leaves unconverged. On numpy:
-    MIGRAD per toy.
+    MIGRAD per toy. ``sparse``: for unbinned models without per-event shape systematics,
+    evaluate each toy only on its events of non-zero weight (:mod:`.sparse`).
     """
     toys = np.atleast_2d(np.asarray(toys, dtype=float))
     starts = _starts(setup, len(toys), init)
@@ -169,14 +192,20 @@ def fit_toys(model: Any, toys: np.ndarray, setup: FitSetup, *, init: np.ndarray 
     import jax.numpy as jnp
 
     _jax_functions(model, setup.init, jnp.asarray(toys[0]))  # eager first evaluation
-    solver = _solver(model, setup, max_iter, edm_tol)
+    sparse = _sparse_likelihood(model, toys[0], starts[0]) if sparse else None
+    solver = _solver(model, setup, max_iter, edm_tol, sparse)
     n = len(toys)
     size = max(1, min(batch_size, 1 << (n - 1).bit_length()))  # powers of two: few compilations
     values, twice_nll = np.empty_like(starts), np.empty(n)
     converged = np.empty(n, dtype=bool)
     for first in range(0, n, size):
         rows = np.arange(first, first + size).clip(max=n - 1)
-        x, v, ok = solver(jnp.asarray(starts[rows]), jnp.asarray(toys[rows]))
+        if sparse is not None:
+            rest, idx, w = sparse.pack(toys[rows])
+            data = (jnp.asarray(rest), [jnp.asarray(i) for i in idx], [jnp.asarray(v) for v in w])
+        else:
+            data = jnp.asarray(toys[rows])
+        x, v, ok = solver(jnp.asarray(starts[rows]), data)
         keep = slice(0, min(size, n - first))
         values[first:first + size] = np.asarray(x)[keep]
         twice_nll[first:first + size] = np.asarray(v)[keep]

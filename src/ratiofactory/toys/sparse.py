@@ -1,0 +1,87 @@
+"""Sparse toy likelihood: evaluate s(x;θ) only on the events a toy actually weighs.
+
+A toy's reference-event weights are Poisson with mean ``w_i^ref · s_i``: with 2000
+expected events on 50 000 reference events ~96 % of them are 0 and do not enter
+``Σ_i w_i ln s_i``. For unbinned channels without per-event shape systematics,
+``s(x_i;θ) = Σ_j c_j(θ) r_j(x_i)`` needs only the ratios of the selected events, so each
+toy is passed as (indices, weights) of its non-zero events (padded with weight 0) and
+the fit reads ~25x fewer numbers. ``ν(θ)``, binned channels and constraints are the
+model's own. The sparse ``−2 ln L`` is checked against the model's on the first toy;
+any model it does not cover falls back to the dense likelihood.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..likelihood import _coefficient, expected_yield
+
+__all__ = ["SparseLikelihood"]
+
+_LOG_2PI = float(np.log(2 * np.pi))
+
+
+class SparseLikelihood:
+    """``−2 ln L`` of a ratiofactory model on toys given as non-zero event lists."""
+
+    def __init__(self, model: Any) -> None:
+        import jax.numpy as jnp
+
+        self.model = model
+        self.tensors = model._channel_tensors(jnp)
+        self.ratios = [jnp.stack([s.ratio for s in t.samples]) for t in self.tensors]
+        self.slices = list(model._event_slices)
+        self.binned_main, self.binned_aux = model._binned_main, model._binned_aux
+        self.aux_start = model.config.nmaindata
+        self.widths = [0] * len(self.slices)  # only grow: few shapes, few compilations
+
+    @staticmethod
+    def supports(model: Any) -> bool:
+        """Unbinned ratiofactory models whose samples have no per-event shape systematics."""
+        channels = getattr(model, "unbinned_channels", ())
+        return bool(channels) and all(not s.shapesys for c in channels for s in c.samples) and hasattr(
+            model, "_channel_tensors")
+
+    def pack(self, toys: np.ndarray, pad_to: int = 512) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+        """(dense rest: binned counts then auxdata; per channel indices and weights (n, K))."""
+        rest = np.concatenate([toys[:, self.binned_main], toys[:, self.aux_start:]], axis=1)
+        indices, weights = [], []
+        for c, events in enumerate(self.slices):
+            block = toys[:, events]
+            counts = (block > 0).sum(axis=1)
+            width = max(pad_to, int(-(-counts.max() // pad_to) * pad_to), self.widths[c])
+            self.widths[c] = width
+            idx = np.zeros((len(toys), width), dtype=np.int32)
+            w = np.zeros((len(toys), width))
+            for row in range(len(toys)):
+                nz = np.flatnonzero(block[row] > 0)
+                idx[row, : nz.size], w[row, : nz.size] = nz, block[row, nz]
+            indices.append(idx)
+            weights.append(w)
+        return rest, indices, weights
+
+    def twice_nll(self, pars: Any, packed: Any) -> Any:
+        import jax.numpy as jnp
+
+        rest, indices, weights = packed
+        model = self.model
+        n_bmain = self.binned_main.stop - self.binned_main.start
+        total = jnp.asarray(0.0)
+        if model.binned is not None:
+            n_baux = self.binned_aux.stop - self.binned_aux.start
+            binned_data = rest[: n_bmain + n_baux]
+            total = total + model.binned.logpdf(pars[: model._n_binned_pars], binned_data)[0]
+        for tensors, ratios, idx, w in zip(self.tensors, self.ratios, indices, weights, strict=True):
+            coefs = jnp.stack([_coefficient(c, tensors.index, pars, jnp) for c in tensors.channel.samples])
+            s = coefs @ ratios[:, idx]
+            positive = s > 0
+            log_s = jnp.log(jnp.where(positive, s, 1.0))
+            invalid = jnp.any((w > 0) & ~positive)
+            nll = expected_yield(tensors, pars, jnp) - jnp.sum(jnp.where(w > 0, w * log_s, 0.0))
+            total = total - jnp.where(invalid, jnp.inf, nll)
+        for par_index, aux_index, sigma in model._constraints:
+            pull = (rest[n_bmain + aux_index - self.aux_start] - pars[par_index]) / sigma
+            total = total - 0.5 * pull**2 - np.log(sigma) - 0.5 * _LOG_2PI
+        return -2.0 * total
