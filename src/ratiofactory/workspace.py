@@ -12,7 +12,7 @@
 >>> model.config.par_names
 ['mu']
 >>> round(float(model.logpdf([1.0], ws.data(model))), 6)
--2.86541
+-2.92412
 """
 
 from __future__ import annotations
