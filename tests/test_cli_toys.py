@@ -29,8 +29,8 @@ def toy(tmp_path_factory):
 
 def test_toys_matches_python_api(toy, tmp_path):
     path, model, data = toy
-    got = _toy.run_json(["toys", path, "--test-poi", 1.5, "--ntoys", 40, "--seed", 3], tmp_path)
-    expected = toys.toybased_hypotest(model, data, 1.5, 40, 3)
+    got = _toy.run_json(["toys", path, "--test-poi", 1.0, "--ntoys", 40, "--seed", 3], tmp_path)
+    expected = toys.toybased_hypotest(model, data, 1.0, 40, 3)
     assert 0.0 < expected.cls < 1.0
     assert got["cls"] == pytest.approx(expected.cls, rel=1e-12)
     assert got["clb"] == pytest.approx(expected.clb, rel=1e-12)

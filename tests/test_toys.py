@@ -141,7 +141,9 @@ def test_same_statistics_for_batch_sizes_and_dask_workers(unbinned, jax_backend)
     for workers in (1, 2):
         with DaskExecutor(n_workers=workers, processes=False) as executor:
             on_dask = sample_teststats(*args, batch_size=1, executor=executor)
-        np.testing.assert_allclose(on_dask, by_256, rtol=1e-9, atol=1e-9)
+        # Same toys, same fits; XLA in dask's worker threads may sum in another order, which moves
+        # a converged minimum by far less than the fit tolerance (CI saw 5e-8 on q = 6e-4).
+        np.testing.assert_allclose(on_dask, by_256, rtol=1e-6, atol=1e-6)
 
 
 def test_sparse_toy_likelihood_equals_dense(unbinned, jax_backend):

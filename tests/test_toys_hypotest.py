@@ -58,3 +58,17 @@ def test_discovery_pvalue_matches_poisson_counting(jax_backend):
     result = toybased_hypotest(model, [29.0], 0.0, 2000, seed=3, test_stat="q0")
     exact = poisson.sf(28, 20.0)  # q0 grows with n above b, so p = P(n >= 29)
     assert result.clsb == pytest.approx(exact, abs=3 * np.sqrt(exact * (1 - exact) / 2000))
+
+
+@pytest.mark.parametrize(("clsb", "clb", "expected"), [
+    (0.0, 1.0, 0.0),                                        # no signal-like toy beyond the observation
+    (0.05, 0.5, np.sqrt(0.05 * 0.95 / 100 + 0.1**2 * 0.25 / 100) / 0.5),
+    (0.0, 0.0, np.nan),                                     # CLs undefined
+])
+def test_cls_error_is_the_binomial_ratio_error(clsb, clb, expected):
+    from ratiofactory.toys import ToyHypoTestResult
+
+    cls = clsb / clb if clb else np.nan
+    result = ToyHypoTestResult(1.0, "qtilde", 1.0, cls, clsb, clb, (cls,) * 5,
+                               np.zeros(100), np.zeros(100), 0)
+    np.testing.assert_allclose(result.cls_error(), expected, rtol=1e-12)

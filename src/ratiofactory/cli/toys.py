@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 import numpy as np
 
-from ._common import WORKSPACE, emit, model_options
+from ._common import WORKSPACE, emit, model_options, show_progress
 from .analysis import _options, _setup
 
 _TOY_OPTIONS = [
@@ -34,9 +34,10 @@ def toys(workspace: str, backend: str, measurement: str | None, optimizer: str, 
     from .. import toys as toy_module
 
     _, model, data, fixed_values = _setup(workspace, backend, measurement, fixed)
-    result = toy_module.toybased_hypotest(model, data, test_poi, ntoys, seed, test_stat=test_stat,
-                                          fixed=fixed_values or None, batch_size=batch_size,
-                                          options=_options(optimizer))
+    with toy_module.progress_bars(show_progress()):
+        result = toy_module.toybased_hypotest(model, data, test_poi, ntoys, seed, test_stat=test_stat,
+                                              fixed=fixed_values or None, batch_size=batch_size,
+                                              options=_options(optimizer))
     payload = {"poi_value": result.poi_value, "test_stat": result.test_stat, "teststat": result.teststat,
                "cls": result.cls, "cls_error": result.cls_error(), "clsb": result.clsb, "clb": result.clb,
                "expected_cls": list(result.expected_cls), "n_toys": ntoys, "seed": seed,
@@ -69,10 +70,11 @@ def neyman(workspace: str, backend: str, measurement: str | None, optimizer: str
 
     _, model, data, fixed_values = _setup(workspace, backend, measurement, fixed)
     grid = np.linspace(poi_range[0], poi_range[1], points)
-    result = toy_module.neyman_construction(model, data, grid, ntoys, seed, test_stat=test_stat,
-                                            directory=directory, expected_toys=expected_toys,
-                                            fixed=fixed_values or None, batch_size=batch_size,
-                                            options=_options(optimizer))
+    with toy_module.progress_bars(show_progress()):
+        result = toy_module.neyman_construction(model, data, grid, ntoys, seed, test_stat=test_stat,
+                                                directory=directory, expected_toys=expected_toys,
+                                                fixed=fixed_values or None, batch_size=batch_size,
+                                                options=_options(optimizer))
     lines = [f"Neyman construction of {result.poi_name} ({test_stat}, {ntoys} toys per point, seed {seed})"]
     for cl, pieces in result.intervals.items():
         text = ", ".join(f"[{lo:.6g}, {hi:.6g}]" for lo, hi in pieces) or "empty"

@@ -3,7 +3,7 @@ Neyman construction, and executors (local, Dask). See docs/toys.md."""
 
 from __future__ import annotations
 
-from .executors import DaskExecutor, Executor, LocalExecutor, batches
+from .executors import DaskExecutor, Executor, LocalExecutor, batches, progress_bars
 from .generate import ToyGenerationError, expected_main_data, generate_toys, toy_rng
 from .neyman import (
     CONFIDENCE_LEVELS,
@@ -44,6 +44,7 @@ __all__ = [
     "generate_toys",
     "neyman_construction",
     "neyman_coverage",
+    "progress_bars",
     "sample_teststats",
     "toy_rng",
     "toy_teststats",

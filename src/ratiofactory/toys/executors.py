@@ -11,13 +11,15 @@ depend on the executor, the number of workers or the batch size.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 import numpy as np
-from typing_extensions import Self
 
-__all__ = ["DaskExecutor", "Executor", "LocalExecutor", "batches", "progress", "run_batches"]
+__all__ = ["DaskExecutor", "Executor", "LocalExecutor", "batches", "progress", "progress_bars", "run_batches"]
+
+_SHOW_PROGRESS = [True]
 
 
 class Executor(Protocol):
@@ -26,13 +28,24 @@ class Executor(Protocol):
     def map(self, fn: Callable[[Any], Any], items: Sequence[Any], desc: str = "") -> list[Any]: ...
 
 
-def progress(items: Iterable[Any], total: int, desc: str) -> Iterable[Any]:
-    """A tqdm progress bar on a terminal; the plain iterable otherwise."""
-    if not sys.stderr.isatty():
-        return items
-    from tqdm.auto import tqdm
+@contextmanager
+def progress_bars(enabled: bool) -> Iterator[None]:
+    """Switch the toy progress bars on or off inside the block (the CLI's ``--quiet``)."""
+    before, _SHOW_PROGRESS[0] = _SHOW_PROGRESS[0], bool(enabled)
+    try:
+        yield
+    finally:
+        _SHOW_PROGRESS[0] = before
 
-    return tqdm(items, total=total, desc=desc, leave=False)
+
+def progress(items: Iterable[Any], total: int, desc: str) -> Iterable[Any]:
+    """A transient rich progress bar on stderr when it is a terminal; the plain iterable otherwise."""
+    if not (_SHOW_PROGRESS[0] and sys.stderr.isatty()):
+        return items
+    from rich.console import Console
+    from rich.progress import track
+
+    return track(items, total=total, description=desc, transient=True, console=Console(stderr=True))
 
 
 def batches(n_toys: int, batch_size: int, start: int = 0) -> list[tuple[int, int]]:
@@ -86,7 +99,7 @@ class DaskExecutor:
             thing.close()
         self._owned = []
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> DaskExecutor:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -109,7 +109,9 @@ class ToyHypoTestResult:
         n_sb, n_b = np.isfinite(self.signal_teststats).sum(), np.isfinite(self.background_teststats).sum()
         var_sb = self.clsb * (1 - self.clsb) / max(n_sb, 1)
         var_b = self.clb * (1 - self.clb) / max(n_b, 1)
-        return float(self.cls * np.sqrt(var_sb / max(self.clsb, 1e-300) ** 2 + var_b / max(self.clb, 1e-300) ** 2))
+        if self.clb <= 0:
+            return float("nan")
+        return float(np.sqrt(var_sb + self.cls**2 * var_b) / self.clb)
 
 
 def _pvalue(samples: np.ndarray, value: float) -> float:
