@@ -13,9 +13,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ["DaskExecutor", "Executor", "LocalExecutor", "batches", "progress", "progress_bars", "run_batches"]
 
@@ -99,7 +102,7 @@ class DaskExecutor:
             thing.close()
         self._owned = []
 
-    def __enter__(self) -> DaskExecutor:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
