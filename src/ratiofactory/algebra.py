@@ -48,6 +48,7 @@ from typing import Any
 from . import schema
 from .errors import RatiofactoryError
 from .expressions import parse_expression
+from .files import file_references
 
 __all__ = ["JOINS", "InvalidWorkspaceOperation", "combine", "prune", "rebase_paths", "rename", "sorted_spec"]
 
@@ -162,17 +163,6 @@ def combine(
 # ----------------------------------------------------------------------------- file paths
 
 
-def _file_refs(node: Any, pointer: str) -> Iterable[tuple[str, dict]]:
-    if isinstance(node, dict):
-        if isinstance(node.get("path"), str):
-            yield pointer, node
-        for key, value in node.items():
-            yield from _file_refs(value, f"{pointer}/{key}")
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            yield from _file_refs(value, f"{pointer}/{index}")
-
-
 def rebase_paths(spec: Mapping[str, Any], old_base: str | Path, new_base: str | Path) -> dict[str, Any]:
     """A copy of ``spec`` whose relative file paths, written for ``old_base``, point to the
     same files from ``new_base``. Refuses a file outside ``new_base``; digests are kept."""
@@ -180,15 +170,14 @@ def rebase_paths(spec: Mapping[str, Any], old_base: str | Path, new_base: str | 
     spec = copy.deepcopy(dict(spec))
     if old_base == new_base:
         return spec
-    for key in ("unbinned_channels", "observations"):
-        for pointer, ref in _file_refs(spec.get(key, []), f"/{key}"):
-            target = (old_base / ref["path"]).resolve()
-            if not target.is_relative_to(new_base):
-                raise InvalidWorkspaceOperation(
-                    f"{pointer}/path: {target} lies outside the combined workspace's directory {new_base}; "
-                    "copy the file (or the workspace) under that directory first"
-                )
-            ref["path"] = Path(os.path.relpath(target, new_base)).as_posix()
+    for pointer, ref in file_references(spec):
+        target = (old_base / ref["path"]).resolve()
+        if not target.is_relative_to(new_base):
+            raise InvalidWorkspaceOperation(
+                f"{pointer}/path: {target} lies outside the combined workspace's directory {new_base}; "
+                "copy the file (or the workspace) under that directory first"
+            )
+        ref["path"] = Path(os.path.relpath(target, new_base)).as_posix()  # the spec's own (copied) dict
     return spec
 
 

@@ -22,6 +22,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
@@ -30,7 +33,9 @@ from ratiofactory.errors import DigestMismatch, InvalidFile, InvalidSpecificatio
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "at",
+    "atomic_write",
     "default_max_bytes",
+    "file_references",
     "open_file_ref",
     "read_file_ref",
     "resolve_path",
@@ -196,3 +201,46 @@ def _check_digest(actual: str, expected: str, relative: str, pointer: str) -> No
 
 def _is_inside(path: Path, base: Path) -> bool:
     return path == base or base in path.parents
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary path next to ``path`` to write to; on success it replaces ``path`` in one
+    rename (readers never see a partial file), on error it is removed and ``path`` untouched.
+
+    >>> target = Path(tempfile.mkdtemp()) / "out" / "result.json"
+    >>> with atomic_write(target) as tmp:
+    ...     _ = tmp.write_text("{}")
+    >>> target.read_text()
+    '{}'
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        yield Path(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def file_references(spec: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Every file reference (a dict with a ``path``) in ``spec``, with its JSON pointer."""
+
+    def walk(node: Any, pointer: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+        if isinstance(node, Mapping):
+            if isinstance(node.get("path"), str):
+                yield pointer, node
+            for key, value in node.items():
+                yield from walk(value, f"{pointer}/{key}")
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                yield from walk(value, f"{pointer}/{index}")
+
+    for key in ("unbinned_channels", "observations"):
+        yield from walk(spec.get(key, []), f"/{key}")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +29,7 @@ import onnxruntime as ort
 
 from ratiofactory.errors import InvalidONNXModel, InvalidSpecification
 from ratiofactory.events import EventSet
-from ratiofactory.files import at, read_file_ref
+from ratiofactory.files import at, atomic_write, read_file_ref
 
 __all__ = [
     "CACHE_FORMAT_VERSION",
@@ -128,19 +127,10 @@ class RatioCache:
         self._memory[key] = values
         if not self.on_disk:
             return
-        target = self.path(key)
-        temporary = None
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(
-                dir=target.parent, suffix=".tmp", delete=False
-            ) as stream:
-                temporary = Path(stream.name)
+            with atomic_write(self.path(key)) as tmp, open(tmp, "wb") as stream:
                 np.save(stream, values, allow_pickle=False)
-            os.replace(temporary, target)
         except OSError as err:
-            if temporary is not None:
-                temporary.unlink(missing_ok=True)
             warnings.warn(
                 f"ratio cache {self.directory} is not writable ({err}); continuing without storing",
                 RuntimeWarning,

@@ -8,7 +8,6 @@ them (``pip install ratiofactory[plots]``). Every function returns the matplotli
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InvalidModel
+from .files import atomic_write
 
 __all__ = ["plot_belt", "plot_impacts", "plot_reweighting", "plot_scan", "save_figure"]
 
@@ -50,20 +50,9 @@ def _figure(ax: Any, figsize: tuple[float, float] = (7.0, 5.0)) -> tuple[Any, An
 
 def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 100) -> Path:
     """Write ``fig`` as PNG to ``path`` atomically; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(handle)
-    try:
+    with atomic_write(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
 
 
 def _finish(fig: Any, path: str | os.PathLike[str] | None) -> Any:

@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .errors import DigestMismatch, InvalidFile, UnsafePath
-from .files import resolve_path, sha256_file
+from .files import atomic_write, file_references, resolve_path, sha256_file
 
 __all__ = ["MANIFEST", "pack", "record_digests", "unpack", "verify"]
 
@@ -37,8 +37,6 @@ CHECK_EVENTS = 64
 
 def _ref_paths(ws: Any) -> dict[str, str]:
     """Relative path (posix, normalised) → JSON pointer of every file reference."""
-    from .workspace import file_references
-
     paths: dict[str, str] = {}
     for pointer, ref in file_references(ws.spec):
         path = resolve_path(ws.base_dir, ref["path"], pointer=pointer)
@@ -70,18 +68,11 @@ def pack(workspace_path: str | os.PathLike[str], bundle_path: str | os.PathLike[
         files[relative] = sha256_file(ws.base_dir / relative)
     manifest = {"format": FORMAT, "version": 1, "workspace": name, "files": files}
     target = Path(bundle_path)
-    handle, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent if str(target.parent) else ".")
-    os.close(handle)
-    try:
-        with tarfile.open(tmp, "w:gz") as tar:
-            _add_bytes(tar, MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
-            for relative in files:
-                _add_bytes(tar, relative, (ws.base_dir / relative).read_bytes() if relative != name
-                           else source.read_bytes())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(target) as tmp, tarfile.open(tmp, "w:gz") as tar:
+        _add_bytes(tar, MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
+        for relative in files:
+            _add_bytes(tar, relative, (ws.base_dir / relative).read_bytes() if relative != name
+                       else source.read_bytes())
     return files
 
 
@@ -208,7 +199,7 @@ def record_digests(workspace_path: str | os.PathLike[str], *, update: bool = Fal
     A recorded digest that differs from the file raises :class:`DigestMismatch`
     unless ``update``.
     """
-    from .workspace import Workspace, file_references
+    from .workspace import Workspace
 
     ws = Workspace.load(workspace_path)
     spec = copy.deepcopy(ws.spec)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from . import schema
 from .compile import compile_unbinned_channel
 from .config import ModelConfig
 from .errors import InvalidFile, InvalidModel, InvalidSpecification
-from .files import open_file_ref, sha256_file
+from .files import file_references, open_file_ref, sha256_file
 from .model import Model, array_namespace
 from .onnx_eval import RatioCache
 from .parameters import (
@@ -43,23 +43,6 @@ from .parameters import (
 __all__ = ["Workspace", "file_references"]
 
 _FROM_MEASUREMENT: Any = object()
-
-
-def file_references(spec: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    """Every file reference (a dict with a ``path``) in ``spec``, with its JSON pointer."""
-
-    def walk(node: Any, pointer: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
-        if isinstance(node, Mapping):
-            if isinstance(node.get("path"), str):
-                yield pointer, node
-            for key, value in node.items():
-                yield from walk(value, f"{pointer}/{key}")
-        elif isinstance(node, list):
-            for index, value in enumerate(node):
-                yield from walk(value, f"{pointer}/{index}")
-
-    for key in ("unbinned_channels", "observations"):
-        yield from walk(spec.get(key, []), f"/{key}")
 
 
 class Workspace:

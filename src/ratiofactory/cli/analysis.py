@@ -50,8 +50,7 @@ def _plot(kind: str, path: str | None, *args: Any, **kwargs: Any) -> None:
 @common_options
 def validate(workspace: str, measurement: str | None, output_file: str | None) -> None:
     """Check the schema, the files (paths, sha256 digests) and the ONNX models of WORKSPACE."""
-    from ..files import open_file_ref
-    from ..workspace import file_references
+    from ..files import file_references, open_file_ref
     from ._common import load_workspace
 
     with progress("validating"):

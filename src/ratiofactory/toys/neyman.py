@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import norm
 
+from ..files import atomic_write
 from ..infer.fitting import FitOptions, minimize
 from ..infer.hypotests import _check_kind, prepare_setup
 from ..infer.objective import FitSetup, Objective
@@ -127,14 +127,8 @@ class NeymanResult:
 
 
 def _write_atomically(path: Path, content: dict[str, Any]) -> None:
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(content, stream)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(content))
 
 
 def _load(path: Path, settings: dict[str, Any]) -> NeymanPoint | None:
