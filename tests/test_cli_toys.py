@@ -56,3 +56,19 @@ def test_neyman_matches_python_api_and_plots(toy, tmp_path):
     again = _toy.run_json(args, tmp_path, "again.json")
     assert again["intervals"] == got["intervals"]
     assert json.loads((tmp_path / "again.json").read_text())["critical"] == got["critical"]
+
+
+def test_toys_on_a_local_dask_cluster_equal_the_local_run(toy, tmp_path):
+    path, _, _ = toy
+    common = ["toys", path, "--test-poi", 1.0, "--ntoys", 16, "--seed", 4, "--batch-size", 4]
+    local = _toy.run_json(common, tmp_path, "local.json")
+    on_dask = _toy.run_json([*common, "--dask-workers", 2], tmp_path, "dask.json")
+    for key in ("cls", "clsb", "clb", "expected_cls"):
+        np.testing.assert_allclose(on_dask[key], local[key], rtol=1e-12)
+
+
+def test_dask_workers_and_scheduler_exclude_each_other(toy):
+    path, _, _ = toy
+    result = _toy.run(["toys", path, "--dask-workers", 2, "--scheduler", "tcp://localhost:1"])
+    assert result.exit_code != 0
+    assert "not both" in result.output

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
 import click
 import numpy as np
 
@@ -12,6 +16,10 @@ _TOY_OPTIONS = [
     click.option("--ntoys", type=click.IntRange(1), default=1000, show_default=True, help="Toys per hypothesis."),
     click.option("--seed", type=int, default=0, show_default=True, help="Random seed (toys are reproducible)."),
     click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True, help="Toys per batch."),
+    click.option("--dask-workers", type=click.IntRange(1), default=None,
+                 help="Run the batches on a local Dask cluster of this many worker processes."),
+    click.option("--scheduler", default=None, metavar="ADDRESS",
+                 help="Run the batches on an existing Dask cluster (e.g. tcp://host:8786 from dask-jobqueue)."),
 ]
 
 
@@ -19,6 +27,25 @@ def toy_options(func):
     for option in reversed(_TOY_OPTIONS):
         func = option(func)
     return func
+
+
+@contextmanager
+def executor(dask_workers: int | None, scheduler: str | None) -> Iterator[Any]:
+    """None (batches run in this process), or a Dask executor closed afterwards."""
+    if dask_workers is None and scheduler is None:
+        yield None
+        return
+    if dask_workers is not None and scheduler is not None:
+        raise click.UsageError("give --dask-workers (a new local cluster) or --scheduler, not both")
+    try:
+        from ..toys import DaskExecutor
+
+        runner = DaskExecutor(address=scheduler, n_workers=dask_workers)
+    except ImportError as err:
+        raise click.ClickException(f"the Dask executor needs dask.distributed ({err}); "
+                                   "pip install 'ratiofactory[dask]'") from None
+    with runner:
+        yield runner
 
 
 @click.command()
@@ -29,15 +56,16 @@ def toy_options(func):
 @click.option("--test-stat", type=click.Choice(["qtilde", "q", "tmu", "tmu_tilde", "q0"]), default="qtilde",
               show_default=True)
 def toys(workspace: str, backend: str, measurement: str | None, optimizer: str, fixed: tuple[str, ...],
-         output_file: str | None, ntoys: int, seed: int, batch_size: int, test_poi: float, test_stat: str) -> None:
+         output_file: str | None, ntoys: int, seed: int, batch_size: int, dask_workers: int | None,
+         scheduler: str | None, test_poi: float, test_stat: str) -> None:
     """Toy-based CLs of POI = --test-poi (signal toys seeded with SEED, background SEED+1)."""
     from .. import toys as toy_module
 
     _, model, data, fixed_values = _setup(workspace, backend, measurement, fixed)
-    with toy_module.progress_bars(show_progress()):
+    with toy_module.progress_bars(show_progress()), executor(dask_workers, scheduler) as runner:
         result = toy_module.toybased_hypotest(model, data, test_poi, ntoys, seed, test_stat=test_stat,
                                               fixed=fixed_values or None, batch_size=batch_size,
-                                              options=_options(optimizer))
+                                              executor=runner, options=_options(optimizer))
     payload = {"poi_value": result.poi_value, "test_stat": result.test_stat, "teststat": result.teststat,
                "cls": result.cls, "cls_error": result.cls_error(), "clsb": result.clsb, "clb": result.clb,
                "expected_cls": list(result.expected_cls), "n_toys": ntoys, "seed": seed,
@@ -63,18 +91,19 @@ def toys(workspace: str, backend: str, measurement: str | None, optimizer: str, 
               help="Keep one JSON per grid point here; a rerun resumes from them.")
 @click.option("--plot", default=None, type=click.Path(dir_okay=False), help="Write the 68 % belt (PNG).")
 def neyman(workspace: str, backend: str, measurement: str | None, optimizer: str, fixed: tuple[str, ...],
-           output_file: str | None, ntoys: int, seed: int, batch_size: int, poi_range: tuple[float, float],
+           output_file: str | None, ntoys: int, seed: int, batch_size: int, dask_workers: int | None,
+           scheduler: str | None, poi_range: tuple[float, float],
            points: int, test_stat: str, expected_toys: int, directory: str | None, plot: str | None) -> None:
     """Neyman construction of the POI on a grid: critical values from toys, intervals."""
     from .. import toys as toy_module
 
     _, model, data, fixed_values = _setup(workspace, backend, measurement, fixed)
     grid = np.linspace(poi_range[0], poi_range[1], points)
-    with toy_module.progress_bars(show_progress()):
+    with toy_module.progress_bars(show_progress()), executor(dask_workers, scheduler) as runner:
         result = toy_module.neyman_construction(model, data, grid, ntoys, seed, test_stat=test_stat,
                                                 directory=directory, expected_toys=expected_toys,
                                                 fixed=fixed_values or None, batch_size=batch_size,
-                                                options=_options(optimizer))
+                                                executor=runner, options=_options(optimizer))
     lines = [f"Neyman construction of {result.poi_name} ({test_stat}, {ntoys} toys per point, seed {seed})"]
     for cl, pieces in result.intervals.items():
         text = ", ".join(f"[{lo:.6g}, {hi:.6g}]" for lo, hi in pieces) or "empty"
