@@ -157,3 +157,19 @@ def test_sparse_toy_likelihood_equals_dense(unbinned, jax_backend):
     dense = fit_toys(model, toys, setup, sparse=False)
     np.testing.assert_allclose(sparse.twice_nll, dense.twice_nll, rtol=1e-11)
     np.testing.assert_allclose(sparse.values, dense.values, atol=1e-8)
+
+
+def test_multinomial_split_lands_where_searchsorted_does():
+    from ratiofactory.toys.generate import _MultinomialSplit
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        size = int(rng.integers(1, 2000))
+        expected = rng.uniform(0, 1, size) * (rng.random(size) < rng.uniform(0.05, 1))
+        expected[: size // 3] = 0.0  # observed events weigh 0 in a toy
+        expected[-1] += 1e-3
+        split = _MultinomialSplit(expected)
+        draws = np.sort(np.concatenate([rng.random(3000) * split.total, split.cumulative[rng.integers(0, size, 20)],
+                                        [0.0, np.nextafter(split.total, 0)]]))
+        reference = np.minimum(np.searchsorted(split.cumulative, draws, side="right"), split.last)
+        np.testing.assert_array_equal(split.entries(draws), reference)

@@ -50,14 +50,14 @@ class SparseLikelihood:
         indices, weights = [], []
         for c, events in enumerate(self.slices):
             block = toys[:, events]
-            counts = (block > 0).sum(axis=1)
-            width = max(pad_to, int(-(-counts.max() // pad_to) * pad_to), self.widths[c])
+            rows, cols = np.divmod(np.flatnonzero(block > 0), block.shape[1])  # each row's events in order
+            counts = np.bincount(rows, minlength=len(toys))
+            width = max(pad_to, int(-(-counts.max(initial=0) // pad_to) * pad_to), self.widths[c])
             self.widths[c] = width
+            slot = np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts)
             idx = np.zeros((len(toys), width), dtype=np.int32)
             w = np.zeros((len(toys), width))
-            for row in range(len(toys)):
-                nz = np.flatnonzero(block[row] > 0)
-                idx[row, : nz.size], w[row, : nz.size] = nz, block[row, nz]
+            idx[rows, slot], w[rows, slot] = cols, block[rows, cols]
             indices.append(idx)
             weights.append(w)
         return rest, indices, weights

@@ -133,13 +133,17 @@ def _solver(model: Any, setup: FitSetup, max_iter: int, edm_tol: float, sparse: 
 
 
 def _sparse_likelihood(model: Any, toy: np.ndarray, pars: np.ndarray) -> SparseLikelihood | None:
-    """The sparse likelihood if it covers the model and agrees with the dense one on ``toy``."""
+    """The sparse likelihood if it covers the model and agrees with the dense one on ``toy``
+    (checked on the first toy fitted with this model; the verdict is kept)."""
     if not SparseLikelihood.supports(model):
         return None
     import jax.numpy as jnp
 
     per_model = _SOLVERS.setdefault(model, {})
-    sparse = per_model.get("sparse likelihood") or SparseLikelihood(model)
+    if "sparse likelihood" in per_model:
+        return per_model["sparse likelihood"]
+    per_model["sparse likelihood"] = None
+    sparse = SparseLikelihood(model)
     rest, idx, w = sparse.pack(toy[None, :])
     value = float(sparse.twice_nll(jnp.asarray(pars), (jnp.asarray(rest[0]), [jnp.asarray(i[0]) for i in idx],
                                                       [jnp.asarray(v[0]) for v in w])))
@@ -199,7 +203,7 @@ def fit_toys(model: Any, toys: np.ndarray, setup: FitSetup, *, init: np.ndarray 
     values, twice_nll = np.empty_like(starts), np.empty(n)
     converged = np.empty(n, dtype=bool)
     for first in range(0, n, size):
-        rows = np.arange(first, first + size).clip(max=n - 1)
+        rows = slice(first, first + size) if first + size <= n else np.arange(first, first + size).clip(max=n - 1)
         if sparse is not None:
             rest, idx, w = sparse.pack(toys[rows])
             data = (jnp.asarray(rest), [jnp.asarray(i) for i in idx], [jnp.asarray(v) for v in w])
