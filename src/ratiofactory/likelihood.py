@@ -13,6 +13,7 @@ w_i = 0 do not contribute whatever their s.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,7 @@ import numpy as np
 from .compile import CompiledSample, UnbinnedChannel
 from .interpolation import PreparedInterpolation, interpolate, prepare_interpolation
 
-__all__ = ["ChannelTensors", "channel_nll", "event_densities", "expected_yield"]
+__all__ = ["ChannelTensors", "channel_nll", "event_densities", "expected_yield", "register_pytrees"]
 
 
 @dataclass(frozen=True)
@@ -118,3 +119,40 @@ def channel_nll(tensors: ChannelTensors, pars: Any, weights: Any, xp: Any) -> An
     weighted = xp.where(weights > 0, weights * log_s, 0.0)
     invalid = xp.any((weights > 0) & ~positive)
     return xp.where(invalid, xp.inf, nu - xp.sum(weighted))
+
+
+class _Static:
+    """Hashable by identity: the channel description rides along a pytree as static data."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __hash__(self) -> int:
+        return id(self.value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Static) and other.value is self.value
+
+
+@functools.cache
+def register_pytrees() -> None:
+    """Make :class:`ChannelTensors` (and the interpolation arrays in it) jax pytrees whose
+    leaves are the per-event arrays, so they can be passed to jitted functions."""
+    from jax.tree_util import register_pytree_node
+
+    register_pytree_node(
+        PreparedInterpolation,
+        lambda p: (p.arrays, (p.code, p.xp)),
+        lambda aux, arrays: PreparedInterpolation(aux[0], tuple(arrays), aux[1]),
+    )
+    register_pytree_node(
+        _SampleTensors,
+        lambda s: ((s.ratio, tuple(p for _, p in s.shapesys)), (tuple(i for i, _ in s.shapesys), s.reference_norm)),
+        lambda aux, leaves: _SampleTensors(leaves[0], tuple(zip(aux[0], leaves[1], strict=True)), aux[1]),
+    )
+    register_pytree_node(
+        ChannelTensors,
+        lambda c: ((c.samples, c.reference_weights),
+                   (_Static(c.channel), tuple(c.index.items()), (c.reference_slice.start, c.reference_slice.stop))),
+        lambda aux, leaves: ChannelTensors(aux[0].value, tuple(leaves[0]), dict(aux[1]), leaves[1], slice(*aux[2])),
+    )

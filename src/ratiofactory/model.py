@@ -13,7 +13,8 @@ Observed data weighs the observed events 1 and the reference events 0; Asimov da
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -22,9 +23,9 @@ import pyhf
 from .compile import UnbinnedChannel
 from .config import ModelConfig
 from .errors import InvalidModel
-from .likelihood import ChannelTensors, channel_nll, event_densities
+from .likelihood import ChannelTensors, channel_nll, event_densities, register_pytrees
 
-__all__ = ["Model", "array_namespace"]
+__all__ = ["Model", "array_namespace", "traceable_logpdf"]
 
 _LOG_2PI = float(np.log(2 * np.pi))
 
@@ -110,6 +111,9 @@ class Model:
 
     def logpdf(self, pars: Any, data: Any) -> Any:
         """Scalar log-likelihood ln L(θ) of ``data`` (a flat data vector)."""
+        return self._logpdf(pars, data, self._channel_tensors(array_namespace()))
+
+    def _logpdf(self, pars: Any, data: Any, channel_tensors: Sequence[ChannelTensors]) -> Any:
         xp = array_namespace()
         pars = self._prepare(pars, xp)
         data = xp.asarray(data, dtype=xp.float64)
@@ -122,7 +126,7 @@ class Model:
         if self.binned is not None:
             binned_data = xp.concatenate([data[self._binned_main], data[self._binned_aux]])
             total = total + self.binned.logpdf(pars[: self._n_binned_pars], binned_data)[0]
-        for tensors, events in zip(self._channel_tensors(xp), self._event_slices, strict=True):
+        for tensors, events in zip(channel_tensors, self._event_slices, strict=True):
             total = total - channel_nll(tensors, pars, data[events], xp)
         for par_index, aux_index, sigma in self._constraints:
             pull = (data[aux_index] - pars[par_index]) / sigma
@@ -206,3 +210,27 @@ class Model:
 
     def __repr__(self) -> str:
         return f"Model({self.config!r})"
+
+
+def traceable_logpdf(model: Any) -> tuple[Callable[[Any, Any, Any], Any], Any]:
+    """``(f, arrays)`` with ``f(pars, data, arrays) == model.logpdf(pars, data)`` on jax.
+
+    Jit ``f`` with ``arrays`` as an argument: the per-event arrays are then inputs of the
+    compiled program instead of constants folded into it, which compiles ~10x faster at
+    10⁶ events. For models other than ratiofactory's (pyhf's), ``arrays`` is empty.
+
+    >>> import pyhf
+    >>> pyhf.set_backend("jax")
+    >>> model = pyhf.simplemodels.uncorrelated_background([5.0], [50.0], [5.0])
+    >>> f, arrays = traceable_logpdf(model)
+    >>> float(f([1.0, 1.0], [55.0, 400.0], arrays)[0]) == float(model.logpdf([1.0, 1.0], [55.0, 400.0])[0])
+    True
+    >>> pyhf.set_backend("numpy")
+    """
+    model_ref = weakref.ref(model)  # callers cache f per model: no strong reference back
+    if not isinstance(model, Model):
+        return (lambda pars, data, arrays: model_ref().logpdf(pars, data)), ()
+    import jax.numpy as jnp
+
+    register_pytrees()
+    return (lambda pars, data, arrays: model_ref()._logpdf(pars, data, arrays)), model._channel_tensors(jnp)

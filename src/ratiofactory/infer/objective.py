@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pyhf
 
+from ..model import traceable_logpdf
 from .errors import InvalidFitSetup
 
 __all__ = ["FitSetup", "Objective", "make_setup", "parameter_indices"]
@@ -253,15 +254,15 @@ def _jax_functions(model: Any, pars: Any = None, data: Any = None) -> dict[str, 
 
     if pars is not None:
         model.logpdf(jnp.asarray(pars, dtype=jnp.float64), data)
+    logpdf, arrays = traceable_logpdf(model)  # per-event arrays as arguments, not constants
 
-    model_ref = weakref.ref(model)
+    def twice_nll(pars: Any, data: Any, arrays: Any) -> Any:
+        return -2.0 * jnp.reshape(logpdf(pars, data, arrays), (-1,))[0]
 
-    def twice_nll(pars: Any, data: Any) -> Any:
-        return -2.0 * jnp.reshape(model_ref().logpdf(pars, data), (-1,))[0]
-
+    value_and_grad, hessian = jax.jit(jax.value_and_grad(twice_nll)), jax.jit(jax.hessian(twice_nll))
     functions = {
-        "value_and_grad": jax.jit(jax.value_and_grad(twice_nll)),
-        "hessian": jax.jit(jax.hessian(twice_nll)),
+        "value_and_grad": lambda pars, data: value_and_grad(pars, data, arrays),
+        "hessian": lambda pars, data: hessian(pars, data, arrays),
     }
     _JAX_FUNCTIONS[model] = functions
     return functions

@@ -62,7 +62,9 @@ class SparseLikelihood:
             weights.append(w)
         return rest, indices, weights
 
-    def twice_nll(self, pars: Any, packed: Any) -> Any:
+    def twice_nll(self, pars: Any, packed: Any, ratios: Any) -> Any:
+        """``−2 ln L`` at ``pars`` of toys ``packed`` by :meth:`pack`; ``ratios`` is
+        :attr:`ratios` (an argument so that jit does not fold it in as a constant)."""
         import jax.numpy as jnp
 
         rest, indices, weights = packed
@@ -73,9 +75,9 @@ class SparseLikelihood:
             n_baux = self.binned_aux.stop - self.binned_aux.start
             binned_data = rest[: n_bmain + n_baux]
             total = total + model.binned.logpdf(pars[: model._n_binned_pars], binned_data)[0]
-        for tensors, ratios, idx, w in zip(self.tensors, self.ratios, indices, weights, strict=True):
+        for tensors, channel_ratios, idx, w in zip(self.tensors, ratios, indices, weights, strict=True):
             coefs = jnp.stack([_coefficient(c, tensors.index, pars, jnp) for c in tensors.channel.samples])
-            s = coefs @ ratios[:, idx]
+            s = coefs @ channel_ratios[:, idx]
             positive = s > 0
             log_s = jnp.log(jnp.where(positive, s, 1.0))
             invalid = jnp.any((w > 0) & ~positive)

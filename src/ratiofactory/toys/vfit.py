@@ -34,6 +34,7 @@ import pyhf
 from ..infer.errors import FitFailed, InvalidFitSetup
 from ..infer.fitting import FitOptions, minimize
 from ..infer.objective import FitSetup, Objective, _jax_functions
+from ..model import traceable_logpdf
 from .sparse import SparseLikelihood
 
 __all__ = ["BatchFit", "fit_toys"]
@@ -58,7 +59,8 @@ class BatchFit:
 
 
 def _build_solver(twice_nll: Any, max_iter: int, edm_tol: float):
-    """jit(vmap(projected Newton)) for ``twice_nll(x, data)``; data may be a pytree."""
+    """jit(vmap(projected Newton)) for ``twice_nll(x, (data, arrays))``: ``data`` (a pytree)
+    per toy, ``arrays`` (the model's per-event arrays, a pytree) shared by all toys."""
     import jax
     import jax.numpy as jnp
 
@@ -100,8 +102,8 @@ def _build_solver(twice_nll: Any, max_iter: int, edm_tol: float):
         lam = jnp.where(accept, jnp.maximum(lam * 0.1, 0.0), jnp.maximum(lam * 10.0, 1e-3))
         return x, value, g, h, lam, iteration + 1, diagnose(x, value, g, h, box)
 
-    def solve_one(x0, data, free, lo, hi):
-        box = (free, lo, hi)
+    def solve_one(x0, data, free, lo, hi, arrays):
+        data, box = (data, arrays), (free, lo, hi)
         value, g, h = value_grad_hess(x0, data)
         state = (x0, value, g, h, jnp.asarray(0.0), 0, diagnose(x0, value, g, h, box))
         state = jax.lax.while_loop(lambda s: (~s[6]) & (s[5] < max_iter), lambda s: body(s, data, box), state)
@@ -111,14 +113,18 @@ def _build_solver(twice_nll: Any, max_iter: int, edm_tol: float):
         polished = body((*state[:4], jnp.asarray(0.0), *state[5:]), data, box)
         return polished[0], polished[1], converged
 
-    return jax.jit(jax.vmap(solve_one, in_axes=(0, 0, None, None, None)))
+    return jax.jit(jax.vmap(solve_one, in_axes=(0, 0, None, None, None, None)))
 
 
-def _dense_nll(model: Any):
+def _dense_nll(model: Any) -> tuple[Any, Any]:
     import jax.numpy as jnp
 
-    model_ref = weakref.ref(model)
-    return lambda x, data: -2.0 * jnp.reshape(model_ref().logpdf(x, data), (-1,))[0]
+    logpdf, arrays = traceable_logpdf(model)
+    return (lambda x, inputs: -2.0 * jnp.reshape(logpdf(x, *inputs), (-1,))[0]), arrays
+
+
+def _sparse_nll(sparse: SparseLikelihood) -> tuple[Any, Any]:
+    return (lambda x, inputs: sparse.twice_nll(x, *inputs)), sparse.ratios
 
 
 def _solver(model: Any, setup: FitSetup, max_iter: int, edm_tol: float, sparse: SparseLikelihood | None):
@@ -127,9 +133,11 @@ def _solver(model: Any, setup: FitSetup, max_iter: int, edm_tol: float, sparse: 
     key = ("sparse" if sparse else "dense", max_iter, edm_tol)
     per_model = _SOLVERS.setdefault(model, {})
     if key not in per_model:
-        per_model[key] = _build_solver(sparse.twice_nll if sparse else _dense_nll(model), max_iter, edm_tol)
+        twice_nll, arrays = _sparse_nll(sparse) if sparse else _dense_nll(model)
+        per_model[key] = (_build_solver(twice_nll, max_iter, edm_tol), arrays)
+    solve, arrays = per_model[key]
     box = (jnp.asarray(~setup.fixed), jnp.asarray(setup.bounds[:, 0]), jnp.asarray(setup.bounds[:, 1]))
-    return lambda x0, data: per_model[key](x0, data, *box)
+    return lambda x0, data: solve(x0, data, *box, arrays)
 
 
 def _sparse_likelihood(model: Any, toy: np.ndarray, pars: np.ndarray) -> SparseLikelihood | None:
@@ -145,8 +153,8 @@ def _sparse_likelihood(model: Any, toy: np.ndarray, pars: np.ndarray) -> SparseL
     per_model["sparse likelihood"] = None
     sparse = SparseLikelihood(model)
     rest, idx, w = sparse.pack(toy[None, :])
-    value = float(sparse.twice_nll(jnp.asarray(pars), (jnp.asarray(rest[0]), [jnp.asarray(i[0]) for i in idx],
-                                                      [jnp.asarray(v[0]) for v in w])))
+    packed = (jnp.asarray(rest[0]), [jnp.asarray(i[0]) for i in idx], [jnp.asarray(v[0]) for v in w])
+    value = float(sparse.twice_nll(jnp.asarray(pars), packed, sparse.ratios))
     dense = -2.0 * float(np.reshape(np.asarray(model.logpdf(jnp.asarray(pars), jnp.asarray(toy))), (-1,))[0])
     if abs(value - dense) > 1e-9 * max(1.0, abs(dense)):
         return None
