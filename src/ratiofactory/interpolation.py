@@ -232,14 +232,13 @@ def code4_weights(alpha: Any) -> tuple[Any, ...]:
     odd0 = alpha * (15 + a2 * (-10 + 3 * a2)) / 8
     odd1 = alpha * (-7 + a2 * (10 - 3 * a2)) / 8
     odd2 = alpha * one_minus_a2_squared / 8
-    return (
-        (even0 + odd0) / 2,
-        (even0 - odd0) / 2,
-        (even1 + odd1) / 2,
-        (even1 - odd1) / 2,
-        (even2 + odd2) / 2,
-        (even2 - odd2) / 2,
-    )
+    return _hi_lo_weights((even0, even1, even2), (odd0, odd1, odd2))
+
+
+def _hi_lo_weights(even: tuple[Any, ...], odd: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Weights of (hi − 1, lo − 1, hi ln hi, lo ln lo, hi ln²hi, lo ln²lo) from the even and
+    odd basis polynomials: hi terms (e + o)/2, lo terms (e − o)/2."""
+    return tuple(w for e, o in zip(even, odd, strict=True) for w in ((e + o) / 2, (e - o) / 2))
 
 
 def code4_weight_slopes(alpha: Any) -> tuple[Any, ...]:
@@ -255,14 +254,7 @@ def code4_weight_slopes(alpha: Any) -> tuple[Any, ...]:
     odd0 = (15 + a2 * (-30 + 15 * a2)) / 8
     odd1 = (-7 + a2 * (30 - 15 * a2)) / 8
     odd2 = (1 + a2 * (-6 + 5 * a2)) / 8
-    return (
-        (even0 + odd0) / 2,
-        (even0 - odd0) / 2,
-        (even1 + odd1) / 2,
-        (even1 - odd1) / 2,
-        (even2 + odd2) / 2,
-        (even2 - odd2) / 2,
-    )
+    return _hi_lo_weights((even0, even1, even2), (odd0, odd1, odd2))
 
 
 # --- slow references -------------------------------------------------------------------
