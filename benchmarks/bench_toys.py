@@ -39,7 +39,7 @@ def run_toys(model, setup, truth, n_toys, seed, batch_size):
     start = time.perf_counter()
     mus, failed, refitted = [], 0, 0
     for first, n in batches(n_toys, batch_size):
-        toys = generate_toys(model, truth, n, seed, start=first, expected=expected)
+        toys = generate_toys(model, truth, n, seed, start=first, expected=expected, sparse=True)
         result = fit_toys(model, toys, setup, batch_size=batch_size)
         mus.append(result.values[:, 0])
         failed += result.n_failed

@@ -4,7 +4,7 @@ Neyman construction, and executors (local, Dask). See docs/toys.md."""
 from __future__ import annotations
 
 from .executors import DaskExecutor, Executor, LocalExecutor, batches, progress_bars
-from .generate import ToyGenerationError, expected_main_data, generate_toys, toy_rng
+from .generate import SparseToys, ToyGenerationError, expected_main_data, generate_toys, toy_rng
 from .neyman import (
     CONFIDENCE_LEVELS,
     CoverageResult,
@@ -33,6 +33,7 @@ __all__ = [
     "LocalExecutor",
     "NeymanPoint",
     "NeymanResult",
+    "SparseToys",
     "ToyGenerationError",
     "ToyHypoTestResult",
     "batches",

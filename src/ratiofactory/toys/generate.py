@@ -26,6 +26,7 @@ True
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,7 +34,7 @@ import pyhf
 
 from ..errors import RatiofactoryError
 
-__all__ = ["ToyGenerationError", "expected_main_data", "generate_toys", "toy_rng"]
+__all__ = ["SparseToys", "ToyGenerationError", "expected_main_data", "generate_toys", "toy_rng"]
 
 
 class ToyGenerationError(RatiofactoryError):
@@ -104,24 +105,58 @@ class _MultinomialSplit:
         """``min(searchsorted(cumsum, u, "right"), last)`` for draws ``u`` in [0, total)."""
         cell = np.clip((u * self.scale).astype(np.int64) - 1, 0, self.guide.size - 1)  # −1: rounding margin
         j = self.guide[cell]
-        while True:
-            behind = (self.cumulative[j] <= u) & (j < self.last)
-            if not behind.any():
-                return j
-            j = j + behind
+        behind = np.flatnonzero((self.cumulative[j] <= u) & (j < self.last))
+        while behind.size:
+            j[behind] += 1
+            behind = behind[(self.cumulative[j[behind]] <= u[behind]) & (j[behind] < self.last)]
+        return j
 
-    def fill(self, rng: np.random.Generator, out: np.ndarray) -> None:
-        """One toy's counts into ``out``."""
-        out[:] = 0.0
+    def draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """One toy's main data: the entries with non-zero counts (increasing) and the counts."""
         n = rng.poisson(self.total) if self.total > 0 else 0
         where = self.entries(np.sort(rng.random(n)) * self.total)  # sorted: counts are runs
         starts = np.flatnonzero(np.diff(where, prepend=-1))
-        out[where[starts]] = np.diff(starts, append=n)
+        return where[starts], np.diff(starts, append=n).astype(float)
+
+
+@dataclass(frozen=True)
+class SparseToys:
+    """Toys whose main data are kept as non-zero entries: toy k has counts ``counts[k]`` at
+    main-data positions ``entries[k]`` (increasing) and zeros elsewhere, then ``aux[k]``.
+    With 2000 expected events on 50k reference events that is ~25x less to write and read
+    than the dense rows; :meth:`dense` gives them.
+
+    >>> toys = SparseToys(3, [np.array([0, 2])], [np.array([1.0, 4.0])], np.array([[0.5]]))
+    >>> toys.dense()
+    array([[1. , 0. , 4. , 0.5]])
+    """
+
+    n_main: int
+    entries: list[np.ndarray]
+    counts: list[np.ndarray]
+    aux: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, rows: slice | np.ndarray) -> SparseToys:
+        picked = range(len(self))[rows] if isinstance(rows, slice) else np.asarray(rows)
+        return SparseToys(self.n_main, [self.entries[k] for k in picked], [self.counts[k] for k in picked],
+                          self.aux[rows])
+
+    def dense(self) -> np.ndarray:
+        """The toys as an array ``(n_toys, ndata)``, as :func:`generate_toys` returns them."""
+        out = np.zeros((len(self), self.n_main + self.aux.shape[1]))
+        for k, (entries, counts) in enumerate(zip(self.entries, self.counts, strict=True)):
+            out[k, entries] = counts
+        out[:, self.n_main:] = self.aux
+        return out
 
 
 def generate_toys(model: Any, pars: Sequence[float], n_toys: int, seed: int, *, start: int = 0,
-                  expected: np.ndarray | None = None) -> np.ndarray:
-    """Toys ``start … start + n_toys − 1`` at ``pars``: an array ``(n_toys, ndata)``.
+                  expected: np.ndarray | None = None, sparse: bool = False) -> np.ndarray | SparseToys:
+    """Toys ``start … start + n_toys − 1`` at ``pars``: an array ``(n_toys, ndata)``, or with
+    ``sparse`` the same toys as :class:`SparseToys` (what :func:`~.vfit.fit_toys` fits fastest).
 
     ``expected`` (the expected main data at ``pars``) may be passed to avoid recomputing it.
     """
@@ -131,17 +166,20 @@ def generate_toys(model: Any, pars: Sequence[float], n_toys: int, seed: int, *, 
     _check_expected(model, expected, pars)
     blocks = _constraints(model, pars)
     naux = sum(len(b[1]) for b in blocks)
-    toys = np.empty((int(n_toys), expected.size + naux))
     split = _MultinomialSplit(expected)
+    entries, counts, aux = [], [], np.empty((int(n_toys), naux))
     for row in range(int(n_toys)):
         rng = toy_rng(seed, start + row)
-        split.fill(rng, toys[row, : expected.size])
-        position = expected.size
+        where, count = split.draw(rng)
+        entries.append(where)
+        counts.append(count)
+        position = 0
         for kind, values, scale in blocks:
             stop = position + values.size
             if kind == "normal":
-                toys[row, position:stop] = rng.normal(values, scale)
+                aux[row, position:stop] = rng.normal(values, scale)
             else:
-                toys[row, position:stop] = rng.poisson(scale * values)
+                aux[row, position:stop] = rng.poisson(scale * values)
             position = stop
-    return toys
+    toys = SparseToys(expected.size, entries, counts, aux)
+    return toys if sparse else toys.dense()

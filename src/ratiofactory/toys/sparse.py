@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..likelihood import _coefficient, expected_yield
+from .generate import SparseToys
 
 __all__ = ["SparseLikelihood"]
 
@@ -44,23 +45,53 @@ class SparseLikelihood:
         return bool(channels) and all(not s.shapesys for c in channels for s in c.samples) and hasattr(
             model, "_channel_tensors")
 
-    def pack(self, toys: np.ndarray, pad_to: int = 512) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
-        """(dense rest: binned counts then auxdata; per channel indices and weights (n, K))."""
+    def pack(self, toys: np.ndarray | SparseToys,
+             pad_to: int = 512) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+        """(dense rest: binned counts then auxdata; per channel indices and weights (n, K)),
+        from dense toy rows or :class:`SparseToys`."""
+        if isinstance(toys, SparseToys):
+            return self._pack_sparse(toys, pad_to)
         rest = np.concatenate([toys[:, self.binned_main], toys[:, self.aux_start:]], axis=1)
         indices, weights = [], []
         for c, events in enumerate(self.slices):
             block = toys[:, events]
             rows, cols = np.divmod(np.flatnonzero(block > 0), block.shape[1])  # each row's events in order
-            counts = np.bincount(rows, minlength=len(toys))
-            width = max(pad_to, int(-(-counts.max(initial=0) // pad_to) * pad_to), self.widths[c])
-            self.widths[c] = width
-            slot = np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts)
-            idx = np.zeros((len(toys), width), dtype=np.int32)
-            w = np.zeros((len(toys), width))
-            idx[rows, slot], w[rows, slot] = cols, block[rows, cols]
+            idx, w = self._padded(c, len(toys), rows, cols, block[rows, cols], pad_to)
             indices.append(idx)
             weights.append(w)
         return rest, indices, weights
+
+    def _pack_sparse(self, toys: SparseToys, pad_to: int) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+        n_binned = self.binned_main.stop
+        rest = np.zeros((len(toys), n_binned + toys.aux.shape[1]))
+        rest[:, n_binned:] = toys.aux
+        edges = [n_binned] + [events.stop for events in self.slices]
+        cuts = [np.searchsorted(entries, edges) for entries in toys.entries]
+        for k, (entries, counts) in enumerate(zip(toys.entries, toys.counts, strict=True)):
+            rest[k, entries[: cuts[k][0]]] = counts[: cuts[k][0]]
+        indices, weights = [], []
+        for c, events in enumerate(self.slices):
+            pieces = [(entries[cut[c]:cut[c + 1]], counts[cut[c]:cut[c + 1]])
+                      for entries, counts, cut in zip(toys.entries, toys.counts, cuts, strict=True)]
+            rows = np.repeat(np.arange(len(toys)), [p[0].size for p in pieces])
+            cols = np.concatenate([p[0] for p in pieces]) - events.start
+            idx, w = self._padded(c, len(toys), rows, cols, np.concatenate([p[1] for p in pieces]), pad_to)
+            indices.append(idx)
+            weights.append(w)
+        return rest, indices, weights
+
+    def _padded(self, channel: int, n: int, rows: np.ndarray, cols: np.ndarray, values: np.ndarray,
+                pad_to: int) -> tuple[np.ndarray, np.ndarray]:
+        """(n, width) event indices and weights from the non-zero ``(row, col, value)``s
+        (rows increasing), zero-padded to a width that only grows (few compilations)."""
+        counts = np.bincount(rows, minlength=n)
+        width = max(pad_to, int(-(-counts.max(initial=0) // pad_to) * pad_to), self.widths[channel])
+        self.widths[channel] = width
+        slot = np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts)
+        idx = np.zeros((n, width), dtype=np.int32)
+        w = np.zeros((n, width))
+        idx[rows, slot], w[rows, slot] = cols, values
+        return idx, w
 
     def twice_nll(self, pars: Any, packed: Any, ratios: Any) -> Any:
         """``−2 ln L`` at ``pars`` of toys ``packed`` by :meth:`pack`; ``ratios`` is

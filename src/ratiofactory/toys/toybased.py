@@ -21,7 +21,8 @@ from ..infer.fitting import FitOptions, minimize
 from ..infer.hypotests import _check_kind, prepare_setup
 from ..infer.objective import FitSetup, Objective
 from .executors import Executor, run_batches
-from .generate import expected_main_data, generate_toys
+from .generate import SparseToys, expected_main_data, generate_toys
+from .sparse import SparseLikelihood
 from .vfit import fit_toys
 
 __all__ = ["ToyHypoTestResult", "conditional_mle", "toy_teststats", "toybased_hypotest"]
@@ -40,7 +41,7 @@ def statistic_from_fits(test_stat: str, poi_value: float, free_nll, free_poi, co
     return np.where(np.isfinite(cond_nll) & np.isfinite(free_nll), t, np.nan)
 
 
-def toy_teststats(model: Any, toys: np.ndarray, poi_value: float, setup: FitSetup, test_stat: str,
+def toy_teststats(model: Any, toys: np.ndarray | SparseToys, poi_value: float, setup: FitSetup, test_stat: str,
                   *, batch_size: int = 64) -> np.ndarray:
     """The test statistic at ``poi_value`` on each toy (NaN where a fit failed)."""
     index = setup.poi_index
@@ -75,7 +76,8 @@ class _TeststatBatch:
             pyhf.set_backend(self.backend, precision="64b")
         start, n = span
         expected = expected_main_data(self.model, self.generating)
-        toys = generate_toys(self.model, self.generating, n, self.seed, start=start, expected=expected)
+        toys = generate_toys(self.model, self.generating, n, self.seed, start=start, expected=expected,
+                             sparse=SparseLikelihood.supports(self.model))
         return toy_teststats(self.model, toys, self.poi_value, self.setup, self.test_stat, batch_size=self.batch_size)
 
 

@@ -35,6 +35,7 @@ from ..infer.errors import FitFailed, InvalidFitSetup
 from ..infer.fitting import FitOptions, minimize
 from ..infer.objective import FitSetup, Objective, _jax_functions
 from ..model import traceable_logpdf
+from .generate import SparseToys
 from .sparse import SparseLikelihood
 
 __all__ = ["BatchFit", "fit_toys"]
@@ -162,6 +163,10 @@ def _sparse_likelihood(model: Any, toy: np.ndarray, pars: np.ndarray) -> SparseL
     return sparse
 
 
+def _dense(toys: np.ndarray | SparseToys) -> np.ndarray:
+    return toys.dense() if isinstance(toys, SparseToys) else toys
+
+
 def _starts(setup: FitSetup, n: int, init: np.ndarray | None) -> np.ndarray:
     if init is None:
         return np.tile(setup.init, (n, 1))
@@ -186,25 +191,29 @@ def _loop(model, toys, setup, starts, options) -> BatchFit:
                     np.array([f[2] for f in fits], dtype=bool), np.zeros(n, dtype=bool))
 
 
-def fit_toys(model: Any, toys: np.ndarray, setup: FitSetup, *, init: np.ndarray | None = None,
+def fit_toys(model: Any, toys: np.ndarray | SparseToys, setup: FitSetup, *, init: np.ndarray | None = None,
              batch_size: int = 256, max_iter: int = 50, edm_tol: float = 1e-8,
              options: FitOptions | None = None, sparse: bool = True) -> BatchFit:
-    """Fit every row of ``toys`` (n, ndata) from ``setup`` (fixed parameters and bounds
-    apply to all; ``init`` may give one start per toy).
+    """Fit every toy of ``toys`` (rows of an (n, ndata) array, or :class:`SparseToys`) from
+    ``setup`` (fixed parameters and bounds apply to all; ``init`` may give one start per toy).
 
     On jax: vectorised Newton in batches of ``batch_size`` (batches are padded to a power of
     two, so few compilations serve all), MIGRAD for the toys it leaves unconverged. On numpy:
     MIGRAD per toy. ``sparse``: for unbinned models without per-event shape systematics,
     evaluate each toy only on its events of non-zero weight (:mod:`.sparse`).
     """
-    toys = np.atleast_2d(np.asarray(toys, dtype=float))
+    if not isinstance(toys, SparseToys):
+        toys = np.atleast_2d(np.asarray(toys, dtype=float))
     starts = _starts(setup, len(toys), init)
     if pyhf.get_backend()[0].name != "jax":
-        return _loop(model, toys, setup, starts, options)
+        return _loop(model, _dense(toys), setup, starts, options)
     import jax.numpy as jnp
 
-    _jax_functions(model, setup.init, jnp.asarray(toys[0]))  # eager first evaluation
-    sparse = _sparse_likelihood(model, toys[0], starts[0]) if sparse else None
+    first = _dense(toys[:1])[0]
+    _jax_functions(model, setup.init, jnp.asarray(first))  # eager first evaluation
+    sparse = _sparse_likelihood(model, first, starts[0]) if sparse else None
+    if sparse is None:
+        toys = _dense(toys)
     solver = _solver(model, setup, max_iter, edm_tol, sparse)
     n = len(toys)
     size = max(1, min(batch_size, 1 << (n - 1).bit_length()))  # powers of two: few compilations
@@ -225,5 +234,5 @@ def fit_toys(model: Any, toys: np.ndarray, setup: FitSetup, *, init: np.ndarray 
     refitted = ~converged
     for i in np.flatnonzero(refitted):
         start = values[i] if np.all(np.isfinite(values[i])) else starts[i]
-        values[i], twice_nll[i], converged[i] = _migrad(model, toys[i], setup, start, options)
+        values[i], twice_nll[i], converged[i] = _migrad(model, _dense(toys[i:i + 1])[0], setup, start, options)
     return BatchFit(values, twice_nll, converged, refitted)
