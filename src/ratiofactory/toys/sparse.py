@@ -12,6 +12,7 @@ any model it does not cover falls back to the dense likelihood.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,7 @@ class SparseLikelihood:
     def __init__(self, model: Any) -> None:
         import jax.numpy as jnp
 
-        self.model = model
+        self._model = weakref.ref(model)  # cached per model by vfit: no strong reference back
         self.tensors = model._channel_tensors(jnp)
         self.ratios = [jnp.stack([s.ratio for s in t.samples]) for t in self.tensors]
         self.slices = list(model._event_slices)
@@ -99,7 +100,7 @@ class SparseLikelihood:
         import jax.numpy as jnp
 
         rest, indices, weights = packed
-        model = self.model
+        model = self._model()
         n_bmain = self.binned_main.stop - self.binned_main.start
         total = jnp.asarray(0.0)
         if model.binned is not None:
