@@ -233,3 +233,39 @@ def test_nonpositive_density_gives_inf_and_names_events(toy, backend):
     first = bad[0]
     assert first["channel"] == "SR"
     assert first["s"] <= 0
+
+
+def test_chunked_jax_likelihood_equals_the_one_pass_sum(toy, monkeypatch):
+    """Large channels are summed in chunks on jax; forced here with a chunk of 37 events
+    (the last chunk overlaps its neighbour and must not count events twice)."""
+    import jax
+
+    from ratiofactory import likelihood
+
+    root, observed = toy
+    ws = ratiofactory.Workspace.load(root / "workspace.json")
+    pyhf.set_backend("jax")
+    try:
+        model = ws.model()
+        data = ws.data(model)
+        n_events = model.unbinned_channels[0].n_events
+        assert n_events % 37 != 0
+        one_pass = jax.jit(jax.value_and_grad(lambda p: model.nll(p, data)))
+        one_pass_hessian = jax.jit(jax.hessian(lambda p: model.nll(p, data)))
+        monkeypatch.setattr(likelihood, "EVENT_CHUNK", 37)
+        monkeypatch.setattr(likelihood, "CHUNKED_FROM", 74)
+        chunked = jax.jit(jax.value_and_grad(lambda p: model.nll(p, data)))
+        chunked_hessian = jax.jit(jax.hessian(lambda p: model.nll(p, data)))
+        x0 = np.asarray(model.config.suggested_init())
+        assert "scan" in str(jax.make_jaxpr(lambda p: model.nll(p, data))(x0))  # the chunked sum is used
+        for pars in _random_points(model, 4, seed=5):
+            x = np.asarray(_vector(model, pars))
+            (value, grad), (reference, reference_grad) = chunked(x), one_pass(x)
+            assert float(value) == pytest.approx(reference_nll(pars, observed), rel=1e-9)
+            np.testing.assert_allclose(grad, reference_grad, rtol=1e-10, atol=1e-10)
+            np.testing.assert_allclose(chunked_hessian(x), one_pass_hessian(x), rtol=1e-9, atol=1e-9)
+        pars = dict(zip(model.config.par_order, model.config.suggested_init(), strict=True))
+        pars["mu"], pars["bkg_norm"] = 4.0, 5.0  # s ≤ 0 on some observed events
+        assert float(chunked(np.asarray(_vector(model, pars)))[0]) == np.inf
+    finally:
+        pyhf.set_backend("numpy")

@@ -111,14 +111,56 @@ def event_densities(tensors: ChannelTensors, pars: Any, xp: Any) -> tuple[Any, A
     return nu, s
 
 
+EVENT_CHUNK = 32768
+"""Events per chunk of the jax likelihood of large channels (see :func:`channel_nll`)."""
+CHUNKED_FROM = 8 * EVENT_CHUNK
+"""Channels with at least this many events are summed in chunks on jax."""
+
+
 def channel_nll(tensors: ChannelTensors, pars: Any, weights: Any, xp: Any) -> Any:
-    """−ln L of the channel for per-event ``weights`` (constant terms dropped)."""
+    """−ln L of the channel for per-event ``weights`` (constant terms dropped).
+
+    On jax, channels of at least :data:`CHUNKED_FROM` events (and nominal shape
+    normalisation) are summed in chunks of :data:`EVENT_CHUNK` events, each rematerialised
+    in reverse mode: the temporaries stay in cache and nothing per event is stored for the
+    gradient, which halves the value+gradient time at 10⁶ events (below ~3·10⁵ events the
+    whole channel fits the caches well enough and one pass is faster).
+    """
+    if xp is not np and weights.shape[0] >= CHUNKED_FROM and tensors.channel.shape_normalisation != "reference":
+        return _chunked_channel_nll(tensors, pars, weights)
     nu, s = event_densities(tensors, pars, xp)
+    total, invalid = _log_likelihood_sum(s, weights, xp)
+    return xp.where(invalid, xp.inf, nu - total)
+
+
+def _log_likelihood_sum(s: Any, weights: Any, xp: Any) -> tuple[Any, Any]:
+    """(Σ_i w_i ln s_i over w_i > 0, whether some s_i ≤ 0 there)."""
     positive = s > 0
     log_s = xp.log(xp.where(positive, s, 1.0))
-    weighted = xp.where(weights > 0, weights * log_s, 0.0)
-    invalid = xp.any((weights > 0) & ~positive)
-    return xp.where(invalid, xp.inf, nu - xp.sum(weighted))
+    return xp.sum(xp.where(weights > 0, weights * log_s, 0.0)), xp.any((weights > 0) & ~positive)
+
+
+def _chunked_channel_nll(tensors: ChannelTensors, pars: Any, weights: Any) -> Any:
+    import jax
+    import jax.numpy as jnp
+
+    n, size = weights.shape[0], EVENT_CHUNK
+    coefs = [_coefficient(c, tensors.index, pars, jnp) for c in tensors.channel.samples]
+
+    @jax.checkpoint
+    def chunk(k: Any) -> tuple[Any, Any]:
+        start = jnp.minimum(k * size, n - size)  # the last chunk is shifted back to fit ...
+        take = lambda a: jax.lax.dynamic_slice_in_dim(a, start, size) if jnp.ndim(a) == 1 else a
+        fresh = start + jnp.arange(size) >= k * size  # ... and skips the events already summed
+        s = 0.0
+        for coef, sample in zip(coefs, tensors.samples, strict=True):
+            shapes = tuple((i, PreparedInterpolation(p.code, tuple(take(a) for a in p.arrays), p.xp))
+                           for i, p in sample.shapesys)
+            s = s + coef * _shape_factor(_SampleTensors(take(sample.ratio), shapes, sample.reference_norm), pars, jnp)
+        return _log_likelihood_sum(s, jnp.where(fresh, take(weights), 0.0), jnp)
+
+    sums, invalid = jax.lax.map(chunk, jnp.arange(-(-n // size)))
+    return jnp.where(jnp.any(invalid), jnp.inf, sum(coefs) - jnp.sum(sums))
 
 
 class _Static:
