@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .compile import CompiledSample, UnbinnedChannel
-from .interpolation import PreparedInterpolation, interpolate, prepare_interpolation
+from .interpolation import _CODES, PreparedInterpolation, interpolate, prepare_interpolation
 
 __all__ = ["ChannelTensors", "channel_nll", "event_densities", "expected_yield", "register_pytrees"]
 
@@ -111,9 +111,9 @@ def event_densities(tensors: ChannelTensors, pars: Any, xp: Any) -> tuple[Any, A
     return nu, s
 
 
-EVENT_CHUNK = 32768
+EVENT_CHUNK = 8192
 """Events per chunk of the jax likelihood of large channels (see :func:`channel_nll`)."""
-CHUNKED_FROM = 8 * EVENT_CHUNK
+CHUNKED_FROM = 2 * EVENT_CHUNK
 """Channels with at least this many events are summed in chunks on jax."""
 
 
@@ -121,10 +121,10 @@ def channel_nll(tensors: ChannelTensors, pars: Any, weights: Any, xp: Any) -> An
     """−ln L of the channel for per-event ``weights`` (constant terms dropped).
 
     On jax, channels of at least :data:`CHUNKED_FROM` events (and nominal shape
-    normalisation) are summed in chunks of :data:`EVENT_CHUNK` events, each rematerialised
-    in reverse mode: the temporaries stay in cache and nothing per event is stored for the
-    gradient, which halves the value+gradient time at 10⁶ events (below ~3·10⁵ events the
-    whole channel fits the caches well enough and one pass is faster).
+    normalisation) are summed in chunks of :data:`EVENT_CHUNK` events whose derivatives
+    come from the same pass over the events (:func:`_fused_loglik`): the temporaries of a
+    chunk stay in cache and nothing per event is stored for reverse mode, which makes the
+    value+gradient ~4x faster at 10⁶ events.
     """
     if xp is not np and weights.shape[0] >= CHUNKED_FROM and tensors.channel.shape_normalisation != "reference":
         return _chunked_channel_nll(tensors, pars, weights)
@@ -145,22 +145,77 @@ def _chunked_channel_nll(tensors: ChannelTensors, pars: Any, weights: Any) -> An
     import jax.numpy as jnp
 
     n, size = weights.shape[0], EVENT_CHUNK
-    coefs = [_coefficient(c, tensors.index, pars, jnp) for c in tensors.channel.samples]
+    coefs = jnp.stack([_coefficient(c, tensors.index, pars, jnp) for c in tensors.channel.samples])
+    params = sorted({i for sample in tensors.samples for i, _ in sample.shapesys})
+    position = {i: k for k, i in enumerate(params)}
+    structure = tuple(tuple((position[i], p.code) for i, p in sample.shapesys) for sample in tensors.samples)
+    alphas = pars[np.asarray(params, dtype=int)]
+    loglik = _fused_loglik(structure)
 
-    @jax.checkpoint
-    def chunk(k: Any) -> tuple[Any, Any]:
+    def chunk(k: Any) -> Any:
         start = jnp.minimum(k * size, n - size)  # the last chunk is shifted back to fit ...
         take = lambda a: jax.lax.dynamic_slice_in_dim(a, start, size) if jnp.ndim(a) == 1 else a
         fresh = start + jnp.arange(size) >= k * size  # ... and skips the events already summed
-        s = 0.0
-        for coef, sample in zip(coefs, tensors.samples, strict=True):
-            shapes = tuple((i, PreparedInterpolation(p.code, tuple(take(a) for a in p.arrays), p.xp))
-                           for i, p in sample.shapesys)
-            s = s + coef * _shape_factor(_SampleTensors(take(sample.ratio), shapes, sample.reference_norm), pars, jnp)
-        return _log_likelihood_sum(s, jnp.where(fresh, take(weights), 0.0), jnp)
+        ratios = tuple(take(sample.ratio) for sample in tensors.samples)
+        arrays = tuple(tuple(tuple(take(a) for a in p.arrays) for _, p in sample.shapesys)
+                       for sample in tensors.samples)
+        return loglik(coefs, alphas, ratios, arrays, jnp.where(fresh, take(weights), 0.0))
 
-    sums, invalid = jax.lax.map(chunk, jnp.arange(-(-n // size)))
-    return jnp.where(jnp.any(invalid), jnp.inf, sum(coefs) - jnp.sum(sums))
+    return jnp.sum(coefs) - jnp.sum(jax.lax.map(chunk, jnp.arange(-(-n // size))))
+
+
+@functools.cache
+def _fused_loglik(structure: tuple[tuple[tuple[int, str], ...], ...]) -> Any:
+    """``f(c, α, ratios, arrays, w) = Σ_i w_i ln s_i`` on one chunk of events, with
+    ``s_i = Σ_j c_j r_ij Π_k g_jk(x_i, α_p(j,k))`` (−∞ where some w_i > 0 has s_i ≤ 0).
+    ``structure[j]`` lists sample j's shape systematics as (position p in α, code).
+
+    Its JVP is ``Σ_j A_j dc_j + Σ_p B_p dα_p`` with ``A_j = Σ_i (w_i/s_i) r_ij Π_k g_ijk``
+    and ``B_p`` the same with one g replaced by its slope, summed in the pass that computes
+    the value: reverse mode then keeps A and B per chunk instead of per-event arrays.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    def factors(alphas: Any, ratios: Any, arrays: Any) -> tuple[list[Any], list[tuple[int, int, Any]]]:
+        """Per sample r_j Π_k g_jk, and per (sample j, parameter p) r_j g'_jk Π_(k'≠k) g_jk'."""
+        products, slopes = [], []
+        for j, shapes in enumerate(structure):
+            values, derivatives = [], []
+            for (p, code), arr in zip(shapes, arrays[j], strict=True):
+                value = _CODES[code].value(alphas[p], arr, jnp)
+                values.append(value)
+                derivatives.append(_CODES[code].slope(alphas[p], arr, value, jnp))
+            products.append(functools.reduce(lambda a, b: a * b, values, ratios[j]))
+            for k, (p, _) in enumerate(shapes):
+                others = functools.reduce(lambda a, b: a * b, values[:k] + values[k + 1:], ratios[j])
+                slopes.append((j, p, others * derivatives[k]))
+        return products, slopes
+
+    def value_and_q(coefs: Any, products: list[Any], weights: Any) -> tuple[Any, Any]:
+        s = sum(coefs[j] * product for j, product in enumerate(products))
+        positive, live = s > 0, weights > 0
+        safe = jnp.where(positive, s, 1.0)
+        total = jnp.sum(jnp.where(live, weights * jnp.log(safe), 0.0))
+        return (jnp.where(jnp.any(live & ~positive), -jnp.inf, total),
+                jnp.where(live & positive, weights / safe, 0.0))
+
+    @jax.custom_jvp
+    def loglik(coefs: Any, alphas: Any, ratios: Any, arrays: Any, weights: Any) -> Any:
+        return value_and_q(coefs, factors(alphas, ratios, arrays)[0], weights)[0]
+
+    @loglik.defjvp
+    def loglik_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> tuple[Any, Any]:
+        coefs, alphas, ratios, arrays, weights = primals
+        products, slopes = factors(alphas, ratios, arrays)
+        value, q = value_and_q(coefs, products, weights)
+        along_coefs = jnp.stack([jnp.sum(q * product) for product in products])
+        along_alphas = jnp.zeros_like(alphas)
+        for j, p, slope in slopes:
+            along_alphas = along_alphas.at[p].add(coefs[j] * jnp.sum(q * slope))
+        return value, along_coefs @ tangents[0] + along_alphas @ tangents[1]
+
+    return loglik
 
 
 class _Static:
