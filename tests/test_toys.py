@@ -173,3 +173,19 @@ def test_multinomial_split_lands_where_searchsorted_does():
                                         [0.0, np.nextafter(split.total, 0)]]))
         reference = np.minimum(np.searchsorted(split.cumulative, draws, side="right"), split.last)
         np.testing.assert_array_equal(split.entries(draws), reference)
+
+
+def test_runs_of_a_batch_are_each_toys_counts():
+    from ratiofactory.toys.generate import _MultinomialSplit
+
+    split = _MultinomialSplit(np.array([0.0, 1.0, 0.0, 2.0, 0.5, 0.0]))
+    rng = np.random.default_rng(1)
+    draws = [split.draws(rng) for _ in range(4)] + [np.zeros(0)] + [split.draws(rng)]
+    entries, counts = split.runs(draws)
+    assert len(entries) == len(counts) == len(draws)
+    for points, where, count in zip(draws, entries, counts, strict=True):
+        expected = np.minimum(np.searchsorted(split.cumulative, points, side="right"), split.last)
+        unique, multiplicity = np.unique(expected, return_counts=True)
+        np.testing.assert_array_equal(where, unique)
+        np.testing.assert_array_equal(count, multiplicity)
+    assert split.runs([]) == ([], [])

@@ -111,12 +111,26 @@ class _MultinomialSplit:
             behind = behind[(self.cumulative[j[behind]] <= u[behind]) & (j[behind] < self.last)]
         return j
 
-    def draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """One toy's main data: the entries with non-zero counts (increasing) and the counts."""
+    def draws(self, rng: np.random.Generator) -> np.ndarray:
+        """One toy's events as sorted points in [0, total) (sorted: equal entries are runs)."""
         n = rng.poisson(self.total) if self.total > 0 else 0
-        where = self.entries(np.sort(rng.random(n)) * self.total)  # sorted: counts are runs
-        starts = np.flatnonzero(np.diff(where, prepend=-1))
-        return where[starts], np.diff(starts, append=n).astype(float)
+        return np.sort(rng.random(n)) * self.total
+
+    def runs(self, draws: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Per toy (its :meth:`draws`), the entries with non-zero counts (increasing) and the
+        counts, for all toys in one pass."""
+        if not draws:
+            return [], []
+        sizes = np.array([d.size for d in draws], dtype=np.int64)
+        where = self.entries(np.concatenate(draws)) if sizes.sum() else np.zeros(0, dtype=np.int64)
+        first_draw = np.cumsum(sizes) - sizes
+        new_run = np.ones(where.size, dtype=bool)
+        new_run[1:] = where[1:] != where[:-1]
+        new_run[first_draw[sizes > 0]] = True  # a toy's first event always opens a run
+        starts = np.flatnonzero(new_run)
+        counts = np.diff(starts, append=where.size).astype(float)
+        first_run = np.searchsorted(starts, first_draw)[1:]
+        return np.split(where[starts], first_run), np.split(counts, first_run)
 
 
 @dataclass(frozen=True)
@@ -167,12 +181,10 @@ def generate_toys(model: Any, pars: Sequence[float], n_toys: int, seed: int, *, 
     blocks = _constraints(model, pars)
     naux = sum(len(b[1]) for b in blocks)
     split = _MultinomialSplit(expected)
-    entries, counts, aux = [], [], np.empty((int(n_toys), naux))
+    draws, aux = [], np.empty((int(n_toys), naux))
     for row in range(int(n_toys)):
         rng = toy_rng(seed, start + row)
-        where, count = split.draw(rng)
-        entries.append(where)
-        counts.append(count)
+        draws.append(split.draws(rng))
         position = 0
         for kind, values, scale in blocks:
             stop = position + values.size
@@ -181,5 +193,5 @@ def generate_toys(model: Any, pars: Sequence[float], n_toys: int, seed: int, *, 
             else:
                 aux[row, position:stop] = rng.poisson(scale * values)
             position = stop
-    toys = SparseToys(expected.size, entries, counts, aux)
+    toys = SparseToys(expected.size, *split.runs(draws), aux)
     return toys if sparse else toys.dense()
