@@ -181,11 +181,11 @@ def test_runs_of_a_batch_are_each_toys_counts():
     split = _MultinomialSplit(np.array([0.0, 1.0, 0.0, 2.0, 0.5, 0.0]))
     rng = np.random.default_rng(1)
     draws = [split.draws(rng) for _ in range(4)] + [np.zeros(0)] + [split.draws(rng)]
-    entries, counts = split.runs(draws)
-    assert len(entries) == len(counts) == len(draws)
-    for points, where, count in zip(draws, entries, counts, strict=True):
+    offsets, entries, counts = split.runs(draws)
+    assert offsets.size == len(draws) + 1
+    for k, points in enumerate(draws):
         expected = np.minimum(np.searchsorted(split.cumulative, points, side="right"), split.last)
         unique, multiplicity = np.unique(expected, return_counts=True)
-        np.testing.assert_array_equal(where, unique)
-        np.testing.assert_array_equal(count, multiplicity)
-    assert split.runs([]) == ([], [])
+        np.testing.assert_array_equal(entries[offsets[k]:offsets[k + 1]], unique)
+        np.testing.assert_array_equal(counts[offsets[k]:offsets[k + 1]], multiplicity)
+    assert split.runs([])[0].tolist() == [0]

@@ -66,17 +66,15 @@ class SparseLikelihood:
         n_binned = self.binned_main.stop
         rest = np.zeros((len(toys), n_binned + toys.aux.shape[1]))
         rest[:, n_binned:] = toys.aux
-        edges = [n_binned] + [events.stop for events in self.slices]
-        cuts = [np.searchsorted(entries, edges) for entries in toys.entries]
-        for k, (entries, counts) in enumerate(zip(toys.entries, toys.counts, strict=True)):
-            rest[k, entries[: cuts[k][0]]] = counts[: cuts[k][0]]
+        rows = toys.rows
+        block = np.searchsorted([n_binned] + [events.stop for events in self.slices], toys.entries, side="right")
+        binned = block == 0
+        rest[rows[binned], toys.entries[binned]] = toys.counts[binned]
         indices, weights = [], []
         for c, events in enumerate(self.slices):
-            pieces = [(entries[cut[c]:cut[c + 1]], counts[cut[c]:cut[c + 1]])
-                      for entries, counts, cut in zip(toys.entries, toys.counts, cuts, strict=True)]
-            rows = np.repeat(np.arange(len(toys)), [p[0].size for p in pieces])
-            cols = np.concatenate([p[0] for p in pieces]) - events.start
-            idx, w = self._padded(c, len(toys), rows, cols, np.concatenate([p[1] for p in pieces]), pad_to)
+            mine = block == c + 1
+            idx, w = self._padded(c, len(toys), rows[mine], toys.entries[mine] - events.start, toys.counts[mine],
+                                  pad_to)
             indices.append(idx)
             weights.append(w)
         return rest, indices, weights
