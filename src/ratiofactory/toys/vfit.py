@@ -163,6 +163,15 @@ def _sparse_likelihood(model: Any, toy: np.ndarray, pars: np.ndarray) -> SparseL
     return sparse
 
 
+def _batch_shape(model: Any, needed: int, batch_size: int) -> int:
+    """Toys per solver call: a power of two, or a larger one already compiled for this
+    model (padding a short last batch is cheaper than compiling for its size)."""
+    compiled = _SOLVERS.setdefault(model, {}).setdefault("batch shapes", set())
+    size = min((s for s in compiled if needed <= s <= batch_size), default=needed)
+    compiled.add(size)
+    return size
+
+
 def _dense(toys: np.ndarray | SparseToys) -> np.ndarray:
     return toys.dense() if isinstance(toys, SparseToys) else toys
 
@@ -216,7 +225,7 @@ def fit_toys(model: Any, toys: np.ndarray | SparseToys, setup: FitSetup, *, init
         toys = _dense(toys)
     solver = _solver(model, setup, max_iter, edm_tol, sparse)
     n = len(toys)
-    size = max(1, min(batch_size, 1 << (n - 1).bit_length()))  # powers of two: few compilations
+    size = _batch_shape(model, max(1, min(batch_size, 1 << (n - 1).bit_length())), batch_size)
     values, twice_nll = np.empty_like(starts), np.empty(n)
     converged = np.empty(n, dtype=bool)
     for first in range(0, n, size):
