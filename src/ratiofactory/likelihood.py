@@ -173,9 +173,14 @@ def _fused_loglik(structure: tuple[tuple[tuple[int, str], ...], ...]) -> Any:
     Its JVP is ``Σ_j A_j dc_j + Σ_p B_p dα_p`` with ``A_j = Σ_i (w_i/s_i) r_ij Π_k g_ijk``
     and ``B_p`` the same with one g replaced by its slope, summed in the pass that computes
     the value: reverse mode then keeps A and B per chunk instead of per-event arrays.
+    Differentiable in c and α only (not in the per-event arrays or weights).
     """
     import jax
     import jax.numpy as jnp
+    from jax.custom_derivatives import SymbolicZero
+
+    def instantiate(tangent: Any, like: Any) -> Any:
+        return jnp.zeros_like(like) if isinstance(tangent, SymbolicZero) else tangent
 
     def factors(alphas: Any, ratios: Any, arrays: Any) -> tuple[list[Any], list[tuple[int, int, Any]]]:
         """Per sample r_j Π_k g_jk, and per (sample j, parameter p) r_j g'_jk Π_(k'≠k) g_jk'."""
@@ -204,17 +209,20 @@ def _fused_loglik(structure: tuple[tuple[tuple[int, str], ...], ...]) -> Any:
     def loglik(coefs: Any, alphas: Any, ratios: Any, arrays: Any, weights: Any) -> Any:
         return value_and_q(coefs, factors(alphas, ratios, arrays)[0], weights)[0]
 
-    @loglik.defjvp
     def loglik_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> tuple[Any, Any]:
         coefs, alphas, ratios, arrays, weights = primals
+        event_tangents = jax.tree_util.tree_leaves(tangents[2:], is_leaf=lambda t: isinstance(t, SymbolicZero))
+        if not all(isinstance(t, SymbolicZero) for t in event_tangents):
+            raise NotImplementedError("the chunked likelihood is differentiable in the parameters only")
         products, slopes = factors(alphas, ratios, arrays)
         value, q = value_and_q(coefs, products, weights)
         along_coefs = jnp.stack([jnp.sum(q * product) for product in products])
         along_alphas = jnp.zeros_like(alphas)
         for j, p, slope in slopes:
             along_alphas = along_alphas.at[p].add(coefs[j] * jnp.sum(q * slope))
-        return value, along_coefs @ tangents[0] + along_alphas @ tangents[1]
+        return value, along_coefs @ instantiate(tangents[0], coefs) + along_alphas @ instantiate(tangents[1], alphas)
 
+    loglik.defjvp(loglik_jvp, symbolic_zeros=True)
     return loglik
 
 
