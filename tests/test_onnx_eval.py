@@ -11,7 +11,8 @@ from scipy import stats
 
 from ratiofactory.errors import DigestMismatch, InvalidONNXModel, InvalidSpecification
 from ratiofactory.events import EventSet
-from ratiofactory.onnx_eval import RatioCache, evaluate_ratio
+from ratiofactory.onnx_eval import evaluate_ratio
+from ratiofactory.ratio_cache import RatioCache
 from ratiofactory.testing import (
     Exponential,
     Normal,

@@ -20,7 +20,7 @@ import pyhf
 import pytest
 import referencing
 
-from ratiofactory import schema
+from ratiofactory import consistency, schema
 from ratiofactory.errors import InvalidSpecification
 
 REPO = Path(__file__).resolve().parents[1]
@@ -336,7 +336,7 @@ def test_pyhf_simplemodels_workspaces_validate(make_model):
     spec = pyhf_workspace(model, [52.0] * model.config.channel_nbins[model.config.channels[0]])
     pyhf.schema.validate(spec, "workspace.json")  # the reference: pyhf accepts it
     schema.validate(spec)
-    schema.check_consistency(spec)
+    consistency.check_consistency(spec)
 
 
 def test_a_pyhf_workspace_with_every_pyhf_modifier_validates():
@@ -344,7 +344,7 @@ def test_a_pyhf_workspace_with_every_pyhf_modifier_validates():
     pyhf.schema.validate(spec, "workspace.json")
     pyhf.Workspace(spec).model()  # and pyhf builds a model from it
     schema.validate(spec)
-    schema.check_consistency(spec)
+    consistency.check_consistency(spec)
 
 
 def test_a_pyhf_workspace_built_with_numpy_arrays_validates_as_in_pyhf():
@@ -355,7 +355,7 @@ def test_a_pyhf_workspace_built_with_numpy_arrays_validates_as_in_pyhf():
     spec["observations"][0]["data"] = np.array([55, 57])
     pyhf.schema.validate(spec, "workspace.json")
     schema.validate(spec)
-    schema.check_consistency(spec)
+    consistency.check_consistency(spec)
     sample["data"] = np.array([[50.0, 52.0]])
     with pytest.raises(InvalidSpecification, match="is not of type 'number'") as err:
         schema.validate(spec)
@@ -380,7 +380,7 @@ def test_published_atlas_sbottom_workspaces_validate():
         for spec in (background, signal):
             pyhf.schema.validate(spec, "workspace.json")
             schema.validate(spec)
-            schema.check_consistency(spec)
+            consistency.check_consistency(spec)
             checked += 1
         assert len(signal["channels"]) < len(background["channels"]), region
     assert checked == 6
@@ -389,7 +389,7 @@ def test_published_atlas_sbottom_workspaces_validate():
 def test_full_unbinned_and_binned_workspace_validates_but_is_no_pyhf_workspace():
     spec = unbinned_workspace()
     schema.validate(spec)
-    schema.check_consistency(spec)
+    consistency.check_consistency(spec)
     with pytest.raises(pyhf.exceptions.InvalidSpecification):
         pyhf.schema.validate(spec, "workspace.json")
 
@@ -399,7 +399,7 @@ def test_unbinned_only_workspace_validates():
     del spec["channels"]
     spec["observations"] = spec["observations"][1:]
     schema.validate(spec)
-    schema.check_consistency(spec)
+    consistency.check_consistency(spec)
 
 
 def test_the_example_in_the_documentation_validates():
@@ -407,7 +407,7 @@ def test_the_example_in_the_documentation_validates():
     (example,) = re.findall(r"```json\n(.*?)```", text, flags=re.DOTALL)
     spec = json.loads(example)
     schema.validate(spec)
-    schema.check_consistency(spec)
+    consistency.check_consistency(spec)
     assert len(spec["channels"]) == len(spec["unbinned_channels"]) == 1
 
 

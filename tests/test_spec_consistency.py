@@ -1,4 +1,4 @@
-"""Rules of a workspace that the JSON schema cannot express: ``schema.check_consistency``.
+"""Rules of a workspace that the JSON schema cannot express: ``consistency.check_consistency``.
 
 Every broken spec below is valid under the JSON schema (asserted), so each rule is
 checked by ``check_consistency`` alone, which must name the offending JSON pointer.
@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from ratiofactory import schema
+from ratiofactory import consistency, schema
 from ratiofactory.errors import InvalidSpecification
 
 
@@ -288,7 +288,7 @@ RULES = {
 def test_the_base_workspace_is_consistent():
     spec = workspace()
     schema.validate(spec)
-    schema.check_consistency(spec)
+    consistency.check_consistency(spec)
 
 
 @pytest.mark.parametrize(("break_rule", "pointer", "message"), RULES.values(), ids=RULES)
@@ -297,7 +297,7 @@ def test_rule_names_pointer_and_problem(break_rule, pointer, message):
     break_rule(spec)
     schema.validate(spec)  # the schema alone cannot see it
     with pytest.raises(InvalidSpecification) as err:
-        schema.check_consistency(spec)
+        consistency.check_consistency(spec)
     assert err.value.pointer == pointer
     assert message in err.value.message
     assert str(err.value) == f"{pointer}: {err.value.message}"
@@ -308,7 +308,7 @@ def test_same_name_with_different_modifier_types_is_one_systematic():
     spec = workspace()
     modifiers = spec["unbinned_channels"][0]["samples"][0]["modifiers"]
     assert {(m["name"], m["type"]) for m in modifiers} == {("k", "normsys"), ("k", "ratiosys")}
-    schema.check_consistency(spec)
+    consistency.check_consistency(spec)
 
 
 def test_reference_normalisation_with_a_reference_sample():
@@ -317,14 +317,14 @@ def test_reference_normalisation_with_a_reference_sample():
     channel["shape_normalisation"] = "reference"
     channel["reference"] = {"events": {"path": "reference.npz"}}
     schema.validate(spec)
-    schema.check_consistency(spec)
+    consistency.check_consistency(spec)
 
 
 def test_non_finite_values_in_numpy_arrays():
     spec = workspace()
     spec["channels"][1]["samples"][0]["data"] = np.array([np.nan])
     with pytest.raises(InvalidSpecification, match="nan is not a finite number") as err:
-        schema.check_consistency(spec)
+        consistency.check_consistency(spec)
     assert err.value.pointer == "/channels/1/samples/0/data/0"
 
 
@@ -332,7 +332,7 @@ def test_one_sided_infinite_bounds_are_rejected_as_non_finite():
     spec = workspace()
     spec["unbinned_channels"][0]["observables"][0]["bounds"] = [220.0, math.inf]
     with pytest.raises(InvalidSpecification, match="inf is not a finite number") as err:
-        schema.check_consistency(spec)
+        consistency.check_consistency(spec)
     assert err.value.pointer == "/unbinned_channels/0/observables/0/bounds/1"
 
 
@@ -340,10 +340,10 @@ def test_data_of_a_removed_binned_channel_is_ignored_as_in_pyhf():
     """Published pyhf patches remove a channel and keep its observed data."""
     spec = workspace()
     del spec["channels"][1]
-    schema.check_consistency(spec)
+    consistency.check_consistency(spec)
     spec["observations"].append({"name": "CR", "data": [1, 2, 3]})
     with pytest.raises(InvalidSpecification, match="second observation of channel 'CR'"):
-        schema.check_consistency(spec)
+        consistency.check_consistency(spec)
 
 
 def test_json_pointer_of_names_with_slashes():
@@ -352,7 +352,7 @@ def test_json_pointer_of_names_with_slashes():
     spec["unbinned_channels"][0]["name"] = "SR/4l"
     spec["observations"][2]["name"] = "SR/4l"
     with pytest.raises(InvalidSpecification) as err:
-        schema.check_consistency(spec)
+        consistency.check_consistency(spec)
     assert err.value.pointer == "/unbinned_channels/0/observables/1/name"
 
 
@@ -360,5 +360,5 @@ def test_no_file_is_opened(tmp_path, monkeypatch):
     """Paths name files that do not exist: the check is on the data only."""
     monkeypatch.chdir(tmp_path)
     spec = workspace()
-    schema.check_consistency(spec)
+    consistency.check_consistency(spec)
     assert list(tmp_path.iterdir()) == []

@@ -3,7 +3,7 @@
 Every function takes specifications (dicts, e.g. ``Workspace.spec`` or a pyhf workspace
 loaded with ``json.load``), never modifies them, and returns a new specification that
 has passed :func:`ratiofactory.schema.validate` and
-:func:`ratiofactory.schema.check_consistency`. Binned (pyhf) and unbinned channels are
+:func:`ratiofactory.consistency.check_consistency`. Binned (pyhf) and unbinned channels are
 handled alike; a channel name is unique across both kinds.
 
 Join modes of :func:`combine`, as pyhf's:
@@ -45,7 +45,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import schema
+from . import consistency, schema
 from .errors import RatiofactoryError
 from .expressions import parse_expression
 from .files import file_references
@@ -62,7 +62,7 @@ class InvalidWorkspaceOperation(RatiofactoryError, ValueError):
 
 def _checked(spec: dict[str, Any]) -> dict[str, Any]:
     schema.validate(spec)
-    schema.check_consistency(spec)
+    consistency.check_consistency(spec)
     return spec
 
 

@@ -19,7 +19,8 @@ import numpy as np
 from .errors import InvalidEvents, InvalidModel
 from .events import EventSet, load_events
 from .expressions import Expression, parse_expression
-from .onnx_eval import RatioCache, evaluate_ratio
+from .onnx_eval import evaluate_ratio
+from .ratio_cache import RatioCache
 
 __all__ = ["CompiledSample", "ShapeSystematic", "UnbinnedChannel", "compile_unbinned_channel"]
 

@@ -8,15 +8,12 @@ s, r = s/(1-s)) or ``logit`` (ln r); or an ensemble ``{"ensemble": [specs],
 Models run once per event set with onnxruntime (CPU), in batches of bounded memory, and
 are checked before and after use: one input [N, D] with D the number of observables,
 one number per event out, finite values, ratios > 0. Results are cached by content
-digest, in memory and on disk (:class:`RatioCache`).
+digest, in memory and on disk (:class:`~ratiofactory.ratio_cache.RatioCache`).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -29,21 +26,19 @@ import onnxruntime as ort
 
 from ratiofactory.errors import InvalidONNXModel, InvalidSpecification
 from ratiofactory.events import EventSet
-from ratiofactory.files import at, atomic_write, read_file_ref
+from ratiofactory.files import at, read_file_ref
+from ratiofactory.ratio_cache import RatioCache
 
 __all__ = [
-    "CACHE_FORMAT_VERSION",
     "DEFAULT_BATCH_SIZE",
     "OUTPUT_KINDS",
     "RatioCache",
     "RatioValues",
-    "default_cache",
     "evaluate_ratio",
 ]
 
 OUTPUT_KINDS = ("ratio", "log_ratio", "probability", "logit")
 DEFAULT_BATCH_SIZE = 65536
-CACHE_FORMAT_VERSION = 1
 _INPUT_DTYPES = {"tensor(float)": np.float32, "tensor(double)": np.float64}
 _OUTPUT_TYPES = ("tensor(float)", "tensor(double)", "tensor(float16)")
 _PARALLEL_MIN = 1 << 18  # events from which the exp() transform is spread over threads
@@ -63,94 +58,6 @@ class RatioValues:
         mean = self.members.mean(axis=0)
         mean.flags.writeable = False
         return mean
-
-
-class RatioCache:
-    """Ratios by content digest: in memory for this process, and as ``.npy`` files on disk.
-
-    ``directory`` defaults to ``$RATIOFACTORY_CACHE_DIR`` or ``~/.cache/ratiofactory``;
-    ``on_disk=False`` keeps the cache in memory only. A corrupt file is ignored (and
-    rewritten after recomputation).
-    """
-
-    def __init__(self, directory: Path | None = None, *, on_disk: bool = True) -> None:
-        if directory is None:
-            env = os.environ.get("RATIOFACTORY_CACHE_DIR")
-            directory = Path(env) if env else Path.home() / ".cache" / "ratiofactory"
-        self.directory = Path(directory)
-        self.on_disk = on_disk
-        self._memory: dict[str, np.ndarray] = {}
-
-    def __repr__(self) -> str:
-        where = str(self.directory) if self.on_disk else "memory only"
-        return f"RatioCache({where}, {len(self._memory)} in memory)"
-
-    @staticmethod
-    def key(model_digest: str, events_digest: str, output: str) -> str:
-        """Cache key of one model's ratios on one event set (independent of batching)."""
-        fields = {
-            "format": CACHE_FORMAT_VERSION,
-            "model": model_digest,
-            "output": output,
-            "events": events_digest,
-            "onnxruntime": ort.__version__,
-        }
-        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
-
-    def path(self, key: str) -> Path:
-        """The file holding the entry ``key``."""
-        return self.directory / "ratios" / f"{key}.npy"
-
-    def get(self, key: str, n_events: int) -> np.ndarray | None:
-        """The cached ratios for ``key``, or None when absent or unusable."""
-        if key in self._memory:
-            return self._memory[key]
-        if not self.on_disk:
-            return None
-        try:
-            values = np.load(self.path(key), allow_pickle=False)
-        except Exception:  # noqa: BLE001 (unreadable entry: recompute)
-            return None
-        if not (
-            values.dtype == np.float64
-            and values.shape == (n_events,)
-            and np.all(values > 0)
-            and np.all(np.isfinite(values))
-        ):
-            return None
-        values.flags.writeable = False
-        self._memory[key] = values
-        return values
-
-    def put(self, key: str, values: np.ndarray) -> None:
-        """Store ratios; the disk file is written atomically (temporary file + rename)."""
-        self._memory[key] = values
-        if not self.on_disk:
-            return
-        try:
-            with atomic_write(self.path(key)) as tmp, open(tmp, "wb") as stream:
-                np.save(stream, values, allow_pickle=False)
-        except OSError as err:
-            warnings.warn(
-                f"ratio cache {self.directory} is not writable ({err}); continuing without storing",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-
-    def clear_memory(self) -> None:
-        """Forget the in-memory entries (files on disk stay)."""
-        self._memory.clear()
-
-
-_default_cache: RatioCache | None = None
-
-
-def default_cache() -> RatioCache:
-    """The process-wide :class:`RatioCache` in the default directory."""
-    global _default_cache
-    if _default_cache is None:
-        _default_cache = RatioCache()
-    return _default_cache
 
 
 def evaluate_ratio(

@@ -5,10 +5,10 @@ The schemas live in ``ratiofactory/schemas/<version>/`` and are read through
 parts refer to pyhf's own installed schema by its ``$id``: every valid pyhf workspace is
 a valid ratiofactory workspace by construction.
 
-:func:`validate` checks a spec against the schema; :func:`check_consistency` checks the
-rules a JSON schema cannot express (unique names, one observation per channel, bin
-counts...). Both raise :class:`~ratiofactory.errors.InvalidSpecification` naming the JSON
-pointer (RFC 6901) of the offending value.
+:func:`validate` checks a spec against the schema and raises
+:class:`~ratiofactory.errors.InvalidSpecification` naming the JSON pointer (RFC 6901) of
+the offending value; :mod:`ratiofactory.consistency` checks the rules a JSON schema
+cannot express.
 
 >>> spec = {
 ...     "version": "1.0.0",
@@ -18,12 +18,11 @@ pointer (RFC 6901) of the offending value.
 ...     "measurements": [{"name": "meas", "config": {"poi": "mu", "parameters": []}}],
 ... }
 >>> validate(spec)
->>> check_consistency(spec)
->>> spec["observations"][0]["data"] = [52]
->>> check_consistency(spec)
+>>> spec["observations"][0]["data"] = ["52"]
+>>> validate(spec)
 Traceback (most recent call last):
     ...
-ratiofactory.errors.InvalidSpecification: /observations/0/data: 1 bins observed, but channel 'CR' (/channels/0) has 2 bins
+ratiofactory.errors.InvalidSpecification: ...
 """
 
 from __future__ import annotations
@@ -31,10 +30,8 @@ from __future__ import annotations
 import copy
 import functools
 import json
-import math
-import numbers
 import reprlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from typing import Any
 
@@ -47,7 +44,6 @@ from ratiofactory.errors import InvalidSpecification
 
 __all__ = [
     "SCHEMA_VERSION",
-    "check_consistency",
     "json_pointer",
     "load_schema",
     "schema_versions",
@@ -224,193 +220,3 @@ def _message(error: ValidationError) -> str:
     if len(full) > 80 and full in message:
         message = message.replace(full, _SHORT.repr(error.instance))
     return " ".join(message.split())
-
-
-# --- consistency -----------------------------------------------------------------------
-
-
-def check_consistency(spec: Mapping[str, Any]) -> None:
-    """Check the rules of a schema-valid spec that a JSON schema cannot express.
-
-    Finite numbers; unique channel (binned and unbinned together), sample, observable,
-    measurement names; one observation per channel, of the channel's kind (``data`` for
-    binned, ``events`` for unbinned) and bin count; no modifier (name, type) twice on a
-    sample; observable bounds lower < upper; ``shape_normalisation: "reference"`` only
-    with a reference sample. Data only: no file is opened. Call it on a spec that passed
-    :func:`validate`.
-
-    A binned (``data``) observation of a channel that does not exist is ignored, as pyhf
-    does: published pyhf patches remove channels and keep their observations. An
-    ``events`` observation of an unknown channel is an error.
-    """
-    _check_finite(spec, [])
-    channels = _channels(spec)
-    _check_unique(((name, f"{ptr}/name") for name, ptr, _ in channels), "channel")
-    for index, channel in enumerate(spec.get("channels", [])):
-        _check_binned_channel(channel, f"/channels/{index}")
-    for index, channel in enumerate(spec.get("unbinned_channels", [])):
-        _check_unbinned_channel(channel, f"/unbinned_channels/{index}")
-    _check_observations(spec, channels)
-    measurements = spec.get("measurements", [])
-    _check_unique(
-        ((m["name"], f"/measurements/{i}/name") for i, m in enumerate(measurements)),
-        "measurement",
-    )
-
-
-def _check_finite(value: Any, path: list[str | int]) -> None:
-    if isinstance(value, numbers.Real) and not math.isfinite(value):
-        raise InvalidSpecification(f"{value} is not a finite number", json_pointer(path))
-    items: Iterable[tuple[str | int, Any]] = ()
-    if isinstance(value, Mapping):
-        items = value.items()
-    elif _is_array(None, value):
-        items = enumerate(value)
-    for key, item in items:
-        _check_finite(item, [*path, key])
-
-
-def _channels(spec: Mapping[str, Any]) -> list[tuple[str, str, int | None]]:
-    """(name, pointer, number of bins or None if unbinned) of every channel."""
-    binned = [
-        (channel["name"], f"/channels/{i}", len(channel["samples"][0]["data"]))
-        for i, channel in enumerate(spec.get("channels", []))
-    ]
-    unbinned = [
-        (channel["name"], f"/unbinned_channels/{i}", None)
-        for i, channel in enumerate(spec.get("unbinned_channels", []))
-    ]
-    return binned + unbinned
-
-
-def _check_unique(names: Iterable[tuple[Any, str]], what: str) -> None:
-    """Raise at the second occurrence of a name, saying where the first one is."""
-    first: dict[Any, str] = {}
-    for name, pointer in names:
-        if name in first:
-            raise InvalidSpecification(
-                f"duplicate {what} name {name!r}: already used at {first[name]}", pointer
-            )
-        first[name] = pointer
-
-
-def _check_samples(samples: Sequence[Mapping[str, Any]], pointer: str) -> None:
-    _check_unique(
-        ((s["name"], f"{pointer}/samples/{i}/name") for i, s in enumerate(samples)), "sample"
-    )
-    for i, sample in enumerate(samples):
-        _check_modifiers(sample.get("modifiers", []), f"{pointer}/samples/{i}/modifiers")
-
-
-def _check_modifiers(modifiers: Sequence[Mapping[str, Any]], pointer: str) -> None:
-    first: dict[tuple[str, str], int] = {}
-    for i, modifier in enumerate(modifiers):
-        key = (modifier["name"], modifier["type"])
-        if key in first:
-            raise InvalidSpecification(
-                f"modifier {key[0]!r} of type {key[1]!r} appears twice on this sample "
-                f"(first at {pointer}/{first[key]})",
-                f"{pointer}/{i}",
-            )
-        first[key] = i
-
-
-def _check_binned_channel(channel: Mapping[str, Any], pointer: str) -> None:
-    _check_samples(channel["samples"], pointer)
-    nbins = len(channel["samples"][0]["data"])
-    for place, values in _binned_arrays(channel, pointer):
-        if len(values) != nbins:
-            raise InvalidSpecification(
-                f"{len(values)} bins, but the first sample of channel {channel['name']!r} "
-                f"has {nbins}",
-                place,
-            )
-
-
-def _binned_arrays(channel: Mapping[str, Any], pointer: str) -> Iterator[tuple[str, Any]]:
-    """Every per-bin array of a binned channel with its pointer."""
-    for i, sample in enumerate(channel["samples"]):
-        yield f"{pointer}/samples/{i}/data", sample["data"]
-        for k, modifier in enumerate(sample["modifiers"]):
-            place = f"{pointer}/samples/{i}/modifiers/{k}/data"
-            data = modifier["data"]
-            if _is_array(None, data):
-                yield place, data
-            elif isinstance(data, Mapping) and "hi_data" in data:
-                yield f"{place}/hi_data", data["hi_data"]
-                yield f"{place}/lo_data", data["lo_data"]
-
-
-def _check_unbinned_channel(channel: Mapping[str, Any], pointer: str) -> None:
-    observables = channel["observables"]
-    _check_unique(
-        ((o["name"], f"{pointer}/observables/{i}/name") for i, o in enumerate(observables)),
-        "observable",
-    )
-    for i, observable in enumerate(observables):
-        lower, upper = observable.get("bounds", (-math.inf, math.inf))
-        if not lower < upper:
-            raise InvalidSpecification(
-                f"lower bound {lower} must be below upper bound {upper}",
-                f"{pointer}/observables/{i}/bounds",
-            )
-    _check_samples(channel["samples"], pointer)
-    if channel.get("shape_normalisation") == "reference" and "reference" not in channel:
-        raise InvalidSpecification(
-            "shape_normalisation 'reference' needs a reference sample: add "
-            '"reference": {"events": {"path": ...}} to the channel',
-            f"{pointer}/shape_normalisation",
-        )
-
-
-def _check_observations(
-    spec: Mapping[str, Any], channels: list[tuple[str, str, int | None]]
-) -> None:
-    by_name = {name: (pointer, nbins) for name, pointer, nbins in channels}
-    seen: dict[str, str] = {}
-    for i, observation in enumerate(spec["observations"]):
-        name, pointer = observation["name"], f"/observations/{i}"
-        if name not in by_name and "data" in observation:
-            continue  # as pyhf: published patches remove channels and keep their data
-        if name not in by_name:
-            known = ", ".join(repr(n) for n in by_name)
-            raise InvalidSpecification(
-                f"observation of unknown channel {name!r}; the channels are {known}",
-                f"{pointer}/name",
-            )
-        if name in seen:
-            raise InvalidSpecification(
-                f"second observation of channel {name!r} (first at {seen[name]})",
-                f"{pointer}/name",
-            )
-        seen[name] = pointer
-        _check_observation_kind(observation, pointer, *by_name[name])
-    for name, (channel_pointer, _) in by_name.items():
-        if name not in seen:
-            raise InvalidSpecification(
-                f"no observation of channel {name!r} ({channel_pointer})", "/observations"
-            )
-
-
-def _check_observation_kind(
-    observation: Mapping[str, Any], pointer: str, channel_pointer: str, nbins: int | None
-) -> None:
-    name = observation["name"]
-    if nbins is None and "data" in observation:
-        raise InvalidSpecification(
-            f"channel {name!r} ({channel_pointer}) is unbinned: observe it with 'events' "
-            "(an event file), not 'data'",
-            f"{pointer}/data",
-        )
-    if nbins is not None and "events" in observation:
-        raise InvalidSpecification(
-            f"channel {name!r} ({channel_pointer}) is binned: observe it with 'data' "
-            "(counts per bin), not 'events'",
-            f"{pointer}/events",
-        )
-    if nbins is not None and len(observation["data"]) != nbins:
-        raise InvalidSpecification(
-            f"{len(observation['data'])} bins observed, but channel {name!r} "
-            f"({channel_pointer}) has {nbins} bins",
-            f"{pointer}/data",
-        )

@@ -26,19 +26,19 @@ from typing import Any
 
 import pyhf
 
-from . import schema
+from . import consistency, schema
 from .compile import compile_unbinned_channel
 from .config import ModelConfig
 from .errors import InvalidFile, InvalidModel, InvalidSpecification
 from .files import file_references, open_file_ref, sha256_file
 from .model import Model, array_namespace
-from .onnx_eval import RatioCache
 from .parameters import (
     binned_requirements,
     check_shared_parameters,
     make_paramsets,
     unbinned_requirements,
 )
+from .ratio_cache import RatioCache
 
 __all__ = ["Workspace", "file_references"]
 
@@ -57,7 +57,7 @@ class Workspace:
         self.base_dir = Path(base_dir if base_dir is not None else ".").resolve()
         if validate:
             schema.validate(self._spec)
-            schema.check_consistency(self._spec)
+            consistency.check_consistency(self._spec)
         self._digest: str | None = None
 
     @classmethod
