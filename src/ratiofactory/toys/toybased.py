@@ -64,6 +64,7 @@ class _TeststatBatch:
 
     model: Any
     generating: np.ndarray
+    expected: np.ndarray  # the expected main data at ``generating``, computed once for all batches
     seed: int
     poi_value: float
     setup: FitSetup
@@ -75,8 +76,7 @@ class _TeststatBatch:
         if pyhf.get_backend()[0].name != self.backend:
             pyhf.set_backend(self.backend, precision="64b")
         start, n = span
-        expected = expected_main_data(self.model, self.generating)
-        toys = generate_toys(self.model, self.generating, n, self.seed, start=start, expected=expected,
+        toys = generate_toys(self.model, self.generating, n, self.seed, start=start, expected=self.expected,
                              sparse=SparseLikelihood.supports(self.model))
         return toy_teststats(self.model, toys, self.poi_value, self.setup, self.test_stat, batch_size=self.batch_size)
 
@@ -85,8 +85,9 @@ def sample_teststats(model: Any, generating: np.ndarray, n_toys: int, seed: int,
                      setup: FitSetup, test_stat: str, *, executor: Executor | None = None,
                      batch_size: int = 64, desc: str = "toys") -> np.ndarray:
     """The statistic on ``n_toys`` toys at ``generating``, in batches through ``executor``."""
-    task = _TeststatBatch(model, np.asarray(generating, float), int(seed), float(poi_value), setup,
-                          test_stat, int(batch_size), str(pyhf.get_backend()[0].name))
+    generating = np.asarray(generating, float)
+    task = _TeststatBatch(model, generating, expected_main_data(model, generating), int(seed), float(poi_value),
+                          setup, test_stat, int(batch_size), str(pyhf.get_backend()[0].name))
     return run_batches(task, n_toys, batch_size, executor, desc=desc)
 
 
