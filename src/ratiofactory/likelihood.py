@@ -129,15 +129,11 @@ def channel_nll(tensors: ChannelTensors, pars: Any, weights: Any, xp: Any) -> An
     if xp is not np and weights.shape[0] >= CHUNKED_FROM and tensors.channel.shape_normalisation != "reference":
         return _chunked_channel_nll(tensors, pars, weights)
     nu, s = event_densities(tensors, pars, xp)
-    total, invalid = _log_likelihood_sum(s, weights, xp)
-    return xp.where(invalid, xp.inf, nu - total)
-
-
-def _log_likelihood_sum(s: Any, weights: Any, xp: Any) -> tuple[Any, Any]:
-    """(Σ_i w_i ln s_i over w_i > 0, whether some s_i ≤ 0 there)."""
     positive = s > 0
     log_s = xp.log(xp.where(positive, s, 1.0))
-    return xp.sum(xp.where(weights > 0, weights * log_s, 0.0)), xp.any((weights > 0) & ~positive)
+    weighted = xp.where(weights > 0, weights * log_s, 0.0)
+    invalid = xp.any((weights > 0) & ~positive)
+    return xp.where(invalid, xp.inf, nu - xp.sum(weighted))
 
 
 def _chunked_channel_nll(tensors: ChannelTensors, pars: Any, weights: Any) -> Any:
