@@ -27,24 +27,22 @@ import pyhf
 
 import ratiofactory
 from ratiofactory.infer.objective import make_setup
-from ratiofactory.toys import batches, expected_main_data, fit_toys, generate_toys
+from ratiofactory.toys import batches, expected_main_data, generate_and_fit
 from ratiofactory.toys.examples import gaussian_on_exponential
 
 N_SIGNAL, N_BACKGROUND, N_REFERENCE = 200.0, 1800.0, 50_000
 
 
-def run_toys(model, setup, truth, n_toys, seed, batch_size):
-    """Generate and fit ``n_toys`` toys in batches; return (seconds, fitted μ, failures, refits)."""
+def run_toys(model, setup, truth, n_toys, seed, batch_size, span=1024):
+    """Generate and fit ``n_toys`` toys, ``span`` toys per call (as an executor's tasks would:
+    the toys of a call are kept); return (seconds, fitted μ, failures, refits)."""
     expected = expected_main_data(model, truth)
     start = time.perf_counter()
-    mus, failed, refitted = [], 0, 0
-    for first, n in batches(n_toys, batch_size):
-        toys = generate_toys(model, truth, n, seed, start=first, expected=expected, sparse=True)
-        result = fit_toys(model, toys, setup, batch_size=batch_size)
-        mus.append(result.values[:, 0])
-        failed += result.n_failed
-        refitted += int(result.refitted.sum())
-    return time.perf_counter() - start, np.concatenate(mus), failed, refitted
+    fits = [generate_and_fit(model, truth, n, seed, setup, start=first, expected=expected, batch_size=batch_size)[1]
+            for first, n in batches(n_toys, span)]
+    elapsed = time.perf_counter() - start
+    return (elapsed, np.concatenate([f.values[:, 0] for f in fits]), sum(f.n_failed for f in fits),
+            sum(int(f.refitted.sum()) for f in fits))
 
 
 def peak_memory_mb() -> float:
@@ -82,7 +80,7 @@ def roofit(n_toys: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description="toy fits per second")
     parser.add_argument("--toys", type=int, default=1000)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--big", type=int, default=0, help="also time this many toys (peak memory)")
     parser.add_argument("--roofit", action="store_true")
     args = parser.parse_args()

@@ -175,17 +175,18 @@ def test_multinomial_split_lands_where_searchsorted_does():
         np.testing.assert_array_equal(split.entries(draws), reference)
 
 
-def test_runs_of_a_batch_are_each_toys_counts():
-    from ratiofactory.toys.generate import _MultinomialSplit
+def test_both_samplers_draw_independent_poisson_counts():
+    from ratiofactory.toys.generate import SparseToys, _MultinomialSplit, _PoissonPerEntry
 
-    split = _MultinomialSplit(np.array([0.0, 1.0, 0.0, 2.0, 0.5, 0.0]))
+    expected = np.array([0.0, 1.0, 0.0, 2.0, 0.5, 0.0])
     rng = np.random.default_rng(1)
-    draws = [split.draws(rng) for _ in range(4)] + [np.zeros(0)] + [split.draws(rng)]
-    offsets, entries, counts = split.runs(draws)
-    assert offsets.size == len(draws) + 1
-    for k, points in enumerate(draws):
-        expected = np.minimum(np.searchsorted(split.cumulative, points, side="right"), split.last)
-        unique, multiplicity = np.unique(expected, return_counts=True)
-        np.testing.assert_array_equal(entries[offsets[k]:offsets[k + 1]], unique)
-        np.testing.assert_array_equal(counts[offsets[k]:offsets[k + 1]], multiplicity)
-    assert split.runs([])[0].tolist() == [0]
+    for sampler in (_MultinomialSplit(expected), _PoissonPerEntry(expected)):
+        draws = [sampler.draw(rng) for _ in range(20000)] + [sampler.draw(np.random.default_rng(5))]
+        counts = SparseToys(expected.size, *sampler.collect(draws), np.zeros((len(draws), 0))).dense()
+        assert counts.shape == (20001, 6)
+        np.testing.assert_allclose(counts.mean(axis=0), expected, atol=4 * np.sqrt(expected.max() / 20000))
+        np.testing.assert_allclose(counts.var(axis=0), expected, rtol=0.05)
+        correlation = np.corrcoef(counts[:, [1, 3, 4]].T)
+        assert np.abs(correlation - np.eye(3)).max() < 0.03  # independent, not multinomial
+    assert _MultinomialSplit(expected).collect([])[0].tolist() == [0]
+    assert _PoissonPerEntry(expected).collect([])[0].tolist() == [0]

@@ -22,7 +22,7 @@ from .toybased import (
     toy_teststats,
     toybased_hypotest,
 )
-from .vfit import BatchFit, fit_toys
+from .vfit import BatchFit, fit_toys, generate_and_fit
 
 __all__ = [
     "CONFIDENCE_LEVELS",
@@ -42,6 +42,7 @@ __all__ = [
     "critical_point",
     "expected_main_data",
     "fit_toys",
+    "generate_and_fit",
     "generate_toys",
     "neyman_construction",
     "neyman_coverage",

@@ -2,8 +2,9 @@
 
 A toy at parameters θ is
 
-* main data: ``Poisson(expected_actualdata(θ))`` per entry (drawn as a Poisson total split
-  multinomially over the entries: the same distribution) — binned counts, and for an
+* main data: ``Poisson(expected_actualdata(θ))`` per entry (when fewer events are expected
+  than there are entries, drawn as a Poisson total split multinomially over the entries:
+  the same distribution) — binned counts, and for an
   unbinned channel the per-event weights of the reference events,
   ``w_i ~ Poisson(w_i^ref · s(x_i; θ))`` (observed events get weight 0);
 * auxiliary data drawn from each constraint at the generating values: ``Normal(α, σ)``
@@ -89,9 +90,10 @@ def _check_expected(model: Any, expected: np.ndarray, pars: np.ndarray) -> None:
 class _MultinomialSplit:
     """Independent Poisson counts with means ``expected``, drawn as a Poisson total split
     multinomially (the same distribution; O(total) instead of O(entries), which matters for
-    50k reference events with ~2000 expected). A draw u ∈ [0, total) lands in the first
-    entry whose cumulative sum exceeds it, found from a guide table (one cell per entry)
-    and a short walk: the result of ``searchsorted(cumsum, u, "right")``, faster."""
+    50k reference events with ~2000 expected). A toy is its events, each a uniform draw u
+    in [0, total) that lands in the first entry whose cumulative sum exceeds it, found from
+    a guide table (one cell per entry) and a short walk: ``searchsorted(cumsum, u, "right")``,
+    faster. Events landing in the same entry are not merged (their weights add up)."""
 
     def __init__(self, expected: np.ndarray) -> None:
         self.total = float(expected.sum())
@@ -111,33 +113,51 @@ class _MultinomialSplit:
             behind = behind[(self.cumulative[j[behind]] <= u[behind]) & (j[behind] < self.last)]
         return j
 
-    def draws(self, rng: np.random.Generator) -> np.ndarray:
-        """One toy's events as sorted points in [0, total) (sorted: equal entries are runs)."""
+    def draw(self, rng: np.random.Generator) -> np.ndarray:
+        """One toy's events as points in [0, total)."""
         n = rng.poisson(self.total) if self.total > 0 else 0
-        return np.sort(rng.random(n)) * self.total
+        return rng.random(n) * self.total
 
-    def runs(self, draws: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """For toys given by their :meth:`draws`, in one pass: run offsets per toy (n + 1),
-        then the entries with non-zero counts (increasing within a toy) and the counts."""
-        sizes = np.array([d.size for d in draws], dtype=np.int64)
-        where = self.entries(np.concatenate(draws)) if sizes.sum() else np.zeros(0, dtype=np.int64)
-        first_draw = np.cumsum(sizes) - sizes
-        new_run = np.ones(where.size, dtype=bool)
-        new_run[1:] = where[1:] != where[:-1]
-        new_run[first_draw[sizes > 0]] = True  # a toy's first event always opens a run
-        starts = np.flatnonzero(new_run)
-        offsets = np.append(np.searchsorted(starts, first_draw), starts.size)
-        return offsets, where[starts], np.diff(starts, append=where.size).astype(float)
+    def collect(self, draws: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(offsets per toy (n + 1), entries, counts) of toys given by their :meth:`draw`."""
+        offsets = np.append(0, np.cumsum([d.size for d in draws], dtype=np.int64))
+        entries = self.entries(np.concatenate(draws)) if offsets[-1] else np.zeros(0, dtype=np.int64)
+        return offsets, entries, np.ones(entries.size)
+
+
+class _PoissonPerEntry:
+    """Independent Poisson counts, one draw per entry: faster than the multinomial split when
+    more events are expected than there are entries (large binned channels)."""
+
+    def __init__(self, expected: np.ndarray) -> None:
+        self.expected = expected
+
+    def draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        counts = rng.poisson(self.expected)
+        entries = np.flatnonzero(counts)
+        return entries, counts[entries].astype(float)
+
+    @staticmethod
+    def collect(draws: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        offsets = np.append(0, np.cumsum([d[0].size for d in draws], dtype=np.int64))
+        if not draws:
+            return offsets, np.zeros(0, dtype=np.int64), np.zeros(0)
+        return offsets, np.concatenate([d[0] for d in draws]), np.concatenate([d[1] for d in draws])
+
+
+def _main_sampler(expected: np.ndarray) -> _MultinomialSplit | _PoissonPerEntry:
+    return _PoissonPerEntry(expected) if expected.sum() > expected.size else _MultinomialSplit(expected)
 
 
 @dataclass(frozen=True)
 class SparseToys:
-    """Toys whose main data are kept as non-zero entries: toy k has counts
+    """Toys whose main data are kept as lists of entries: toy k adds
     ``counts[offsets[k]:offsets[k + 1]]`` at main-data positions ``entries[...]`` (the same
-    slice, increasing) and zeros elsewhere, then ``aux[k]``. With 2000 expected events on
-    50k reference events that is ~25x less to write and read than the dense rows.
+    slice; an entry may appear more than once, its counts add up) to zeros, then ``aux[k]``.
+    With 2000 expected events on 50k reference events that is ~25x less to write and read
+    than the dense rows.
 
-    >>> toys = SparseToys(3, np.array([0, 2]), np.array([0, 2]), np.array([1.0, 4.0]), np.array([[0.5]]))
+    >>> toys = SparseToys(3, np.array([0, 3]), np.array([2, 0, 2]), np.array([1.0, 1.0, 3.0]), np.array([[0.5]]))
     >>> toys.dense()
     array([[1. , 0. , 4. , 0.5]])
     """
@@ -163,12 +183,19 @@ class SparseToys:
         take = np.arange(offsets[-1]) + np.repeat(lo - offsets[:-1], lengths)
         return SparseToys(self.n_main, offsets, self.entries[take], self.counts[take], self.aux[picked])
 
+    @classmethod
+    def concatenate(cls, parts: Sequence[SparseToys]) -> SparseToys:
+        """The toys of ``parts``, one after the other."""
+        shifts = np.cumsum([0] + [p.offsets[-1] for p in parts[:-1]])
+        offsets = np.concatenate([[0]] + [p.offsets[1:] + shift for p, shift in zip(parts, shifts, strict=True)])
+        return cls(parts[0].n_main, offsets, np.concatenate([p.entries for p in parts]),
+                   np.concatenate([p.counts for p in parts]), np.concatenate([p.aux for p in parts]))
+
     def dense(self) -> np.ndarray:
         """The toys as an array ``(n_toys, ndata)``, as :func:`generate_toys` returns them."""
-        out = np.zeros((len(self), self.n_main + self.aux.shape[1]))
-        out[self.rows, self.entries] = self.counts
-        out[:, self.n_main:] = self.aux
-        return out
+        n = len(self)
+        main = np.bincount(self.rows * self.n_main + self.entries, self.counts, minlength=n * self.n_main)
+        return np.concatenate([main.reshape(n, self.n_main), self.aux], axis=1)
 
 
 def generate_toys(model: Any, pars: Sequence[float], n_toys: int, seed: int, *, start: int = 0,
@@ -183,19 +210,21 @@ def generate_toys(model: Any, pars: Sequence[float], n_toys: int, seed: int, *, 
         expected = expected_main_data(model, pars)
     _check_expected(model, expected, pars)
     blocks = _constraints(model, pars)
-    naux = sum(len(b[1]) for b in blocks)
-    split = _MultinomialSplit(expected)
-    draws, aux = [], np.empty((int(n_toys), naux))
+    at = np.cumsum([0] + [b[1].size for b in blocks])  # where each block starts in the auxdata
+    normal = [k for k, b in enumerate(blocks) if b[0] == "normal"]
+    normal_at = np.concatenate([np.arange(at[k], at[k + 1]) for k in normal] + [np.zeros(0, dtype=int)])
+    mean = np.concatenate([blocks[k][1] for k in normal] + [np.zeros(0)])
+    width = np.concatenate([blocks[k][2] for k in normal] + [np.zeros(0)])
+    poisson = [k for k, b in enumerate(blocks) if b[0] == "poisson"]
+    sampler = _main_sampler(expected)
+    aux = np.empty((int(n_toys), at[-1]))
+    draws = []
     for row in range(int(n_toys)):
         rng = toy_rng(seed, start + row)
-        draws.append(split.draws(rng))
-        position = 0
-        for kind, values, scale in blocks:
-            stop = position + values.size
-            if kind == "normal":
-                aux[row, position:stop] = rng.normal(values, scale)
-            else:
-                aux[row, position:stop] = rng.poisson(scale * values)
-            position = stop
-    toys = SparseToys(expected.size, *split.runs(draws), aux)
+        draws.append(sampler.draw(rng))
+        aux[row, normal_at] = rng.standard_normal(mean.size)
+        for k in poisson:
+            aux[row, at[k]:at[k + 1]] = rng.poisson(blocks[k][2] * blocks[k][1])
+    aux[:, normal_at] = mean + width * aux[:, normal_at]
+    toys = SparseToys(expected.size, *sampler.collect(draws), aux)
     return toys if sparse else toys.dense()

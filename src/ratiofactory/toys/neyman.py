@@ -28,9 +28,8 @@ from ..infer.fitting import FitOptions, minimize
 from ..infer.hypotests import _check_kind, prepare_setup
 from ..infer.objective import FitSetup, Objective
 from .executors import Executor, progress
-from .generate import generate_toys
 from .toybased import conditional_mle, sample_teststats, statistic_from_fits, toy_teststats
-from .vfit import fit_toys
+from .vfit import fit_toys, generate_and_fit
 
 __all__ = [
     "CONFIDENCE_LEVELS", "CoverageResult", "NeymanPoint", "NeymanResult", "confidence_set", "critical_point",
@@ -159,8 +158,8 @@ def critical_point(model: Any, data: Any, setup: FitSetup, free_nll: float, free
 
 def _expected_band(model, setup, nominal, poi_values, critical, n_toys, seed, test_stat, batch_size):
     """Quantiles of the toys' interval edges (lowest and highest edge) per CL."""
-    toys = generate_toys(model, nominal, n_toys, seed)
-    t = np.column_stack([toy_teststats(model, toys, mu, setup, test_stat, batch_size=batch_size)
+    toys, free = generate_and_fit(model, nominal, n_toys, seed, setup, batch_size=batch_size)
+    t = np.column_stack([toy_teststats(model, toys, mu, setup, test_stat, batch_size=batch_size, free=free)
                          for mu in poi_values])
     band = {}
     for key, crit in critical.items():
@@ -252,8 +251,7 @@ def neyman_coverage(model: Any, truth: Any, n_experiments: int, n_toys: int, see
     _check_kind(test_stat, ("tmu", "tmu_tilde"))
     setup = prepare_setup(model, test_stat, poi=None, init=init, fixed=fixed, bounds=bounds)
     mu = float(np.asarray(truth, dtype=float)[setup.poi_index])
-    experiments = generate_toys(model, truth, n_experiments, seed)
-    free = fit_toys(model, experiments, setup, batch_size=batch_size)
+    experiments, free = generate_and_fit(model, truth, n_experiments, seed, setup, batch_size=batch_size)
     cond = fit_toys(model, experiments, setup.with_poi_fixed(mu), init=free.values, batch_size=batch_size)
     t_obs = statistic_from_fits(test_stat, mu, free.twice_nll, free.values[:, setup.poi_index], cond.twice_nll)
     hits = {_key(cl): [] for cl in cls}

@@ -67,12 +67,13 @@ class SparseLikelihood:
         rest = np.zeros((len(toys), n_binned + toys.aux.shape[1]))
         rest[:, n_binned:] = toys.aux
         rows = toys.rows
-        block = np.searchsorted([n_binned] + [events.stop for events in self.slices], toys.entries, side="right")
-        binned = block == 0
-        rest[rows[binned], toys.entries[binned]] = toys.counts[binned]
+        block = sum((toys.entries >= edge).astype(np.int8) for edge in [n_binned] + [e.stop for e in self.slices[:-1]])
+        if n_binned:
+            binned = block == 0
+            np.add.at(rest, (rows[binned], toys.entries[binned]), toys.counts[binned])
         indices, weights = [], []
         for c, events in enumerate(self.slices):
-            mine = block == c + 1
+            mine = block == c + 1 if len(self.slices) > 1 or n_binned else slice(None)
             idx, w = self._padded(c, len(toys), rows[mine], toys.entries[mine] - events.start, toys.counts[mine],
                                   pad_to)
             indices.append(idx)
@@ -86,10 +87,10 @@ class SparseLikelihood:
         counts = np.bincount(rows, minlength=n)
         width = max(pad_to, int(-(-counts.max(initial=0) // pad_to) * pad_to), self.widths[channel])
         self.widths[channel] = width
-        slot = np.arange(rows.size) - np.repeat(np.cumsum(counts) - counts, counts)
+        filled = np.arange(width) < counts[:, None]  # row-major order: each row's values in order
         idx = np.zeros((n, width), dtype=np.int32)
         w = np.zeros((n, width))
-        idx[rows, slot], w[rows, slot] = cols, values
+        idx[filled], w[filled] = cols, values
         return idx, w
 
     def twice_nll(self, pars: Any, packed: Any, ratios: Any) -> Any:

@@ -21,12 +21,12 @@ from ..infer.fitting import FitOptions, minimize
 from ..infer.hypotests import _check_kind, prepare_setup
 from ..infer.objective import FitSetup, Objective
 from .executors import Executor, run_batches
-from .generate import SparseToys, expected_main_data, generate_toys
-from .sparse import SparseLikelihood
-from .vfit import fit_toys
+from .generate import SparseToys, expected_main_data
+from .vfit import BatchFit, fit_toys, generate_and_fit
 
 __all__ = ["ToyHypoTestResult", "conditional_mle", "toy_teststats", "toybased_hypotest"]
 
+TASK_BATCHES = 4  # batches of toys per executor task (more: less overhead, coarser progress)
 _BAND_PERCENTILES = 100 * norm.cdf([-2.0, -1.0, 0.0, 1.0, 2.0])
 
 
@@ -42,12 +42,13 @@ def statistic_from_fits(test_stat: str, poi_value: float, free_nll, free_poi, co
 
 
 def toy_teststats(model: Any, toys: np.ndarray | SparseToys, poi_value: float, setup: FitSetup, test_stat: str,
-                  *, batch_size: int = 64) -> np.ndarray:
-    """The test statistic at ``poi_value`` on each toy (NaN where a fit failed)."""
-    index = setup.poi_index
-    free = fit_toys(model, toys, setup, batch_size=batch_size)
+                  *, batch_size: int = 64, free: BatchFit | None = None) -> np.ndarray:
+    """The test statistic at ``poi_value`` on each toy (NaN where a fit failed); ``free``:
+    the toys' free fits if already done."""
+    free = free or fit_toys(model, toys, setup, batch_size=batch_size)
     conditional = fit_toys(model, toys, setup.with_poi_fixed(poi_value), init=free.values, batch_size=batch_size)
-    return statistic_from_fits(test_stat, poi_value, free.twice_nll, free.values[:, index], conditional.twice_nll)
+    return statistic_from_fits(test_stat, poi_value, free.twice_nll, free.values[:, setup.poi_index],
+                               conditional.twice_nll)
 
 
 def conditional_mle(model: Any, data: Any, setup: FitSetup, poi_value: float,
@@ -76,19 +77,21 @@ class _TeststatBatch:
         if pyhf.get_backend()[0].name != self.backend:
             pyhf.set_backend(self.backend, precision="64b")
         start, n = span
-        toys = generate_toys(self.model, self.generating, n, self.seed, start=start, expected=self.expected,
-                             sparse=SparseLikelihood.supports(self.model))
-        return toy_teststats(self.model, toys, self.poi_value, self.setup, self.test_stat, batch_size=self.batch_size)
+        toys, free = generate_and_fit(self.model, self.generating, n, self.seed, self.setup, start=start,
+                                      expected=self.expected, batch_size=self.batch_size)
+        return toy_teststats(self.model, toys, self.poi_value, self.setup, self.test_stat,
+                             batch_size=self.batch_size, free=free)
 
 
 def sample_teststats(model: Any, generating: np.ndarray, n_toys: int, seed: int, poi_value: float,
                      setup: FitSetup, test_stat: str, *, executor: Executor | None = None,
                      batch_size: int = 64, desc: str = "toys") -> np.ndarray:
-    """The statistic on ``n_toys`` toys at ``generating``, in batches through ``executor``."""
+    """The statistic on ``n_toys`` toys at ``generating``, in tasks of ``TASK_BATCHES`` batches
+    through ``executor`` (within a task, batches are generated while the previous one is fitted)."""
     generating = np.asarray(generating, float)
     task = _TeststatBatch(model, generating, expected_main_data(model, generating), int(seed), float(poi_value),
                           setup, test_stat, int(batch_size), str(pyhf.get_backend()[0].name))
-    return run_batches(task, n_toys, batch_size, executor, desc=desc)
+    return run_batches(task, n_toys, TASK_BATCHES * batch_size, executor, desc=desc)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,8 @@ On numpy every toy is fitted with MIGRAD in a loop.
 from __future__ import annotations
 
 import weakref
+from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,10 +37,11 @@ from ..infer.errors import FitFailed, InvalidFitSetup
 from ..infer.fitting import FitOptions, minimize
 from ..infer.objective import FitSetup, Objective, _jax_functions
 from ..model import traceable_logpdf
-from .generate import SparseToys
+from .executors import batches
+from .generate import SparseToys, expected_main_data, generate_toys
 from .sparse import SparseLikelihood
 
-__all__ = ["BatchFit", "fit_toys"]
+__all__ = ["BatchFit", "fit_toys", "generate_and_fit"]
 
 _SOLVERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -200,6 +203,59 @@ def _loop(model, toys, setup, starts, options) -> BatchFit:
                     np.array([f[2] for f in fits], dtype=bool), np.zeros(n, dtype=bool))
 
 
+_IN_FLIGHT = 2  # batches sent to the solver and not yet collected (bounds the memory of packed toys)
+
+
+def _vectorised(model: Any, chunks: Iterable[tuple[np.ndarray | SparseToys, np.ndarray]], setup: FitSetup, *,
+                batch_size: int, max_iter: int, edm_tol: float, options: FitOptions | None,
+                sparse: bool) -> tuple[np.ndarray | SparseToys, BatchFit]:
+    """Fits on jax of toys arriving in ``chunks`` of (toys, starts). A batch goes to the
+    compiled solver without waiting for the previous one: jax runs it while the next chunk is
+    generated and packed. Then MIGRAD refits the toys Newton left unconverged. Returns all
+    the toys and their fits."""
+    import jax.numpy as jnp
+
+    received, pending, done, solver, size, likelihood = [], deque(), [], None, 0, None
+    for toys, starts in chunks:
+        if solver is None:
+            first = _dense(toys[:1])[0]
+            _jax_functions(model, setup.init, jnp.asarray(first))  # eager first evaluation
+            likelihood = _sparse_likelihood(model, first, starts[0]) if sparse else None
+            solver = _solver(model, setup, max_iter, edm_tol, likelihood)
+            size = _batch_shape(model, max(1, min(batch_size, 1 << (len(toys) - 1).bit_length())), batch_size)
+        toys = toys if likelihood is not None else _dense(toys)
+        received.append((toys, starts))
+        n = len(toys)
+        for first in range(0, n, size):
+            rows = slice(first, first + size) if first + size <= n else np.arange(first, first + size).clip(max=n - 1)
+            if likelihood is not None:
+                rest, idx, w = likelihood.pack(toys[rows])
+                data = (jnp.asarray(rest), [jnp.asarray(i) for i in idx], [jnp.asarray(v) for v in w])
+            else:
+                data = jnp.asarray(toys[rows])
+            pending.append((min(size, n - first), solver(jnp.asarray(starts[rows]), data)))
+            while len(pending) > _IN_FLIGHT:
+                done.append(_fetch(*pending.popleft()))
+    done += [_fetch(*p) for p in pending]
+    values, twice_nll, converged = (np.concatenate([d[k] for d in done]) for k in range(3))
+    toys = _concatenate([t for t, _ in received])
+    starts = np.concatenate([s for _, s in received])
+    refitted = ~converged
+    for i in np.flatnonzero(refitted):
+        start = values[i] if np.all(np.isfinite(values[i])) else starts[i]
+        values[i], twice_nll[i], converged[i] = _migrad(model, _dense(toys[i:i + 1])[0], setup, start, options)
+    return toys, BatchFit(values, twice_nll, converged, refitted)
+
+
+def _fetch(n: int, result: tuple[Any, ...]) -> tuple[np.ndarray, ...]:
+    """The first ``n`` rows of a solver call's (values, −2 ln L, converged), waiting for it."""
+    return tuple(np.asarray(a)[:n] for a in result)
+
+
+def _concatenate(parts: list[np.ndarray | SparseToys]) -> np.ndarray | SparseToys:
+    return SparseToys.concatenate(parts) if isinstance(parts[0], SparseToys) else np.concatenate(parts)
+
+
 def fit_toys(model: Any, toys: np.ndarray | SparseToys, setup: FitSetup, *, init: np.ndarray | None = None,
              batch_size: int = 256, max_iter: int = 50, edm_tol: float = 1e-8,
              options: FitOptions | None = None, sparse: bool = True) -> BatchFit:
@@ -214,34 +270,37 @@ def fit_toys(model: Any, toys: np.ndarray | SparseToys, setup: FitSetup, *, init
     if not isinstance(toys, SparseToys):
         toys = np.atleast_2d(np.asarray(toys, dtype=float))
     starts = _starts(setup, len(toys), init)
-    if pyhf.get_backend()[0].name != "jax":
+    if pyhf.get_backend()[0].name != "jax" or len(toys) == 0:
         return _loop(model, _dense(toys), setup, starts, options)
-    import jax.numpy as jnp
+    return _vectorised(model, [(toys, starts)], setup, batch_size=batch_size, max_iter=max_iter, edm_tol=edm_tol,
+                       options=options, sparse=sparse)[1]
 
-    first = _dense(toys[:1])[0]
-    _jax_functions(model, setup.init, jnp.asarray(first))  # eager first evaluation
-    sparse = _sparse_likelihood(model, first, starts[0]) if sparse else None
-    if sparse is None:
-        toys = _dense(toys)
-    solver = _solver(model, setup, max_iter, edm_tol, sparse)
-    n = len(toys)
-    size = _batch_shape(model, max(1, min(batch_size, 1 << (n - 1).bit_length())), batch_size)
-    values, twice_nll = np.empty_like(starts), np.empty(n)
-    converged = np.empty(n, dtype=bool)
-    for first in range(0, n, size):
-        rows = slice(first, first + size) if first + size <= n else np.arange(first, first + size).clip(max=n - 1)
-        if sparse is not None:
-            rest, idx, w = sparse.pack(toys[rows])
-            data = (jnp.asarray(rest), [jnp.asarray(i) for i in idx], [jnp.asarray(v) for v in w])
-        else:
-            data = jnp.asarray(toys[rows])
-        x, v, ok = solver(jnp.asarray(starts[rows]), data)
-        keep = slice(0, min(size, n - first))
-        values[first:first + size] = np.asarray(x)[keep]
-        twice_nll[first:first + size] = np.asarray(v)[keep]
-        converged[first:first + size] = np.asarray(ok)[keep]
-    refitted = ~converged
-    for i in np.flatnonzero(refitted):
-        start = values[i] if np.all(np.isfinite(values[i])) else starts[i]
-        values[i], twice_nll[i], converged[i] = _migrad(model, _dense(toys[i:i + 1])[0], setup, start, options)
-    return BatchFit(values, twice_nll, converged, refitted)
+
+def generate_and_fit(model: Any, pars: Any, n_toys: int, seed: int, setup: FitSetup, *, start: int = 0,
+                     expected: np.ndarray | None = None, batch_size: int = 256, max_iter: int = 50,
+                     edm_tol: float = 1e-8, options: FitOptions | None = None,
+                     sparse: bool = True) -> tuple[np.ndarray | SparseToys, BatchFit]:
+    """Toys ``start … start + n_toys − 1`` at ``pars`` (:func:`~.generate.generate_toys`) and
+    their fits (:func:`fit_toys`): on jax the next batch is generated while this one is fitted.
+    Returns the toys (:class:`SparseToys` where the sparse likelihood applies) and the fits.
+
+    >>> from ratiofactory.infer.objective import make_setup
+    >>> model = pyhf.simplemodels.uncorrelated_background([5.0], [50.0], [5.0], validate=False)
+    >>> toys, fits = generate_and_fit(model, [1.0, 1.0], 3, 7, make_setup(model))
+    >>> fits.values.shape, bool(fits.converged.all())
+    ((3, 2), True)
+    """
+    pars = np.asarray(pars, dtype=float)
+    expected = expected_main_data(model, pars) if expected is None else expected
+    use_sparse = sparse and SparseLikelihood.supports(model)
+
+    def chunk(first: int, n: int) -> tuple[np.ndarray | SparseToys, np.ndarray]:
+        return (generate_toys(model, pars, n, seed, start=first, expected=expected, sparse=use_sparse),
+                _starts(setup, n, None))
+
+    spans = batches(n_toys, batch_size, start)
+    if pyhf.get_backend()[0].name != "jax" or not spans:
+        toys = chunk(start, n_toys)[0]
+        return toys, fit_toys(model, toys, setup, options=options)
+    return _vectorised(model, (chunk(*span) for span in spans), setup, batch_size=batch_size, max_iter=max_iter,
+                       edm_tol=edm_tol, options=options, sparse=sparse)
