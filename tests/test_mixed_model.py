@@ -222,9 +222,15 @@ def test_sparse_toys_are_the_dense_toys_and_fit_the_same(mixed):
     assert dense[:, :2].sum() > 0
     assert sparse.offsets[1] < dense.shape[1] / 5
     packer = SparseLikelihood(model)
-    for a, b in zip(packer.pack(sparse), packer.pack(dense), strict=True):
-        for x, y in zip(a if isinstance(a, list) else [a], b if isinstance(b, list) else [b], strict=True):
-            np.testing.assert_array_equal(x, y)
+    (rest_s, idx_s, w_s), (rest_d, idx_d, w_d) = packer.pack(sparse), packer.pack(dense)
+    np.testing.assert_array_equal(rest_s, rest_d)
+    for channel, events in enumerate(packer.slices):  # the same weight on each event (in any order)
+        n_events = events.stop - events.start
+        for toy in range(len(dense)):
+            weights = [np.bincount(i[toy], v[toy], minlength=n_events)
+                       for i, v in ((idx_s[channel], w_s[channel]), (idx_d[channel], w_d[channel]))]
+            np.testing.assert_array_equal(weights[0], weights[1])
+            np.testing.assert_array_equal(weights[1], dense[toy, events])
     pyhf.set_backend("jax", precision="64b")
     try:
         setup = make_setup(model)
