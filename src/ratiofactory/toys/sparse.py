@@ -67,13 +67,14 @@ class SparseLikelihood:
         rest = np.zeros((len(toys), n_binned + toys.aux.shape[1]))
         rest[:, n_binned:] = toys.aux
         rows = toys.rows
-        block = sum((toys.entries >= edge).astype(np.int8) for edge in [n_binned] + [e.stop for e in self.slices[:-1]])
+        edges = [n_binned] + [events.stop for events in self.slices[:-1]]
+        block = sum((toys.entries >= edge).astype(np.int32) for edge in edges)  # 0: binned, c + 1: channel c
         if n_binned:
             binned = block == 0
             np.add.at(rest, (rows[binned], toys.entries[binned]), toys.counts[binned])
         indices, weights = [], []
         for c, events in enumerate(self.slices):
-            mine = block == c + 1 if len(self.slices) > 1 or n_binned else slice(None)
+            mine = block == c + 1
             idx, w = self._padded(c, len(toys), rows[mine], toys.entries[mine] - events.start, toys.counts[mine],
                                   pad_to)
             indices.append(idx)

@@ -45,7 +45,7 @@ def toy_teststats(model: Any, toys: np.ndarray | SparseToys, poi_value: float, s
                   *, batch_size: int = 64, free: BatchFit | None = None) -> np.ndarray:
     """The test statistic at ``poi_value`` on each toy (NaN where a fit failed); ``free``:
     the toys' free fits if already done."""
-    free = free or fit_toys(model, toys, setup, batch_size=batch_size)
+    free = free if free is not None else fit_toys(model, toys, setup, batch_size=batch_size)
     conditional = fit_toys(model, toys, setup.with_poi_fixed(poi_value), init=free.values, batch_size=batch_size)
     return statistic_from_fits(test_stat, poi_value, free.twice_nll, free.values[:, setup.poi_index],
                                conditional.twice_nll)
