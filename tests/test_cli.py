@@ -1,9 +1,7 @@
 """The command line: every subcommand through click's CliRunner, JSON outputs checked
 against the Python API, one run of the installed console script, and bad input.
 
-``make_toy`` (also used by tests/test_plots.py and tests/test_publish.py) writes a small
-exact-ratio unbinned workspace: one observable, a Gaussian signal (ratio = an ensemble of
-two exact graphs) on an exponential background with a normsys.
+The workspace is tests/cli_toy.py's ``make_toy``.
 """
 
 from __future__ import annotations
@@ -17,56 +15,10 @@ from pathlib import Path
 import numpy as np
 import pyhf
 import pytest
+from cli_toy import make_toy, one_line_error, run, run_json
 
 import ratiofactory
 from ratiofactory import infer
-from ratiofactory.testing import Exponential, Normal, ratio_model, sample_mixture
-
-NU_S, NU_B = 30.0, 300.0
-P_S = [(1.0, [Normal(3.0, 0.4)])]
-P_S_WIDE = [(1.0, [Normal(3.0, 0.41)])]
-P_B = [(1.0, [Exponential(0.4, 0.0, 8.0)])]
-P_REF = [(0.3, P_S[0][1]), (0.7, P_B[0][1])]
-
-
-def make_toy(root: Path, seed: int = 5) -> tuple[Path, np.ndarray]:
-    """Write the toy workspace under ``root``; return its path and the signal events."""
-    root = Path(root)
-    (root / "models").mkdir(parents=True, exist_ok=True)
-    (root / "data").mkdir(exist_ok=True)
-    rng = np.random.default_rng(seed)
-    graphs = {"S_a": ratio_model(P_S, P_REF, output="log_ratio"),
-              "S_b": ratio_model(P_S_WIDE, P_REF, output="log_ratio"),
-              "B": ratio_model(P_B, P_REF, output="ratio")}
-    for name, content in graphs.items():
-        (root / "models" / f"{name}.onnx").write_bytes(content)
-    observed = np.concatenate([sample_mixture(P_S, rng.poisson(NU_S), rng),
-                               sample_mixture(P_B, rng.poisson(NU_B), rng)])[:, 0]
-    reference = sample_mixture(P_REF, 2000, rng)[:, 0]
-    np.savez(root / "data" / "observed.npz", x=observed)
-    np.savez(root / "data" / "reference.npz", x=reference)
-    onnx = lambda name, out: {"onnx": {"path": f"models/{name}.onnx"}, "output": out}
-    spec = {
-        "version": "1.0.0",
-        "unbinned_channels": [{
-            "name": "SR",
-            "observables": [{"name": "x", "bounds": [0.0, 8.0]}],
-            "reference": {"events": {"path": "data/reference.npz"}},
-            "samples": [
-                {"name": "signal", "yield": NU_S,
-                 "ratio": {"ensemble": [onnx("S_a", "log_ratio"), onnx("S_b", "log_ratio")], "aggregate": "mean"},
-                 "modifiers": [{"name": "mu", "type": "normfactor", "data": None}]},
-                {"name": "background", "yield": NU_B, "ratio": onnx("B", "ratio"),
-                 "modifiers": [{"name": "bkg_norm", "type": "normsys", "data": {"hi": 1.1, "lo": 0.9}}]},
-            ],
-        }],
-        "observations": [{"name": "SR", "events": {"path": "data/observed.npz"}}],
-        "measurements": [{"name": "meas", "config": {"poi": "mu", "parameters": [
-            {"name": "mu", "bounds": [[-1.0, 10.0]], "inits": [1.0]}]}}],
-    }
-    path = root / "workspace.json"
-    path.write_text(json.dumps(spec, indent=1))
-    return path, sample_mixture(P_S, 3000, rng)
 
 
 @pytest.fixture(scope="module")
@@ -77,22 +29,6 @@ def toy(tmp_path_factory):
     ws = ratiofactory.Workspace.load(path)
     model = ws.model()
     return path, model, ws.data(model)
-
-
-def run(args, **kwargs):
-    """Invoke the CLI in-process; return the click Result."""
-    from click.testing import CliRunner
-
-    from ratiofactory.cli import cli
-
-    return CliRunner().invoke(cli, [str(a) for a in args], **kwargs)
-
-
-def run_json(args, tmp_path, name="out.json"):
-    out = tmp_path / name
-    result = run([*args, "--output-file", out])
-    assert result.exit_code == 0, result.output
-    return json.loads(out.read_text())
 
 
 def test_fit_matches_python_api(toy, tmp_path):
@@ -230,25 +166,16 @@ def test_console_script_subprocess(toy, tmp_path):
     assert "missing.json" in bad.stderr
 
 
-def _one_line_error(result, *fragments):
-    assert result.exit_code != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
-    assert "Traceback" not in result.output
-
-
 def test_bad_input_one_line(toy, tmp_path):
     path, _, _ = toy
-    _one_line_error(run(["fit", tmp_path / "nope.json"]), "nope.json", "cannot read")
+    one_line_error(run(["fit", tmp_path / "nope.json"]), "nope.json", "cannot read")
     broken = tmp_path / "broken.json"
     broken.write_text('{\n  "version": "1.0.0",\n  "channels": [\n')
-    _one_line_error(run(["fit", broken]), "line 4, column 1")
-    _one_line_error(run(["fit", path, "--measurement", "other"]), "no measurement named 'other'", "meas")
-    _one_line_error(run(["fit", path, "--fixed", "lumi=1"]), "unknown parameter 'lumi'", "bkg_norm")
-    _one_line_error(run(["fit", path, "--fixed", "mu"]), "NAME=VALUE")
-    _one_line_error(run(["scan", path]), "--poi-range")
+    one_line_error(run(["fit", broken]), "line 4, column 1")
+    one_line_error(run(["fit", path, "--measurement", "other"]), "no measurement named 'other'", "meas")
+    one_line_error(run(["fit", path, "--fixed", "lumi=1"]), "unknown parameter 'lumi'", "bkg_norm")
+    one_line_error(run(["fit", path, "--fixed", "mu"]), "NAME=VALUE")
+    one_line_error(run(["scan", path]), "--poi-range")
     verbose = run(["fit", tmp_path / "nope.json", "--verbose"])
     assert verbose.exit_code == 1
     assert "Traceback" in verbose.stderr
@@ -262,8 +189,8 @@ def test_validate_names_a_file_whose_recorded_digest_differs(toy, tmp_path):
     spec["unbinned_channels"][0]["reference"]["events"]["sha256"] = "f" * 64
     digested.write_text(json.dumps(spec))
     try:
-        _one_line_error(run(["validate", digested]), "data/reference.npz", "sha256")
-        _one_line_error(run(["digest", digested, "-o", tmp_path / "x.json"]), "use --update")
+        one_line_error(run(["validate", digested]), "data/reference.npz", "sha256")
+        one_line_error(run(["digest", digested, "-o", tmp_path / "x.json"]), "use --update")
         assert run(["digest", digested, "-o", tmp_path / "x.json", "--update"]).exit_code == 0
     finally:
         digested.unlink()
@@ -300,5 +227,5 @@ def test_reweighting_plot_command(toy, tmp_path):
     assert result.exit_code == 0, result.output
     assert out.stat().st_size > 5000
     assert float(np.std(matplotlib.image.imread(out)[..., :3])) > 0.01
-    _one_line_error(run(["reweighting", path, "--channel", "SR", "--sample", "S", "--plot", out]),
+    one_line_error(run(["reweighting", path, "--channel", "SR", "--sample", "S", "--plot", out]),
                     "no sample 'S'", "signal, background")

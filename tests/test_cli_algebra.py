@@ -3,25 +3,20 @@ workspaces load from their own directories (file paths rebased)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
+import cli_toy
 import pyhf
 import pytest
 
 import ratiofactory
 from ratiofactory import algebra, infer
 
-_spec = importlib.util.spec_from_file_location("_cli_toy", Path(__file__).with_name("test_cli.py"))
-_toy = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_toy)
-
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     pyhf.set_backend("numpy", precision="64b")
-    path, _ = _toy.make_toy(tmp_path_factory.mktemp("clialg") / "ws")
+    path, _ = cli_toy.make_toy(tmp_path_factory.mktemp("clialg") / "ws")
     return path
 
 
@@ -33,7 +28,7 @@ def _fit(path):
 
 def test_rename_into_the_parent_directory(toy):
     out = toy.parent.parent / "renamed.json"
-    result = _toy.run(["rename", toy, "--channel", "SR", "CR", "--modifier", "bkg_norm", "bkg_cr", "-o", out])
+    result = cli_toy.run(["rename", toy, "--channel", "SR", "CR", "--modifier", "bkg_norm", "bkg_cr", "-o", out])
     assert result.exit_code == 0, result.output
     spec = json.loads(out.read_text())
     expected = algebra.rename(ratiofactory.Workspace.load(toy).spec, channels={"SR": "CR"},
@@ -48,7 +43,7 @@ def test_rename_into_the_parent_directory(toy):
 
 def test_prune_to_stdout(toy, tmp_path, monkeypatch):
     monkeypatch.chdir(toy.parent)
-    result = _toy.run(["prune", toy, "--modifier", "bkg_norm"])
+    result = cli_toy.run(["prune", toy, "--modifier", "bkg_norm"])
     assert result.exit_code == 0, result.output
     spec = json.loads(result.stdout)
     assert spec == algebra.prune(ratiofactory.Workspace.load(toy).spec, modifiers=["bkg_norm"])
@@ -57,16 +52,16 @@ def test_prune_to_stdout(toy, tmp_path, monkeypatch):
 
 
 def test_rename_outside_the_files_directory_is_refused(toy, tmp_path):
-    _toy._one_line_error(_toy.run(["rename", toy, "-c", "SR", "CR", "-o", tmp_path / "x.json"]),
+    cli_toy.one_line_error(cli_toy.run(["rename", toy, "-c", "SR", "CR", "-o", tmp_path / "x.json"]),
                          "lies outside", "reference.npz")
 
 
 def test_combine_matches_python_api(toy):
     root = toy.parent.parent
     other = root / "other.json"
-    assert _toy.run(["rename", toy, "-c", "SR", "CR", "-m", "bkg_norm", "bkg_cr", "-o", other]).exit_code == 0
+    assert cli_toy.run(["rename", toy, "-c", "SR", "CR", "-m", "bkg_norm", "bkg_cr", "-o", other]).exit_code == 0
     combined = root / "combined.json"
-    result = _toy.run(["combine", toy, other, "--join", "outer", "-o", combined])
+    result = cli_toy.run(["combine", toy, other, "--join", "outer", "-o", combined])
     assert result.exit_code == 0, result.output
     one, two = ratiofactory.Workspace.load(toy), ratiofactory.Workspace.load(other)
     expected = algebra.combine(one.spec, two.spec, join="outer", left_base_dir=one.base_dir, right_base_dir=two.base_dir,
@@ -76,4 +71,4 @@ def test_combine_matches_python_api(toy):
     assert fit.parameters == ("mu", "bkg_norm", "bkg_cr")
     # the same channel twice: the best-fit mu equals the single-channel one
     assert fit.value("mu") == pytest.approx(_fit(toy).value("mu"), abs=1e-4)
-    _toy._one_line_error(_toy.run(["combine", toy, toy]), "both workspaces define")
+    cli_toy.one_line_error(cli_toy.run(["combine", toy, toy]), "both workspaces define")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
+import cli_toy
 import numpy as np
 import pyhf
 import pytest
@@ -13,15 +12,11 @@ import pytest
 import ratiofactory
 from ratiofactory import toys
 
-_spec = importlib.util.spec_from_file_location("_cli_toy", Path(__file__).with_name("test_cli.py"))
-_toy = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_toy)
-
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     pyhf.set_backend("numpy", precision="64b")
-    path, _ = _toy.make_toy(tmp_path_factory.mktemp("clitoys"))
+    path, _ = cli_toy.make_toy(tmp_path_factory.mktemp("clitoys"))
     ws = ratiofactory.Workspace.load(path)
     model = ws.model()
     return path, model, ws.data(model)
@@ -29,7 +24,7 @@ def toy(tmp_path_factory):
 
 def test_toys_matches_python_api(toy, tmp_path):
     path, model, data = toy
-    got = _toy.run_json(["toys", path, "--test-poi", 1.0, "--ntoys", 40, "--seed", 3], tmp_path)
+    got = cli_toy.run_json(["toys", path, "--test-poi", 1.0, "--ntoys", 40, "--seed", 3], tmp_path)
     expected = toys.toybased_hypotest(model, data, 1.0, 40, 3)
     assert 0.0 < expected.cls < 1.0
     assert got["cls"] == pytest.approx(expected.cls, rel=1e-12)
@@ -44,7 +39,7 @@ def test_neyman_matches_python_api_and_plots(toy, tmp_path):
     path, model, data = toy
     args = ["neyman", path, "--poi-range", 0.2, 2.0, "--points", 4, "--ntoys", 40, "--seed", 1,
             "--plot", tmp_path / "belt.png", "--directory", tmp_path / "points"]
-    got = _toy.run_json(args, tmp_path)
+    got = cli_toy.run_json(args, tmp_path)
     expected = toys.neyman_construction(model, data, np.linspace(0.2, 2.0, 4), 40, 1)
     assert set(got["intervals"]) == set(expected.intervals)
     for key, pieces in expected.intervals.items():
@@ -53,7 +48,7 @@ def test_neyman_matches_python_api_and_plots(toy, tmp_path):
     assert (tmp_path / "belt.png").stat().st_size > 5000
     assert len(list((tmp_path / "points").glob("*.json"))) == 4
     # a rerun resumes from the stored points and gives the same answer
-    again = _toy.run_json(args, tmp_path, "again.json")
+    again = cli_toy.run_json(args, tmp_path, "again.json")
     assert again["intervals"] == got["intervals"]
     assert json.loads((tmp_path / "again.json").read_text())["critical"] == got["critical"]
 
@@ -61,14 +56,14 @@ def test_neyman_matches_python_api_and_plots(toy, tmp_path):
 def test_toys_on_a_local_dask_cluster_equal_the_local_run(toy, tmp_path):
     path, _, _ = toy
     common = ["toys", path, "--test-poi", 1.0, "--ntoys", 16, "--seed", 4, "--batch-size", 4]
-    local = _toy.run_json(common, tmp_path, "local.json")
-    on_dask = _toy.run_json([*common, "--dask-workers", 2], tmp_path, "dask.json")
+    local = cli_toy.run_json(common, tmp_path, "local.json")
+    on_dask = cli_toy.run_json([*common, "--dask-workers", 2], tmp_path, "dask.json")
     for key in ("cls", "clsb", "clb", "expected_cls"):
         np.testing.assert_allclose(on_dask[key], local[key], rtol=1e-12)
 
 
 def test_dask_workers_and_scheduler_exclude_each_other(toy):
     path, _, _ = toy
-    result = _toy.run(["toys", path, "--dask-workers", 2, "--scheduler", "tcp://localhost:1"])
+    result = cli_toy.run(["toys", path, "--dask-workers", 2, "--scheduler", "tcp://localhost:1"])
     assert result.exit_code != 0
     assert "not both" in result.output

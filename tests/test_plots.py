@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
+import cli_toy
 import numpy as np
 import pytest
 
 import ratiofactory
 from ratiofactory import infer, plots
 
-_spec = importlib.util.spec_from_file_location("_cli_toy", Path(__file__).with_name("test_cli.py"))
-_toy = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_toy)
-
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
-    path, signal_events = _toy.make_toy(tmp_path_factory.mktemp("plots"))
+    path, signal_events = cli_toy.make_toy(tmp_path_factory.mktemp("plots"))
     ws = ratiofactory.Workspace.load(path)
     model = ws.model()
     return model, ws.data(model), signal_events

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import tarfile
 from pathlib import Path
 
+import cli_toy
 import pyhf
 import pytest
 
@@ -15,17 +15,13 @@ import ratiofactory
 from ratiofactory import infer, publish
 from ratiofactory.errors import DigestMismatch, InvalidONNXModel, UnsafePath
 
-_spec = importlib.util.spec_from_file_location("_cli_toy", Path(__file__).with_name("test_cli.py"))
-_toy = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_toy)
-
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
     """(workspace path, bundle path) of the toy."""
     pyhf.set_backend("numpy", precision="64b")
     root = tmp_path_factory.mktemp("publish")
-    path, _ = _toy.make_toy(root / "ws")
+    path, _ = cli_toy.make_toy(root / "ws")
     target = root / "toy.tar.gz"
     publish.pack(path, target)
     return path, target
@@ -68,12 +64,12 @@ def test_pack_verify_unpack_fit_identical(bundle, tmp_path):
 def test_cli_pack_verify_unpack_fit(bundle, tmp_path):
     path, _ = bundle
     target = tmp_path / "cli.tar.gz"
-    assert _toy.run(["pack", path, target]).exit_code == 0
-    result = _toy.run(["verify", target, "--output-file", tmp_path / "verify.json"])
+    assert cli_toy.run(["pack", path, target]).exit_code == 0
+    result = cli_toy.run(["verify", target, "--output-file", tmp_path / "verify.json"])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "verify.json").read_text())["files"] == 6
-    assert _toy.run(["unpack", target, tmp_path / "out"]).exit_code == 0
-    fits = [_toy.run_json(["fit", p], tmp_path, f"fit{i}.json")
+    assert cli_toy.run(["unpack", target, tmp_path / "out"]).exit_code == 0
+    fits = [cli_toy.run_json(["fit", p], tmp_path, f"fit{i}.json")
             for i, p in enumerate([path, tmp_path / "out" / "workspace.json"])]
     assert fits[0]["values"] == fits[1]["values"]
     assert fits[0]["twice_nll"] == fits[1]["twice_nll"]
@@ -86,7 +82,7 @@ def test_tampered_file_fails_verify_naming_it(bundle, tmp_path):
     onnx.write_bytes(onnx.read_bytes() + b"\0")
     with pytest.raises(DigestMismatch, match=r"^models/B\.onnx: sha256 is"):
         publish.verify(directory)
-    result = _toy.run(["verify", directory])
+    result = cli_toy.run(["verify", directory])
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: models/B.onnx: sha256")
 
@@ -142,7 +138,7 @@ def test_unsafe_paths_are_refused(tmp_path, name, message):
         publish.unpack(bundle, tmp_path / "target")
     assert not (tmp_path / "target").exists()
     assert not (tmp_path / "escape.txt").exists()
-    result = _toy.run(["unpack", bundle, tmp_path / "target2"])
+    result = cli_toy.run(["unpack", bundle, tmp_path / "target2"])
     assert result.exit_code == 1
     assert message in result.stderr
 
