@@ -274,10 +274,10 @@ def test_chunked_jax_likelihood_equals_the_one_pass_sum(toy, monkeypatch):
         from ratiofactory.toys import fit_toys, generate_toys
 
         toys = generate_toys(model, model.config.suggested_init(), 3, seed=2)
-        fits = fit_toys(model, toys, make_setup(model))
+        fits = fit_toys(model, toys, make_setup(model), sparse=False)  # the dense chunked sum
         monkeypatch.setattr(likelihood, "CHUNKED_FROM", 10**9)
         model_one_pass = ws.model()
-        reference = fit_toys(model_one_pass, toys, make_setup(model_one_pass))
+        reference = fit_toys(model_one_pass, toys, make_setup(model_one_pass), sparse=False)
         assert fits.converged.all()
         np.testing.assert_allclose(fits.values, reference.values, rtol=1e-7, atol=1e-7)
     finally:
