@@ -26,11 +26,11 @@ from typing import Any
 
 import pyhf
 
-from . import consistency, schema
+from . import consistency, jsontext, schema
 from .compile import compile_unbinned_channel
 from .config import ModelConfig
-from .errors import InvalidFile, InvalidModel, InvalidSpecification
-from .files import file_references, open_file_ref, sha256_file
+from .errors import InvalidModel, InvalidSpecification
+from .files import file_references, open_file_ref, read_text, sha256_file
 from .model import Model, array_namespace
 from .parameters import (
     binned_requirements,
@@ -44,6 +44,17 @@ __all__ = ["Workspace", "file_references"]
 
 _FROM_MEASUREMENT: Any = object()
 
+_PYHF_ERRORS = tuple(
+    error for error in vars(pyhf.exceptions).values()
+    if isinstance(error, type) and issubclass(error, Exception)
+)
+"""Every exception class pyhf defines (pyhf 0.7 has no common base class)."""
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0]
+
 
 class Workspace:
     """A ratiofactory (or pyhf) workspace.
@@ -53,6 +64,7 @@ class Workspace:
     """
 
     def __init__(self, spec: Mapping[str, Any], *, base_dir: str | Path | None = None, validate: bool = True):
+        jsontext.check_depth(spec)  # before deepcopy, which recurses
         self._spec = copy.deepcopy(dict(spec))
         self.base_dir = Path(base_dir if base_dir is not None else ".").resolve()
         if validate:
@@ -64,18 +76,9 @@ class Workspace:
     def load(cls, path: str | Path, *, validate: bool = True) -> Workspace:
         """Read a workspace JSON file; its directory becomes the base of relative paths."""
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as err:
-            raise InvalidFile(f"{path}: cannot read the workspace file ({err.strerror or err})") from None
-        try:
-            spec = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise InvalidSpecification(
-                f"{path} is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}"
-            ) from None
+        spec = jsontext.loads(read_text(path, "the workspace file"), str(path))
         if not isinstance(spec, dict):
-            raise InvalidSpecification(f"{path}: a workspace is a JSON object, got {type(spec).__name__}")
+            raise InvalidSpecification(f"a workspace is a JSON object, got {type(spec).__name__}", source=str(path))
         return cls(spec, base_dir=path.parent, validate=validate)
 
     @property
@@ -144,8 +147,11 @@ class Workspace:
                     validate=False,
                     **kwargs,
                 )
-            except pyhf.exceptions.PyhfException as err:
-                raise InvalidModel(f"{m_pointer}: the binned channels do not form a model: {err}") from None
+            except _PYHF_ERRORS as err:
+                raise InvalidModel(
+                    f"{m_pointer}: the binned channels do not form a pyhf model "
+                    f"({type(err).__name__}: {_first_line(err)})"
+                ) from None
             paramsets.update({n: binned.config.param_set(n) for n in binned.config.par_order})
         paramsets.update(make_paramsets(unbinned_only, user_parameters))
 

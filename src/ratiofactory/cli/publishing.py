@@ -11,8 +11,10 @@ from ._common import (
     WORKSPACE,
     common_options,
     emit,
+    load_workspace,
     output_option,
     progress,
+    protect_inputs,
     show,
     write_json_atomic,
 )
@@ -33,6 +35,7 @@ def digest(workspace: str, in_place: bool, update: bool, output_file: str | None
 
     if in_place and output_file:
         raise click.UsageError("give either --in-place or --output-file, not both")
+    load_workspace(workspace)  # an --output-file may not overwrite the workspace or its files
     spec, added = record_digests(workspace, update=update)
     target = workspace if in_place else output_file
     if target:
@@ -51,6 +54,7 @@ def pack(workspace: str, bundle: str, output_file: str | None) -> None:
     """Write BUNDLE (.tar.gz): WORKSPACE, every referenced file and a sha256 manifest."""
     from .. import publish
 
+    load_workspace(workspace)  # BUNDLE and --output-file may not overwrite an input
     with progress("packing"):
         files = publish.pack(workspace, bundle)
     emit({"bundle": bundle, "files": files}, output_file, f"packed {len(files)} files into {bundle}")
@@ -62,8 +66,13 @@ def pack(workspace: str, bundle: str, output_file: str | None) -> None:
 @common_options
 def verify(path: str, output_file: str | None) -> None:
     """Verify a bundle or unpacked directory: digests, schema, ONNX models (no fit)."""
+    from pathlib import Path
+
     from .. import publish
 
+    root = Path(path)
+    inputs = {p: "a file of the bundle" for p in root.rglob("*") if p.is_file()} if root.is_dir() else {}
+    protect_inputs({root: "the bundle", **inputs})
     with progress("verifying"):
         report = publish.verify(path)
     emit(report, output_file, f"verified {path}: {report['files']} files, "
