@@ -134,4 +134,3 @@ class RatioCache:
 
 def _refuse(path: Path, why: str) -> None:
     warnings.warn(f"ratio cache entry {path} refused: {why}; recomputing it", RatioCacheWarning, stacklevel=5)
-    return None
