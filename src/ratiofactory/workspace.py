@@ -56,6 +56,41 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0]
 
 
+#: interpolation codes pyhf's binned modifiers accept (pyhf asserts on others)
+_INTERPCODES = {"normsys": ("code1", "code4"), "histosys": ("code0", "code2", "code4p")}
+
+
+def _checked_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``modifier_settings`` for pyhf, checked: pyhf fails with a bare AssertionError."""
+    for kind, options in settings.items():
+        if kind not in _INTERPCODES or not isinstance(options, Mapping) or set(options) - {"interpcode"}:
+            raise InvalidModel(
+                f"modifier_settings[{kind!r}] = {options!r}: expected {{'normsys': {{'interpcode': ...}}, "
+                "'histosys': {'interpcode': ...}}"
+            )
+        code = options.get("interpcode")
+        if code not in _INTERPCODES[kind]:
+            raise InvalidModel(
+                f"modifier_settings[{kind!r}]['interpcode'] = {code!r}: pyhf's {kind} accepts "
+                f"{', '.join(_INTERPCODES[kind])}"
+            )
+    return {kind: dict(options) for kind, options in settings.items()}
+
+
+def _check_configured_parameters(
+    user_parameters: list[Mapping[str, Any]], paramsets: Mapping[str, Any], poi: str, pointer: str
+) -> None:
+    """Every parameter the measurement configures exists (its POI aside: a background-only
+    workspace configures the POI its signal patch adds). A typo would drop the settings."""
+    for index, entry in enumerate(user_parameters):
+        if entry["name"] not in paramsets and entry["name"] != poi:
+            raise InvalidModel(
+                f"{pointer}/config/parameters/{index}/name: the measurement configures parameter "
+                f"{entry['name']!r}, which no modifier uses, so its settings would be ignored; "
+                f"the parameters are {', '.join(sorted(paramsets))}"
+            )
+
+
 class Workspace:
     """A ratiofactory (or pyhf) workspace.
 
@@ -139,7 +174,7 @@ class Workspace:
         paramsets: dict[str, Any] = {}
         if binned_specs:
             binned_names = {name for reqs in binned_reqs for name in reqs}
-            kwargs = {} if modifier_settings is None else {"modifier_settings": dict(modifier_settings)}
+            kwargs = {} if modifier_settings is None else {"modifier_settings": _checked_settings(modifier_settings)}
             try:
                 binned = pyhf.Model(
                     {"channels": binned_specs, "parameters": user_parameters},
@@ -154,6 +189,7 @@ class Workspace:
                 ) from None
             paramsets.update({n: binned.config.param_set(n) for n in binned.config.par_order})
         paramsets.update(make_paramsets(unbinned_only, user_parameters))
+        _check_configured_parameters(user_parameters, paramsets, measurement["config"]["poi"], m_pointer)
 
         if cache is True:
             ratio_cache = RatioCache()
