@@ -10,8 +10,6 @@ a profile scan computed here when no result is given.
 The format is HEPData's submission format (schemas 1.1.1 of ``hepdata-validator``, which
 :func:`validate_submission` runs when it is installed: ``pip install ratiofactory[hepdata]``).
 
->>> import json, tempfile
->>> from pathlib import Path
 >>> scan = {"poi": "mu", "poi_values": [0.0, 1.0, 2.0], "tmu": [1.2, 0.0, 0.9],
 ...         "bestfit_poi": 1.05, "twice_nll_min": -3.5}
 >>> table = result_table(scan)
