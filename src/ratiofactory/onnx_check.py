@@ -111,14 +111,7 @@ def check_operators(content: bytes) -> str | None:
     return None
 
 
-_REASONS = {
-    op: "control flow can run for an unbounded time"
-    for op in ("Loop", "Scan", "If")
-} | {
-    op: "ratios must be deterministic"
-    for op in ("RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
-               "Multinomial", "Bernoulli")
-}
+_REASONS = dict.fromkeys(("Loop", "Scan", "If"), "control flow can run for an unbounded time") | dict.fromkeys(("RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"), "ratios must be deterministic")
 
 
 # -- protobuf wire format: just enough of onnx.proto to find every node ---------------
