@@ -22,8 +22,11 @@ On jax, gradients flow through the formula into the parameters it uses.
 ...         {"name": "f_S", "type": "formula", "data": {"expression": "mu - sqrt(mu)"}}]},
 ...     {"name": "B", "data": [50.0], "modifiers": []}]}]
 >>> pyhf_channels, formulas = split_binned_formulas(channels)
->>> pyhf_channels[0]["samples"][0]["modifiers"]
-[{'name': '__formula__/channels/0/samples/0/modifiers/0', 'type': 'normfactor', 'data': None}]
+>>> (channel,) = pyhf_channels
+>>> signal, background = channel["samples"]
+>>> (placeholder,) = signal["modifiers"]
+>>> placeholder["name"], placeholder["type"]
+('__formula__/channels/0/samples/0/modifiers/0', 'normfactor')
 >>> str(formulas[0].expression), formulas[0].pointer
 ('mu - sqrt(mu)', '/channels/0/samples/0/modifiers/0')
 """
