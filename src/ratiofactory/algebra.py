@@ -50,7 +50,12 @@ from . import consistency, schema
 from .errors import InvalidExpression, InvalidModel, RatiofactoryError
 from .expressions import FUNCTIONS, parse_expression
 from .files import file_references
-from .parameters import binned_requirements, check_shared_parameters, unbinned_requirements
+from .parameters import (
+    binned_formula_requirements,
+    binned_requirements,
+    check_shared_parameters,
+    unbinned_requirements,
+)
 
 __all__ = ["JOINS", "InvalidWorkspaceOperation", "combine", "prune", "rebase_paths", "rename", "sorted_spec"]
 
@@ -69,8 +74,9 @@ def _checked(spec: dict[str, Any], operation: str) -> dict[str, Any]:
     consistency.check_consistency(spec)
     binned = [binned_requirements(c, f"/channels/{i}") for i, c in enumerate(spec.get("channels", []))]
     try:
-        unbinned = [unbinned_requirements(c, f"/unbinned_channels/{i}")
-                    for i, c in enumerate(spec.get("unbinned_channels", []))]
+        unbinned = [binned_formula_requirements(c, f"/channels/{i}") for i, c in enumerate(spec.get("channels", []))]
+        unbinned += [unbinned_requirements(c, f"/unbinned_channels/{i}")
+                     for i, c in enumerate(spec.get("unbinned_channels", []))]
         check_shared_parameters(binned, unbinned)
     except (InvalidModel, InvalidExpression) as err:
         raise InvalidWorkspaceOperation(f"{operation}: the result would not be a valid model: {err}") from None

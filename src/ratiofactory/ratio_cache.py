@@ -62,8 +62,9 @@ class RatioCache:
         return f"RatioCache({where}, {len(self._memory)} in memory)"
 
     @staticmethod
-    def key(model_digest: str, events_digest: str, output: str) -> str:
-        """Cache key of one model's ratios on one event set (independent of batching)."""
+    def key(model_digest: str, events_digest: str, output: str, provider: str = "CPUExecutionProvider") -> str:
+        """Cache key of one model's ratios on one event set (independent of batching;
+        a device provider such as CUDA, whose kernels round differently, has its own)."""
         fields = {
             "format": CACHE_FORMAT_VERSION,
             "model": model_digest,
@@ -71,6 +72,8 @@ class RatioCache:
             "events": events_digest,
             "onnxruntime": ort.__version__,
         }
+        if provider != "CPUExecutionProvider":
+            fields["provider"] = provider
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
     def path(self, key: str) -> Path:

@@ -27,12 +27,14 @@ from typing import Any
 import pyhf
 
 from . import consistency, jsontext, schema
+from .binned_formulas import BinnedParameters, split_binned_formulas
 from .compile import compile_unbinned_channel
 from .config import ModelConfig
 from .errors import InvalidModel, InvalidSpecification
 from .files import file_references, open_file_ref, read_text, sha256_file
 from .model import Model, array_namespace
 from .parameters import (
+    binned_formula_requirements,
     binned_requirements,
     check_shared_parameters,
     make_paramsets,
@@ -167,17 +169,19 @@ class Workspace:
         unbinned_specs = self._spec.get("unbinned_channels", [])
 
         binned_reqs = [binned_requirements(c, f"/channels/{i}") for i, c in enumerate(binned_specs)]
-        unbinned_reqs = [unbinned_requirements(c, f"/unbinned_channels/{i}") for i, c in enumerate(unbinned_specs)]
+        unbinned_reqs = [binned_formula_requirements(c, f"/channels/{i}") for i, c in enumerate(binned_specs)]
+        unbinned_reqs += [unbinned_requirements(c, f"/unbinned_channels/{i}") for i, c in enumerate(unbinned_specs)]
         unbinned_only = check_shared_parameters(binned_reqs, unbinned_reqs)
 
         binned = None
         paramsets: dict[str, Any] = {}
+        pyhf_channels, formulas = split_binned_formulas(binned_specs)
         if binned_specs:
             binned_names = {name for reqs in binned_reqs for name in reqs}
             kwargs = {} if modifier_settings is None else {"modifier_settings": _checked_settings(modifier_settings)}
             try:
                 binned = pyhf.Model(
-                    {"channels": binned_specs, "parameters": user_parameters},
+                    {"channels": pyhf_channels, "parameters": user_parameters},
                     poi_name=poi if poi in binned_names else None,
                     validate=False,
                     **kwargs,
@@ -187,7 +191,10 @@ class Workspace:
                     f"{m_pointer}: the binned channels do not form a pyhf model "
                     f"({type(err).__name__}: {_first_line(err)})"
                 ) from None
-            paramsets.update({n: binned.config.param_set(n) for n in binned.config.par_order})
+            placeholders = {f.placeholder for f in formulas}
+            paramsets.update(
+                {n: binned.config.param_set(n) for n in binned.config.par_order if n not in placeholders}
+            )
         paramsets.update(make_paramsets(unbinned_only, user_parameters))
         _check_configured_parameters(user_parameters, paramsets, measurement["config"]["poi"], m_pointer)
 
@@ -218,7 +225,15 @@ class Workspace:
             )
         except InvalidModel as err:
             raise InvalidModel(f"{m_pointer}/config/poi: {err}") from None
-        return Model(config=config, binned=binned, channels=channels)
+        binned_parameters = None
+        if binned is not None:
+            binned_parameters = BinnedParameters(
+                binned.config.par_order,
+                {n: binned.config.par_slice(n) for n in binned.config.par_order},
+                {n: config.par_slice(n) for n in config.par_order},
+                formulas,
+            )
+        return Model(config=config, binned=binned, channels=channels, binned_parameters=binned_parameters)
 
     def data(self, model: Model, include_auxdata: bool = True) -> Any:
         """The observed data vector of ``model``: binned counts, per-event weights
