@@ -213,8 +213,11 @@ def _read_npz(path: Path, ctx: _Context) -> dict[str, np.ndarray]:
     try:
         with open(path, "rb") as stream, np.load(stream, allow_pickle=False) as archive:
             ctx.require(archive.files)
+            names = archive.zip.namelist()
+            if len(set(names)) != len(names):
+                twice = next(n for n in names if names.count(n) > 1)
+                raise ctx.fail(f"holds the member {twice!r} twice; which one is read would be arbitrary")
             for name in ctx.wanted:
-                names = archive.zip.namelist()
                 member = archive.zip.getinfo(f"{name}.npy" if f"{name}.npy" in names else name)
                 with archive.zip.open(member) as data:
                     shape, dtype = _read_header(data, ctx, f"column {name!r}")
