@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from .. import __version__
 from ..errors import RatiofactoryError
 from ._common import Settings, common_options
 
@@ -58,7 +59,7 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="ratiofactory")
+@click.version_option(__version__, prog_name="ratiofactory")
 @common_options
 @click.pass_context
 def cli(ctx: click.Context) -> None:

@@ -79,7 +79,7 @@ def prune(workspace: str, modifiers: tuple[str, ...], modifier_types: tuple[str,
 
 
 def _pairs(items: tuple[tuple[str, str], ...]) -> dict[str, str]:
-    return {old: new for old, new in items}
+    return dict(items)
 
 
 @click.command()
