@@ -344,6 +344,7 @@ def test_asimov_fit_returns_the_generating_point(toy, backend, modes):
         assert deviation > 1e-3
 
 
+@pytest.mark.slow  # 15 s per setting: four compilations of value, gradient and Hessian
 @pytest.mark.parametrize("modes", [MODES[0], MODES[3]], ids="-".join)
 def test_chunked_jax_likelihood_equals_the_one_pass_sum(toy, monkeypatch, modes):
     """Large channels are summed in chunks on jax; forced here with a chunk of 37 events
