@@ -81,7 +81,7 @@ def reference_density(pars: dict, x: np.ndarray, reference: np.ndarray, modes=MO
     """
     ratio_mode, shape_mode = modes
     mu = pars["mu"]
-    norm = {j: 1.0 for j in ("S", "SBI", "B")}
+    norm = dict.fromkeys(("S", "SBI", "B"), 1.0)
     k_hi = k_lo = 1.0
     if ratio_mode == "reference":
         ref = _pdf("REF", reference)
