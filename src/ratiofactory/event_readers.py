@@ -225,7 +225,7 @@ def _read_root(path: Path, ctx: Context) -> dict[str, np.ndarray]:
                 {
                     key.split(";")[0]
                     for key, cls in root_file.classnames().items()
-                    if cls in ("TTree", "TNtuple", "TNtupleD")
+                    if cls in ("TTree", "TNtuple", "TNtupleD", "ROOT::RNTuple")
                 }
             )
             name = ctx.tree if ctx.tree is not None else _only_tree(trees, ctx)
