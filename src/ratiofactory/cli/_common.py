@@ -97,8 +97,9 @@ def check_parameters(model: Any, names: Sequence[str], option: str) -> None:
                 param_hint=option)
 
 
-_OUTPUT_PARAMETERS = {"output_file": "--output-file", "plot": "--plot", "bundle": "BUNDLE"}
-"""The parameters through which commands write files, with the name shown in errors."""
+_OUTPUT_PARAMETERS = {"output_file": "--output-file", "output": "--output", "plot": "--plot", "bundle": "BUNDLE"}
+"""The parameters through which commands write files, with the name shown in errors
+(tests/test_bad_input.py checks that every file-path parameter is here or a known input)."""
 
 
 def workspace_inputs(ws: Any, source: str) -> dict[Path, str]:
