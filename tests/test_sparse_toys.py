@@ -15,7 +15,7 @@ import pytest
 
 import ratiofactory
 from ratiofactory.infer.objective import make_setup
-from ratiofactory.interpolation import interpolate
+from ratiofactory.interpolation import interpolate, prepare_interpolation
 from ratiofactory.toys import fit_toys, generate_toys
 from ratiofactory.toys.shape_integrals import build
 from ratiofactory.toys.sparse import SparseLikelihood
@@ -85,7 +85,8 @@ def test_reference_integrals_are_exact_for_every_code():
     hi, lo = rng.uniform(0.5, 2.0, (2, n)), rng.uniform(0.5, 2.0, (2, n))
     w = rng.uniform(0.0, 1.0, n)
     for codes in (("code4", "code4"), ("code1", "code0"), ("code0", "code4")):
-        integral = build(w, [(codes[0], hi[0], lo[0], (-5.0, 5.0)), (codes[1], hi[1], lo[1], (-3.0, 4.0))], np)
+        arrays = [prepare_interpolation(c, hi[k], lo[k]).arrays for k, c in enumerate(codes)]
+        integral = build(w, [(codes[0], arrays[0], (-5.0, 5.0)), (codes[1], arrays[1], (-3.0, 4.0))], np)
         for a in (-5.0, -1.0, -0.999, 0.0, 0.3, 1.0, 3.3, 5.0):
             for b in (-3.0, -0.5, 1.0, 4.0):
                 dense = np.sum(w * interpolate(codes[0], a, hi[0], lo[0]) * interpolate(codes[1], b, hi[1], lo[1]))

@@ -30,8 +30,8 @@ reference sample instead (still exact, cost proportional to the sample).
 
 >>> rng = np.random.default_rng(0)
 >>> hi, lo, w = rng.uniform(0.8, 1.3, 500), rng.uniform(0.7, 1.2, 500), rng.uniform(0, 1, 500)
->>> integral = build(w, [("code4", hi, lo, (-5.0, 5.0))], np)
->>> from ratiofactory.interpolation import interpolate
+>>> from ratiofactory.interpolation import interpolate, prepare_interpolation
+>>> integral = build(w, [("code4", prepare_interpolation("code4", hi, lo).arrays, (-5.0, 5.0))], np)
 >>> all(abs(float(integral([a])) - float(np.sum(w * interpolate("code4", a, hi, lo)))) < 1e-12 * np.sum(w)
 ...     for a in (-4.3, -1.0, -0.2, 0.0, 0.7, 1.0, 2.5, 5.0))
 True
@@ -104,28 +104,33 @@ def _exponential_piece(log_factor: np.ndarray, sign: float, start: float, end: f
     return _Piece(region, functions, coefficients)
 
 
-def _code4_inside(hi: np.ndarray, lo: np.ndarray) -> _Piece:
-    log_hi, log_lo = np.log(hi), np.log(lo)
+def _code4_inside(hi: np.ndarray, lo: np.ndarray, log_hi: np.ndarray, log_lo: np.ndarray) -> _Piece:
     basis = np.stack([np.ones_like(hi), hi - 1, lo - 1, hi * log_hi, lo * log_lo, hi * log_hi**2, lo * log_lo**2],
                      axis=1)
     return _Piece(lambda a, xp: xp.abs(a) < 1, lambda a, xp: [1.0, *code4_weights(a)], basis)
 
 
-def _pieces(code: str, hi: np.ndarray, lo: np.ndarray, bounds: tuple[float, float]) -> list[_Piece] | None:
-    """The α regions of one systematic over the reachable α range ``bounds``."""
+def _pieces(code: str, arrays: Sequence[np.ndarray], bounds: tuple[float, float]) -> list[_Piece] | None:
+    """The α regions of one systematic over the reachable α range ``bounds``; ``arrays`` as
+    :func:`~ratiofactory.interpolation.prepare_interpolation` keeps them (code0: hi − 1,
+    1 − lo; code1: ln hi, ln lo; code4: hi, lo, ln hi, ln lo), so that the integral sees the
+    very numbers the likelihood does."""
     a_lo, a_hi = float(bounds[0]), float(bounds[1])
+    arrays = [np.asarray(a, float) for a in arrays]
     if code == "code0":
-        ones = np.ones_like(hi)
-        return [_Piece(lambda a, xp: a >= 0, lambda a, xp: [1.0, a], np.stack([ones, hi - 1], axis=1)),
-                _Piece(lambda a, xp: a < 0, lambda a, xp: [1.0, a], np.stack([ones, 1 - lo], axis=1))]
+        up, down = arrays
+        ones = np.ones_like(up)
+        return [_Piece(lambda a, xp: a >= 0, lambda a, xp: [1.0, a], np.stack([ones, up], axis=1)),
+                _Piece(lambda a, xp: a < 0, lambda a, xp: [1.0, a], np.stack([ones, down], axis=1))]
+    log_hi, log_lo = arrays[-2:]
     if code == "code1":
-        sides = [_exponential_piece(np.log(hi), 1.0, 0.0, max(a_hi, 0.0), lambda a, xp: a >= 0),
-                 _exponential_piece(np.log(lo), -1.0, 0.0, max(-a_lo, 0.0), lambda a, xp: a < 0)]
+        sides = [_exponential_piece(log_hi, 1.0, 0.0, max(a_hi, 0.0), lambda a, xp: a >= 0),
+                 _exponential_piece(log_lo, -1.0, 0.0, max(-a_lo, 0.0), lambda a, xp: a < 0)]
         pieces = []
     else:  # code4 (the codes are checked when the workspace is compiled)
-        sides = [_exponential_piece(np.log(hi), 1.0, 1.0, a_hi, lambda a, xp: a >= 1),
-                 _exponential_piece(np.log(lo), -1.0, 1.0, -a_lo, lambda a, xp: a <= -1)]
-        pieces = [_code4_inside(hi, lo)]
+        sides = [_exponential_piece(log_hi, 1.0, 1.0, a_hi, lambda a, xp: a >= 1),
+                 _exponential_piece(log_lo, -1.0, 1.0, -a_lo, lambda a, xp: a <= -1)]
+        pieces = [_code4_inside(*arrays)]
     if any(side is None for side in sides):
         return None
     return pieces + [side for side in sides if side is not False]
@@ -158,14 +163,15 @@ class ShapeIntegral:
         return result
 
 
-def build(weights: np.ndarray, systematics: Sequence[tuple[str, np.ndarray, np.ndarray, tuple[float, float]]],
+def build(weights: np.ndarray, systematics: Sequence[tuple[str, Sequence[np.ndarray], tuple[float, float]]],
           xp: Any, *, chunk: int = 4096) -> ShapeIntegral | None:
     """The integral ``Σ_i weights_i Π_k g_k(x_i, α_k)`` for ``systematics`` given as
-    ``(code, hi, lo, (α_min, α_max))`` per systematic (hi, lo per event); None if its
-    moment tensor would be too large (see the module docstring)."""
+    ``(code, arrays, (α_min, α_max))`` per systematic, ``arrays`` the per-event arrays of
+    :func:`~ratiofactory.interpolation.prepare_interpolation`; None if its moment tensor
+    would be too large (see the module docstring)."""
     all_pieces = []
-    for code, hi, lo, bounds in systematics:
-        pieces = _pieces(code, np.asarray(hi, float), np.asarray(lo, float), bounds)
+    for code, arrays, bounds in systematics:
+        pieces = _pieces(code, arrays, bounds)
         if pieces is None:
             return None
         all_pieces.append(pieces)

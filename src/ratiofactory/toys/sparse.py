@@ -84,16 +84,15 @@ class SparseLikelihood:
         channel = tensors.channel
         if channel.shape_normalisation != "reference":
             return [None] * len(channel.samples)
-        ref = slice(channel.n_observed, channel.n_events)
-        weights = np.asarray(channel.reference_weights, float)
+        ref = tensors.reference_slice
+        weights = np.asarray(tensors.reference_weights, float)
         found: list[Any] = []
-        for compiled in channel.samples:
-            if not compiled.shapesys:
+        for sample in tensors.samples:  # the likelihood's own (possibly normalised) arrays
+            if not sample.shapesys:
                 found.append(None)
                 continue
-            systematics = [(m.code, m.hi[ref], m.lo[ref], limits[tensors.index[m.parameter]])
-                           for m in compiled.shapesys]
-            integral = shape_integrals.build(weights * compiled.ratio[ref], systematics, self.xp)
+            systematics = [(p.code, [np.asarray(a)[ref] for a in p.arrays], limits[i]) for i, p in sample.shapesys]
+            integral = shape_integrals.build(weights * np.asarray(sample.ratio)[ref], systematics, self.xp)
             found.append("dense" if integral is None else integral)
         return found
 
@@ -197,14 +196,14 @@ class SparseLikelihood:
         total = xp.asarray(0.0)
         if model.binned is not None:
             n_baux = self.binned_aux.stop - self.binned_aux.start
-            total = total + model.binned.logpdf(pars[: model._n_binned_pars], rest[: n_bmain + n_baux])[0]
+            total = total + model.binned.logpdf(model.binned_pars(pars, xp), rest[: n_bmain + n_baux])[0]
         for tensors, integrals, channel_arrays, (w, ratios, shapes) in zip(
                 self.tensors, self.integrals, arrays, channels, strict=True):
             s = self._densities(tensors, integrals, channel_arrays, pars, ratios, shapes)
             positive = s > 0
             log_s = xp.log(xp.where(positive, s, 1.0))
-            invalid = xp.any((w > 0) & ~positive)
-            nll = expected_yield(tensors, pars, xp) - xp.sum(xp.where(w > 0, w * log_s, 0.0))
+            invalid = xp.any((w != 0) & ~positive)
+            nll = expected_yield(tensors, pars, xp) - xp.sum(xp.where(w != 0, w * log_s, 0.0))
             total = total - xp.where(invalid, xp.inf, nll)
         for par_index, aux_index, sigma in model._constraints:
             pull = (rest[n_bmain + aux_index - self.aux_start] - pars[par_index]) / sigma
