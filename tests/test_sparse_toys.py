@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -50,15 +51,46 @@ def _variant() -> dict:
     return spec
 
 
+def _small_copy(root: Path, n_reference: int = 4000) -> None:
+    """The example's exact models with a 4000-event reference sample (fast tests)."""
+    (root / "models").mkdir()
+    shutil.copytree(EXAMPLE / "models" / "exact", root / "models" / "exact")
+    (root / "data").mkdir()
+    with np.load(EXAMPLE / "data" / "reference.npz") as reference:
+        keep = {k: reference[k][:n_reference] for k in reference.files}
+    np.savez(root / "data" / "reference.npz", **keep)
+    shutil.copy(EXAMPLE / "data" / "observed.npz", root / "data" / "observed.npz")
+
+
 @pytest.fixture(scope="module")
-def models():
+def models(tmp_path_factory):
     pyhf.set_backend("numpy", precision="64b")
+    root = tmp_path_factory.mktemp("sparse")
+    _small_copy(root)
     spec = _variant()
-    both = ratiofactory.Workspace(spec, base_dir=EXAMPLE).model()
+    for channel in spec["unbinned_channels"]:
+        channel["reference"]["events"].pop("sha256", None)
+    both = ratiofactory.Workspace(spec, base_dir=root).model()
     spec["unbinned_channels"][0]["shape_normalisation"] = "reference"
     spec["unbinned_channels"][1]["shape_normalisation"] = "nominal"
-    swapped = ratiofactory.Workspace(spec, base_dir=EXAMPLE).model()
+    swapped = ratiofactory.Workspace(spec, base_dir=root).model()
     return both, swapped
+
+
+def _dense_twice_nll(model, xp):
+    if xp is np:
+        return lambda pars, toy: -2.0 * float(np.reshape(model.logpdf(pars, toy), -1)[0])
+    import jax
+
+    return jax.jit(lambda pars, toy: -2.0 * jax.numpy.reshape(model.logpdf(pars, toy), -1)[0])
+
+
+def _sparse_twice_nll(sparse, xp):
+    if xp is np:
+        return lambda pars, packed: sparse.twice_nll(pars, packed, sparse.arrays)
+    import jax
+
+    return jax.jit(lambda pars, packed, arrays: sparse.twice_nll(pars, packed, arrays)), sparse.arrays
 
 
 def _points(model, n, seed):
@@ -93,20 +125,29 @@ def test_reference_integrals_are_exact_for_every_code():
                 assert float(integral([a, b])) == pytest.approx(dense, rel=1e-13)
 
 
+@pytest.mark.slow_when(backend="jax")
 def test_sparse_likelihood_equals_dense(models, backend):
     xp = np if backend == "numpy" else pytest.importorskip("jax.numpy")
     for model in models:
         sparse = SparseLikelihood(model, xp)
         assert any(i is not None for per_channel in sparse.integrals for i in per_channel)
+        dense_nll = _dense_twice_nll(model, xp)
+        sparse_nll = jax_arrays = None
+        if xp is np:
+            sparse_nll = _sparse_twice_nll(sparse, xp)
+        else:
+            sparse_nll, jax_arrays = _sparse_twice_nll(sparse, xp)
         toys = generate_toys(model, model.config.suggested_init(), 3, seed=4)
         for toy in toys:
             packed = sparse.pack_one(toy)
             for pars in _points(model, 12, 1):
-                value = float(sparse.twice_nll(xp.asarray(pars), packed, sparse.arrays))
-                dense = -2.0 * float(np.reshape(np.asarray(model.logpdf(xp.asarray(pars), xp.asarray(toy))), -1)[0])
+                args = (xp.asarray(pars), packed) if xp is np else (xp.asarray(pars), packed, jax_arrays)
+                value = float(sparse_nll(*args))
+                dense = float(dense_nll(xp.asarray(pars), xp.asarray(toy)))
                 assert value == pytest.approx(dense, rel=1e-10, abs=1e-10)
 
 
+@pytest.mark.slow
 def test_sparse_gradient_equals_dense(models):
     jax = pytest.importorskip("jax")
     pyhf.set_backend("jax", precision="64b")
@@ -115,14 +156,15 @@ def test_sparse_gradient_equals_dense(models):
         sparse = SparseLikelihood(model)
         toy = generate_toys(model, model.config.suggested_init(), 1, seed=8)[0]
         packed = sparse.pack_one(toy)
-        sparse_grad = jax.grad(lambda p: sparse.twice_nll(p, packed, sparse.arrays))
-        dense_grad = jax.grad(lambda p: -2.0 * model.logpdf(p, jax.numpy.asarray(toy)))
+        sparse_grad = jax.jit(jax.grad(lambda p, a: sparse.twice_nll(p, packed, a)))
+        dense_grad = jax.jit(jax.grad(lambda p: -2.0 * model.logpdf(p, jax.numpy.asarray(toy))))
         for pars in _points(model, 4, 2):
-            np.testing.assert_allclose(sparse_grad(pars), dense_grad(pars), rtol=1e-9, atol=1e-8)
+            np.testing.assert_allclose(sparse_grad(pars, sparse.arrays), dense_grad(pars), rtol=1e-9, atol=1e-8)
     finally:
         pyhf.set_backend("numpy", precision="64b")
 
 
+@pytest.mark.slow_when(backend="jax")
 def test_sparse_toy_fits_equal_dense_fits(models, backend):
     model = models[0]
     setup = make_setup(model)
