@@ -245,6 +245,12 @@ def show(text: Any) -> None:
             out.print(text)
 
 
+def warn(line: str) -> None:
+    """One ``warning: ...`` line on stderr (also with ``--quiet``): diagnostics the user must
+    see, without a Python warning's source line."""
+    click.echo(f"warning: {line}", err=True)
+
+
 def write_json_atomic(path: str | os.PathLike[str], payload: Any) -> Path:
     """Write ``payload`` as indented, key-sorted JSON, atomically."""
     with atomic_write(path) as tmp:
