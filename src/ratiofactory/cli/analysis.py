@@ -13,12 +13,14 @@ from ._common import (
     check_parameters,
     common_options,
     emit,
+    fit_settings,
     load_model,
     model_options,
     output_option,
     parse_fixed,
     progress,
     show,
+    warn,
 )
 
 
@@ -33,7 +35,7 @@ def _setup(workspace: str, backend: str, measurement: str | None, fixed: tuple[s
 def _options(optimizer: str) -> Any:
     from ..infer import FitOptions
 
-    return FitOptions(method=optimizer)
+    return FitOptions(method=optimizer, **fit_settings())
 
 
 def _plot(kind: str, path: str | None, *args: Any, **kwargs: Any) -> None:
@@ -141,8 +143,10 @@ def fit(workspace: str, backend: str, measurement: str | None, optimizer: str, f
     _, model, data, fixed_values = _setup(workspace, backend, measurement, fixed)
     with progress("fitting"):
         result = infer.fit(model, data, fixed=fixed_values or None, method=optimizer,
-                           minos=[model.config.poi_name] if minos and model.config.poi_name else False)
-    emit(result.to_dict(), output_file, str(result))
+                           minos=[model.config.poi_name] if minos and model.config.poi_name else False,
+                           **fit_settings())
+    emit(result.to_dict(), output_file, result.table())
+    warn(result.warnings)
 
 
 @click.command()
@@ -169,6 +173,7 @@ def scan(workspace: str, backend: str, measurement: str | None, optimizer: str, 
     payload = result.to_dict()
     payload["intervals"] = [i.to_dict() for i in intervals]
     emit(payload, output_file, "\n\n".join([str(result), *map(str, intervals)]))
+    warn(result.bestfit.warnings)
     _plot("plot_scan", plot, result, intervals=intervals)
 
 
