@@ -67,7 +67,10 @@ class UnbinnedChannel:
     """An unbinned channel compiled to arrays.
 
     The event set is ``n_observed`` observed events followed by ``n_reference``
-    reference events; ``reference_weights`` sum to one.
+    reference events; ``reference_weights`` sum to one. ``ratio_normalisation`` and
+    ``shape_normalisation`` are the channel's settings with their defaults resolved
+    (``"reference"`` for both when the channel has a reference sample, else ``"none"``
+    and ``"nominal"``); the arrays here are the networks' raw outputs either way.
     """
 
     name: str
@@ -78,6 +81,7 @@ class UnbinnedChannel:
     observed_weights: np.ndarray
     reference_weights: np.ndarray
     shape_normalisation: str
+    ratio_normalisation: str = "none"
 
     @property
     def n_observed(self) -> int:
@@ -116,7 +120,7 @@ def _check_bounds(events: EventSet, observables: list[Mapping[str, Any]], pointe
             raise InvalidEvents(
                 f"{pointer}: {outside.size} events of {events.source} lie outside the bounds "
                 f"[{lo}, {hi}] of observable '{observable['name']}' (first: event {first}, "
-                f"{observable['name']} = {values[first]!r}); select events inside the bounds"
+                f"{observable['name']} = {float(values[first])!r}); select events inside the bounds"
             )
 
 
@@ -139,7 +143,7 @@ def _reference_weights(reference: EventSet, pointer: str) -> np.ndarray:
         first = int(np.flatnonzero(reference.weights <= 0)[0])
         raise InvalidEvents(
             f"{pointer}: reference event {first} of {reference.source} has weight "
-            f"{reference.weights[first]!r}; reference weights must be positive"
+            f"{float(reference.weights[first])!r}; reference weights must be positive"
         )
     return reference.weights / total
 
@@ -237,5 +241,6 @@ def compile_unbinned_channel(
         reference=reference,
         observed_weights=observed_weights,
         reference_weights=reference_weights,
-        shape_normalisation=channel.get("shape_normalisation", "nominal"),
+        shape_normalisation=channel.get("shape_normalisation", "nominal" if reference is None else "reference"),
+        ratio_normalisation=channel.get("ratio_normalisation", "none" if reference is None else "reference"),
     )

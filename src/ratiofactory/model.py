@@ -20,10 +20,18 @@ from typing import Any
 import numpy as np
 import pyhf
 
+from .binned_formulas import BinnedParameters
 from .compile import UnbinnedChannel
 from .config import ModelConfig
-from .errors import InvalidModel
-from .likelihood import ChannelTensors, channel_nll, event_densities, register_pytrees
+from .errors import InvalidModel, NegativeAsimovWeights
+from .likelihood import (
+    ChannelTensors,
+    _sample_terms,
+    channel_nll,
+    event_densities,
+    register_pytrees,
+    shape_drift,
+)
 
 __all__ = ["Model", "array_namespace", "traceable_logpdf"]
 
@@ -65,14 +73,19 @@ class Model:
         config: ModelConfig,
         binned: pyhf.Model | None,
         channels: Sequence[UnbinnedChannel],
+        binned_parameters: BinnedParameters | None = None,
     ) -> None:
         self.config = config
         self.binned = binned
+        if binned is not None and binned_parameters is None:
+            order = binned.config.par_order
+            slices = {n: binned.config.par_slice(n) for n in order}
+            binned_parameters = BinnedParameters(order, slices, slices, ())
+        self._binned_parameters = binned_parameters
         self.unbinned_channels = tuple(channels)
         self._tensors: dict[str, list[ChannelTensors]] = {}
         n_binned_main = binned.config.nmaindata if binned else 0
         n_binned_aux = binned.config.nauxdata if binned else 0
-        self._n_binned_pars = binned.config.npars if binned else 0
         self._binned_main = slice(0, n_binned_main)
         self._event_slices = []
         start = n_binned_main
@@ -125,13 +138,22 @@ class Model:
         total = xp.asarray(0.0)
         if self.binned is not None:
             binned_data = xp.concatenate([data[self._binned_main], data[self._binned_aux]])
-            total = total + self.binned.logpdf(pars[: self._n_binned_pars], binned_data)[0]
+            total = total + self.binned.logpdf(self.binned_pars(pars, xp), binned_data)[0]
         for tensors, events in zip(channel_tensors, self._event_slices, strict=True):
             total = total - channel_nll(tensors, pars, data[events], xp)
         for par_index, aux_index, sigma in self._constraints:
             pull = (data[aux_index] - pars[par_index]) / sigma
             total = total - 0.5 * pull**2 - np.log(sigma) - 0.5 * _LOG_2PI
         return total
+
+    def binned_pars(self, pars: Any, xp: Any = None) -> Any:
+        """pyhf's parameter vector of the binned channels at the model's ``pars``: the
+        binned parameters, and each binned formula's value in its hidden placeholder's
+        slot (see :mod:`ratiofactory.binned_formulas`)."""
+        if self._binned_parameters is None:
+            raise InvalidModel("the model has no binned channels")
+        xp = array_namespace() if xp is None else xp
+        return self._binned_parameters(xp.asarray(pars, dtype=xp.float64), xp)
 
     def nll(self, pars: Any, data: Any) -> Any:
         """−ln L(θ), the quantity fits minimise."""
@@ -143,10 +165,11 @@ class Model:
         pars = self._prepare(pars, xp)
         parts = []
         if self.binned is not None:
-            parts.append(self.binned.expected_actualdata(pars[: self._n_binned_pars]))
+            parts.append(self.binned.expected_actualdata(self.binned_pars(pars, xp)))
         for tensors in self._channel_tensors(xp):
             _, s = event_densities(tensors, pars, xp)
             ref = tensors.reference_weights * s[tensors.reference_slice]
+            _check_asimov_weights(tensors, pars, ref)
             parts.append(xp.concatenate([xp.zeros(tensors.channel.n_observed), ref]))
         return xp.concatenate(parts) if parts else xp.zeros(0)
 
@@ -156,7 +179,7 @@ class Model:
         pars = self._prepare(pars, xp)
         parts = []
         if self.binned is not None and self.binned.config.nauxdata:
-            parts.append(self.binned.expected_auxdata(pars[: self._n_binned_pars]))
+            parts.append(self.binned.expected_auxdata(self.binned_pars(pars, xp)))
         if self._constraints:
             parts.append(pars[xp.asarray([c[0] for c in self._constraints])])
         return xp.concatenate(parts) if parts else xp.zeros(0)
@@ -182,6 +205,26 @@ class Model:
         if channel not in names:
             raise InvalidModel(f"no unbinned channel '{channel}'; unbinned channels: {', '.join(names)}")
         return event_densities(self._channel_tensors(xp)[names.index(channel)], pars, xp)
+
+    def shape_drift(self, pars: Any) -> dict[str, dict[str, float]]:
+        """Per unbinned channel (with a reference sample) and sample with shape systematics,
+        ∫ p_j Π_k g_jk(α) relative to nominal over the reference sample,
+        Σ_i w_i^ref r_j Π_k g_jk(x_i, α) / Σ_i w_i^ref r_j (1 at α = 0).
+
+        With ``shape_normalisation: "nominal"`` a drift away from 1 is a yield the density
+        carries and ν(θ) does not (docs/schema.md); with ``"reference"`` the likelihood
+        divides it out. ``{channel: {sample: drift}}``.
+        """
+        pars = self._prepare(pars, np)
+        return {t.channel.name: {name: float(v) for name, v in shape_drift(t, pars, np).items()}
+                for t in self._channel_tensors(np) if t.channel.n_reference}
+
+    def normalisation(self) -> Any:
+        """The reference-sample normalisation of every sample, with its Monte Carlo error and
+        the Kish effective sample sizes (:func:`ratiofactory.normalisation.normalisation_report`)."""
+        from .normalisation import normalisation_report
+
+        return normalisation_report(self)
 
     def nonpositive_events(self, pars: Any, data: Any | None = None) -> list[dict[str, Any]]:
         """The events whose density s(x_i;θ) ≤ 0 at ``pars`` (and, with ``data``, only
@@ -210,6 +253,34 @@ class Model:
 
     def __repr__(self) -> str:
         return f"Model({self.config!r})"
+
+
+def _check_asimov_weights(tensors: ChannelTensors, pars: Any, weights: Any) -> None:
+    """Refuse negative Asimov weights w_i^ref s(x_i;θ) (where the values are concrete)."""
+    try:
+        weights = np.asarray(weights)
+        pars = np.asarray(pars)
+    except TypeError:  # a jax tracer (TracerArrayConversionError): nothing to check at trace time
+        return
+    negative = np.flatnonzero(weights < 0)
+    if not negative.size:
+        return
+    channel = tensors.channel
+    first = negative[:3]
+    events = ", ".join(f"{i} (w_ref s = {weights[i]:.4g})" for i in first)
+    # the sample whose term is most negative at the first such event
+    index = channel.n_observed + int(first[0])
+    terms = [(float(density_coef) * float(np.asarray(factor)[index]), compiled.name, float(coef))
+             for compiled, (coef, density_coef, factor) in zip(channel.samples, _sample_terms(tensors, pars, np),
+                                                               strict=True)]
+    _, name, coef = min(terms)
+    raise NegativeAsimovWeights(
+        f"unbinned channel {channel.name!r}: s(x;θ) < 0 on {negative.size} of {channel.n_reference} "
+        f"reference events at θ = [{', '.join(f'{v:.6g}' for v in pars)}] (first: reference events {events}), "
+        f"so no Asimov data exists there; sample {name!r} (coefficient {coef:.6g}) makes the density negative: "
+        "keep the parameters where every sample's sum stays positive (bounds), or retrain the ratio models",
+        channel=channel.name, sample=name, events=[int(i) for i in negative[:10]],
+    )
 
 
 def traceable_logpdf(model: Any) -> tuple[Callable[[Any, Any, Any], Any], Any]:

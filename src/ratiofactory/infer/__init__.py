@@ -13,7 +13,7 @@ from .asimov import AsimovYieldWarning, YieldCheck, asimov_data, asimov_yield_ch
 from .errors import FitFailed, InvalidFitSetup
 from .fitting import DEFAULT_STARTS, DEFAULT_TOLERANCE, FitOptions, fit
 from .hypotests import TEST_STATISTICS, asymptotic_pvalues, compute_teststat, hypotest
-from .limits import significance, upper_limit
+from .limits import NonMonotoneCLsWarning, significance, upper_limit
 from .nuisance import impacts, prefit_constraints
 from .results import (
     BANDS,
@@ -47,6 +47,7 @@ __all__ = [
     "IntervalResult",
     "InvalidFitSetup",
     "LocalMinimum",
+    "NonMonotoneCLsWarning",
     "ScanResult",
     "ScanResult2D",
     "SignificanceResult",
