@@ -43,7 +43,7 @@ def _sigmoid(xp: Any, x: Any) -> Any:
 
 
 def _gemm(xp: Any, a: Any, b: Any, c: Any = None, *, alpha: float = 1.0, beta: float = 1.0,
-          transA: int = 0, transB: int = 0) -> Any:  # noqa: N803 (ONNX's attribute names)
+          transA: int = 0, transB: int = 0) -> Any:
     a = a.T if transA else a
     b = b.T if transB else b
     out = alpha * (a @ b)
