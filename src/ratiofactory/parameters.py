@@ -65,7 +65,7 @@ def unbinned_requirements(channel: Mapping[str, Any], pointer: str) -> dict[str,
     """Parameter requirements of one unbinned channel, keyed by parameter name."""
     reqs: dict[str, list[Requirement]] = {}
     for s_idx, sample in enumerate(channel["samples"]):
-        for k, name in enumerate(sample["ratio"].get("parameters", [])):
+        for k, name in enumerate(sample.get("ratio", {}).get("parameters", [])):
             record = normfactor.required_parset(None, None)  # free, like a normfactor
             where = f"{pointer}/samples/{s_idx}/ratio/parameters/{k}"
             reqs.setdefault(name, []).append(Requirement(record, "ratio input", where))
