@@ -28,8 +28,13 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
+            from .. import compilations
+
+            before = compilations.total()
             with _one_line_warnings(ctx):
-                return super().invoke(ctx)
+                result = super().invoke(ctx)
+            _report_compilations(ctx, before)
+            return result
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except (RatiofactoryError, OSError) as err:
@@ -60,6 +65,20 @@ class _Group(click.Group):
             click.echo("Aborted!", err=True)
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def _report_compilations(ctx: click.Context, before: tuple[int, float]) -> None:
+    """With ``--verbose`` on the jax backend: the command's XLA compilations on stderr."""
+    from .. import compilations
+
+    settings = ctx.ensure_object(Settings)
+    import pyhf
+
+    on_jax = pyhf.get_backend()[0].name == "jax"
+    if settings.verbose and not settings.quiet and on_jax and compilations.watching():
+        count, seconds = compilations.total()
+        click.echo(f"jax: {count - before[0]} XLA compilations ({seconds - before[1]:.2f} s compiling)",
+                   err=True)
 
 
 @contextmanager

@@ -39,7 +39,8 @@ def _set_flag(name: str) -> Callable[[click.Context, click.Parameter, bool], boo
 def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """``--quiet`` and ``--verbose`` (also accepted before the subcommand)."""
     func = click.option("--verbose", "-v", is_flag=True, expose_value=False, is_eager=True,
-                        callback=_set_flag("verbose"), help="Show tracebacks on errors.")(func)
+                        callback=_set_flag("verbose"),
+                        help="Show tracebacks on errors and, on jax, the number of XLA compilations.")(func)
     return click.option("--quiet", "-q", is_flag=True, expose_value=False, is_eager=True,
                         callback=_set_flag("quiet"), help="No tables or progress, only errors.")(func)
 
@@ -173,6 +174,10 @@ def set_backend(name: str) -> None:
     import pyhf
 
     pyhf.set_backend(name, precision="64b")
+    if name == "jax":
+        from .. import compilations
+
+        compilations.watch()  # counted for --verbose
 
 
 def load_model(source: str, backend: str, measurement: str | None, poi: str | None = None) -> tuple[Any, Any, Any]:
