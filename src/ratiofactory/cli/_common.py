@@ -224,6 +224,16 @@ def show_progress() -> bool:
 
 
 @contextmanager
+def reporting() -> Iterator[None]:
+    """Progress of toys, scans and limits on stderr: a bar on a terminal, otherwise a line
+    every few seconds (done/total, rate); nothing with ``--quiet``."""
+    from ..progress import reporting as mode
+
+    with mode("off" if settings().quiet else "lines"):
+        yield
+
+
+@contextmanager
 def progress(description: str) -> Iterator[None]:
     """A transient rich progress line (spinner, pulsing bar, elapsed time) on stderr, on a
     terminal unless ``--quiet``; silent otherwise. The inference functions report no
