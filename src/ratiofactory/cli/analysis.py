@@ -13,6 +13,7 @@ from ._common import (
     check_parameters,
     common_options,
     emit,
+    fit_settings,
     load_model,
     model_options,
     output_option,
@@ -35,7 +36,7 @@ def _setup(workspace: str, backend: str, measurement: str | None, fixed: tuple[s
 def _options(optimizer: str) -> Any:
     from ..infer import FitOptions
 
-    return FitOptions(method=optimizer)
+    return FitOptions(method=optimizer, **fit_settings())
 
 
 def _plot(kind: str, path: str | None, *args: Any, **kwargs: Any) -> None:
@@ -165,15 +166,16 @@ def fit(workspace: str, backend: str, measurement: str | None, optimizer: str, f
     _, model, data, fixed_values = _setup(workspace, backend, measurement, fixed)
     with progress("fitting"):
         result = infer.fit(model, data, fixed=fixed_values or None, method=optimizer,
-                           minos=[model.config.poi_name] if minos and model.config.poi_name else False)
+                           minos=[model.config.poi_name] if minos and model.config.poi_name else False,
+                           **fit_settings())
     payload = result.to_dict()
     drift = model.shape_drift(result.values) if hasattr(model, "shape_drift") else {}
     if drift:
         payload["shape_drift"] = drift
-    emit(payload, output_file, str(result) + _drift_text(drift))
+    emit(payload, output_file, result.table() + _drift_text(drift))
     from ..normalisation import drift_warnings
 
-    for line in drift_warnings(model, drift):
+    for line in [*result.warnings, *drift_warnings(model, drift)]:
         warn(line)
 
 
@@ -208,6 +210,8 @@ def scan(workspace: str, backend: str, measurement: str | None, optimizer: str, 
     payload = result.to_dict()
     payload["intervals"] = [i.to_dict() for i in intervals]
     emit(payload, output_file, "\n\n".join([str(result), *map(str, intervals)]))
+    for line in result.bestfit.warnings:
+        warn(line)
     _plot("plot_scan", plot, result, intervals=intervals)
 
 
