@@ -1,6 +1,7 @@
 """Compile once: a fit (with MINOS), a profile scan, intervals and impacts of one model
-compile one XLA program for −2 ln L (value and gradient); the Hessian goes through that
-compiled gradient. The bound below is the design: it fails if someone adds a jit per call
+compile −2 ln L twice: its value and gradient (MIGRAD), and its value vectorised over
+parameter points in buckets of ``BATCH_POINTS`` (the global-minimum search); the Hessian
+goes through the compiled gradient. The bound below is the design: it fails if someone adds a jit per call
 site, per data vector or per scan point, or an eager pass of jax operations over the
 likelihood. (Asimov datasets are still built by eager jax operations, ~40 small programs
 the first time: not counted here.)"""
@@ -17,9 +18,9 @@ from ratiofactory import infer
 from ratiofactory.compilations import CompilationCounter
 from ratiofactory.infer.objective import Objective, difference_hessian
 
-#: value_and_grad of −2 ln L once, plus at most four one-off transfers ("stage" programs)
-#: when the per-event arrays and the data vector are first put on the device
-MAX_COMPILATIONS = 5
+#: two programs of −2 ln L, plus at most five one-off transfers ("stage" programs) when
+#: the per-event arrays and the data vectors are first put on the device
+MAX_COMPILATIONS = 7
 
 
 @pytest.fixture
@@ -42,7 +43,7 @@ def test_fit_scan_and_impacts_compile_once(toy_jax):
         infer.interval(scan)
         infer.impacts(model, data)
     assert best.valid
-    assert counter.names["jit(twice_nll)"] == 1, counter.names
+    assert counter.names["jit(twice_nll)"] <= 2, counter.names
     assert counter.count <= MAX_COMPILATIONS, counter.names
     shifted = data.at[0].set(0.0)
     with CompilationCounter() as again:  # the same model, other data of the same length: nothing new

@@ -5,7 +5,8 @@ A compilation is one call of XLA's backend compiler, as jax reports it through
 loaded from jax's persistent compilation cache are not compilations. Every jitted
 function of :mod:`ratiofactory.infer` is compiled once per model and data length, and
 the Hessian is taken through the compiled gradient, so a fit, a profile scan and impacts
-of one model compile two programs (see tests/test_compilations.py).
+of one model compile −2 ln L twice: value and gradient, and values vectorised over
+parameter points (the global-minimum search; see tests/test_compilations.py).
 
 >>> import jax, jax.numpy as jnp, numpy as np
 >>> f = jax.jit(lambda x: jnp.sin(x) * 3.0)
