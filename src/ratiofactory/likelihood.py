@@ -29,7 +29,7 @@ import numpy as np
 
 from .compile import CompiledSample, UnbinnedChannel
 from .interpolation import _CODES, PreparedInterpolation, interpolate, prepare_interpolation
-from .normalisation import reference_factors
+from .normalisation import likelihood_arrays
 
 __all__ = ["ChannelTensors", "channel_nll", "event_densities", "expected_yield", "register_pytrees", "shape_drift"]
 
@@ -56,18 +56,12 @@ class ChannelTensors:
         """With ``ratio_normalisation: "reference"`` each r_j is divided by N_j = Σ w^ref r_j
         and each g^± by K^± = Σ w^ref r_j g^± / N_j (:mod:`ratiofactory.normalisation`)."""
         ref = slice(channel.n_observed, channel.n_events)
-        normalise = channel.ratio_normalisation == "reference" and channel.n_reference > 0
-        factors = reference_factors(channel) if normalise else None
         samples = []
-        for j, sample in enumerate(channel.samples):
-            ratio, shapes = sample.ratio, []
-            for k, m in enumerate(sample.shapesys):
-                hi, lo = (m.hi, m.lo) if factors is None else (m.hi / factors[j][1][k][0], m.lo / factors[j][1][k][1])
-                shapes.append((index[m.parameter], prepare_interpolation(m.code, hi, lo, xp)))
-            if factors is not None:
-                ratio = ratio / factors[j][0]
+        for sample, (ratio, shape_arrays) in zip(channel.samples, likelihood_arrays(channel), strict=True):
+            shapes = tuple((index[m.parameter], prepare_interpolation(m.code, hi, lo, xp))
+                           for m, (hi, lo) in zip(sample.shapesys, shape_arrays, strict=True))
             norm = float(np.dot(channel.reference_weights, ratio[ref])) if channel.n_reference else 1.0
-            samples.append(_SampleTensors(xp.asarray(ratio), tuple(shapes), norm))
+            samples.append(_SampleTensors(xp.asarray(ratio), shapes, norm))
         return cls(channel, tuple(samples), dict(index), xp.asarray(channel.reference_weights), ref)
 
 

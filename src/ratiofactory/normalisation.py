@@ -44,6 +44,7 @@ __all__ = [
     "channel_normalisation",
     "drift_warnings",
     "kish_effective_size",
+    "likelihood_arrays",
     "normalisation_report",
     "reference_factors",
     "weighted_mean_and_error",
@@ -101,6 +102,19 @@ def reference_factors(channel: UnbinnedChannel) -> list[tuple[float, list[tuple[
                   for m in sample.shapesys]
         factors.append((norm, shapes))
     return factors
+
+
+def likelihood_arrays(channel: UnbinnedChannel) -> list[tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]]:
+    """Per sample (r_j, [(g^+, g^−) per shape systematic]) on the channel's event set as the
+    likelihood uses them: divided by N_j and K^± with ``ratio_normalisation: "reference"``,
+    the networks' outputs otherwise (what an export of the model must write)."""
+    if channel.ratio_normalisation != "reference" or not channel.n_reference:
+        return [(s.ratio, [(m.hi, m.lo) for m in s.shapesys]) for s in channel.samples]
+    arrays = []
+    for sample, (norm, shapes) in zip(channel.samples, reference_factors(channel), strict=True):
+        arrays.append((sample.ratio / norm, [(m.hi / k_hi, m.lo / k_lo)
+                                             for m, (k_hi, k_lo) in zip(sample.shapesys, shapes, strict=True)]))
+    return arrays
 
 
 @dataclass(frozen=True)
