@@ -243,15 +243,15 @@ class Workspace:
         (1 for observed events, 0 for reference events) and auxdata."""
         xp = array_namespace()
         observations = self._observations()
-        parts: list[Any] = []
+        parts: list[Any] = []  # assembled in numpy: on jax one transfer, no compiled eager ops
         for name in model.config.binned_channels:
-            parts.append(xp.asarray(observations[name][0]["data"], dtype=xp.float64))
+            parts.append(np.asarray(observations[name][0]["data"], dtype=np.float64))
         for channel in model.unbinned_channels:
-            parts.append(xp.asarray(channel.observed_weights))
-            parts.append(xp.zeros(channel.n_reference))
+            parts.append(np.asarray(channel.observed_weights, dtype=np.float64))
+            parts.append(np.zeros(channel.n_reference))
         if include_auxdata:
-            parts.append(xp.asarray(model.config.auxdata, dtype=xp.float64))
-        return xp.concatenate(parts)
+            parts.append(np.asarray(model.config.auxdata, dtype=np.float64))
+        return xp.asarray(np.concatenate(parts))
 
     # -- workspace algebra (ratiofactory.algebra on the specs; file paths stay valid) --
 
