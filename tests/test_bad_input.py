@@ -330,7 +330,7 @@ def test_setting_for_the_poi_of_a_background_only_workspace_is_kept():
 def test_prune_of_a_formula_parameter_is_refused(workdir):
     _build(workdir)
     result = cli_toy.run(["prune", workdir / "workspace.json", "-m", "mu"])
-    cli_toy.one_line_error(result, "prune: 'mu' is a parameter of the formula at",
+    cli_toy.one_line_error(result, "prune: 'mu' is a parameter of the formula or ratio model at",
                            "/unbinned_channels/0/samples/0/modifiers/0/data/expression")
     with pytest.raises(ratiofactory.algebra.InvalidWorkspaceOperation):
         ratiofactory.algebra.prune(SPEC, modifiers=["mu"])

@@ -199,6 +199,8 @@ def _check_unbinned_channel(channel: Mapping[str, Any], pointer: str) -> None:
                 f"{pointer}/observables/{i}/bounds",
             )
     _check_samples(channel["samples"], pointer)
+    for j, sample in enumerate(channel["samples"]):
+        _check_parameterised_ratios(sample, f"{pointer}/samples/{j}")
     for key in ("shape_normalisation", "ratio_normalisation"):
         if channel.get(key) == "reference" and "reference" not in channel:
             raise InvalidSpecification(
@@ -206,6 +208,25 @@ def _check_unbinned_channel(channel: Mapping[str, Any], pointer: str) -> None:
                 '"reference": {"events": {"path": ...}} to the channel',
                 f"{pointer}/{key}",
             )
+
+
+def _check_parameterised_ratios(sample: Mapping[str, Any], pointer: str) -> None:
+    """Parameter inputs (r(x | θ)) only on a sample's own single ratio, without ratiosys."""
+    for i, member in enumerate(sample["ratio"].get("ensemble", [])):
+        if "parameters" in member:
+            raise InvalidSpecification("ensemble members cannot take parameter inputs; use one"
+                                       " parameterised model", f"{pointer}/ratio/ensemble/{i}/parameters")
+    for m, modifier in enumerate(sample.get("modifiers", [])):
+        if modifier["type"] != "ratiosys":
+            continue
+        if "parameters" in sample["ratio"]:
+            raise InvalidSpecification("a sample with a parameterised ratio cannot have ratiosys"
+                                       " modifiers (the shape variations of r(x | θ) are not defined)",
+                                       f"{pointer}/modifiers/{m}")
+        for side in ("hi", "lo"):
+            if "parameters" in modifier["data"][side]:
+                raise InvalidSpecification("ratiosys variations cannot take parameter inputs",
+                                           f"{pointer}/modifiers/{m}/data/{side}/parameters")
 
 
 def _check_observations(

@@ -43,6 +43,8 @@ class SparseLikelihood:
     def supports(model: Any) -> bool:
         """Unbinned ratiofactory models whose samples have no per-event shape systematics."""
         channels = getattr(model, "unbinned_channels", ())
+        if any(s.parameterised is not None for c in channels for s in c.samples):
+            return False  # r(x | θ) is evaluated on all events at every θ: the dense likelihood
         return bool(channels) and all(not s.shapesys for c in channels for s in c.samples) and hasattr(
             model, "_channel_tensors")
 
