@@ -5,7 +5,7 @@ One toy's fit (``jax.vmap`` runs it for a batch of toys):
 1. its inputs are prepared once (the sparse likelihood gathers the per-event arrays of the
    events the toy drew, :meth:`~.sparse.SparseLikelihood.gather`);
 2. global search along the POI (``n_starts`` > 1 and a free POI): ``−2 ln L`` is evaluated
-   on a grid of POI values (cell centres of the POI's bounds, the other parameters at the
+   on a grid of POI values (:func:`poi_grid`, uniform in √μ, the other parameters at the
    start); the grid's local minima, best first, become the seeds besides the given start.
    Interference models have their second minimum along the POI (quadratic in √μ: μ ≈ 0 and
    μ ≈ 2 for background-like data in the off-shell example), so this is where a single start
@@ -33,16 +33,25 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["GRID_POINTS", "build_solver"]
+__all__ = ["GRID_POINTS", "build_solver", "poi_grid"]
 
 GRID_POINTS = 16
 """POI values of the coarse scan that seeds a global toy fit."""
 
 
-def _poi_grid(lo: Any, hi: Any, n: int) -> Any:
-    import jax.numpy as jnp
+def poi_grid(lo: float, hi: float, n: int = GRID_POINTS, xp: Any = None) -> Any:
+    """``n`` POI values strictly inside ``[lo, hi]``, as the scalar fits' curve
+    (:func:`ratiofactory.infer.minima.curve_grid`): uniform in √(μ − lo) when ``lo ≥ 0``
+    (interference minima sit near zero), uniform otherwise.
 
-    return lo + (hi - lo) * (jnp.arange(n) + 0.5) / n
+    >>> [round(float(v), 3) for v in poi_grid(0.0, 10.0, 4, np)]
+    [0.4, 1.6, 3.6, 6.4]
+    """
+    import numpy as np
+
+    xp = np if xp is None else xp
+    steps = (xp.arange(n) + 1.0) / (n + 1)
+    return lo + (hi - lo) * xp.where(lo >= 0, steps**2, steps)
 
 
 def _seeds(values: Any, grid: Any, n_seeds: int) -> Any:
@@ -149,7 +158,7 @@ def build_solver(twice_nll: Any, prepare: Any, max_iter: int, edm_tol: float, n_
         if n_starts <= 1 or poi_index is None:
             return x0[None, :]
         free, lo, hi = box
-        grid = _poi_grid(lo[poi_index], hi[poi_index], GRID_POINTS)
+        grid = poi_grid(lo[poi_index], hi[poi_index], GRID_POINTS, jnp)
         values = jax.vmap(lambda mu: twice_nll(x0.at[poi_index].set(mu), *inputs))(grid)
         seeds = _seeds(values, grid, n_starts - 1)
         seeded = jnp.tile(x0, (n_starts - 1, 1)).at[:, poi_index].set(seeds)

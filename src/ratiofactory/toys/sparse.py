@@ -65,8 +65,12 @@ class SparseLikelihood:
 
     @staticmethod
     def supports(model: Any) -> bool:
-        """ratiofactory models with at least one unbinned channel."""
-        return bool(getattr(model, "unbinned_channels", ())) and hasattr(model, "_channel_tensors")
+        """ratiofactory models with at least one unbinned channel and no parameterised ratio
+        (r(x | θ) is evaluated on all events at every θ: those use the dense likelihood)."""
+        channels = getattr(model, "unbinned_channels", ())
+        if any(getattr(s, "parameterised", None) is not None for c in channels for s in c.samples):
+            return False
+        return bool(channels) and hasattr(model, "_channel_tensors")
 
     @staticmethod
     def shape_parameters(model: Any) -> list[int]:

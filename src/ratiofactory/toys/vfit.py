@@ -33,7 +33,7 @@ from ..infer.objective import FitSetup, Objective, _jax_functions
 from ..model import traceable_logpdf
 from .executors import batches
 from .generate import SparseToys, expected_main_data, generate_toys
-from .newton import GRID_POINTS, build_solver
+from .newton import GRID_POINTS, build_solver, poi_grid
 from .sparse import SparseLikelihood
 
 __all__ = ["DEFAULT_STARTS", "BatchFit", "fit_toys", "generate_and_fit", "poi_seeds"]
@@ -74,16 +74,16 @@ class BatchFit:
 
 
 def n_starts(setup: FitSetup, starts: int | str | None = None, options: FitOptions | None = None) -> int:
-    """Starts per toy: ``starts`` (an int, or ``"off"`` for 1), else the ``starts`` of
-    ``options`` (:class:`~ratiofactory.infer.FitOptions`) if it has one, else
-    :data:`DEFAULT_STARTS`; always 1 when the POI is fixed or absent."""
+    """Local fits per toy: ``starts`` (an int, or ``"off"`` for 1), else 1 where ``options``
+    (:class:`~ratiofactory.infer.FitOptions`) switch the global search off
+    (``global_search=False`` or ``starts=1``), else :data:`DEFAULT_STARTS`; always 1 when
+    the POI is fixed or absent."""
     if starts is None:
-        starts = getattr(options, "starts", None)
-    if starts is None or starts == "auto":
-        starts = DEFAULT_STARTS
+        local = options is not None and getattr(options, "curve_points", 2) <= 1
+        starts = 1 if local else DEFAULT_STARTS
     if starts == "off":
         starts = 1
-    if not isinstance(starts, (int, np.integer)) or starts < 1:
+    if isinstance(starts, bool) or not isinstance(starts, (int, np.integer)) or starts < 1:
         raise InvalidFitSetup(f"starts must be a positive number of starts or 'off', got {starts!r}")
     if setup.poi_index is None or setup.fixed[setup.poi_index]:
         return 1
@@ -92,10 +92,10 @@ def n_starts(setup: FitSetup, starts: int | str | None = None, options: FitOptio
 
 def poi_seeds(twice_nll_at: Any, setup: FitSetup, start: np.ndarray, n_seeds: int) -> np.ndarray:
     """The POI seeds of a toy on numpy, as :mod:`.newton` finds them on jax: the local
-    minima (best first) of ``twice_nll_at(pars)`` on :data:`~.newton.GRID_POINTS` cell
-    centres of the POI's bounds, the other parameters at ``start``."""
+    minima (best first) of ``twice_nll_at(pars)`` on :func:`~.newton.poi_grid` of the POI's
+    bounds, the other parameters at ``start``."""
     lo, hi = setup.bounds[setup.poi_index]
-    grid = lo + (hi - lo) * (np.arange(GRID_POINTS) + 0.5) / GRID_POINTS
+    grid = poi_grid(float(lo), float(hi), GRID_POINTS, np)
     values = np.empty(GRID_POINTS)
     for k, mu in enumerate(grid):
         pars = start.copy()
@@ -186,13 +186,11 @@ def _migrad(model: Any, toy: np.ndarray, setup: FitSetup, start: np.ndarray,
     return np.asarray(result.values, dtype=float), float(result.twice_nll), True
 
 
-def _single(options: FitOptions | None) -> FitOptions | None:
-    """``options`` for one local fit: the starts are chosen here, not by :func:`minimize`."""
-    if options is not None and hasattr(options, "starts"):
-        from dataclasses import replace
+def _single(options: FitOptions | None) -> FitOptions:
+    """``options`` for one local fit: the starts are chosen here, the same on numpy and jax."""
+    from dataclasses import replace
 
-        return replace(options, starts="off")
-    return options
+    return replace(options or FitOptions(), global_search=False)
 
 
 class _SparseObjective(Objective):
