@@ -44,7 +44,7 @@ def poi_grid(lo: float, hi: float, n: int = GRID_POINTS, xp: Any = None) -> Any:
     (:func:`ratiofactory.infer.minima.curve_grid`): uniform in √(μ − lo) when ``lo ≥ 0``
     (interference minima sit near zero), uniform otherwise.
 
-    >>> [round(float(v), 3) for v in poi_grid(0.0, 10.0, 4, np)]
+    >>> [round(float(v), 3) for v in poi_grid(0.0, 10.0, 4)]
     [0.4, 1.6, 3.6, 6.4]
     """
     import numpy as np
