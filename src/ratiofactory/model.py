@@ -54,9 +54,10 @@ def array_namespace() -> Any:
 class Model:
     """A workspace measurement compiled into ``logpdf(pars, data)``.
 
-    Build it with :meth:`ratiofactory.Workspace.model`. ``logpdf`` returns a scalar
-    log-likelihood (constant terms of the unbinned channels dropped); binned channels
-    contribute pyhf's logpdf unchanged.
+    Build it with :meth:`ratiofactory.Workspace.model`. It has ``pyhf.Model``'s interface,
+    so ``pyhf.infer`` and cabinetry run on it directly: ``logpdf`` returns ln L with
+    pyhf's shape ``(1,)`` (constant terms of the unbinned channels dropped; binned channels
+    contribute pyhf's logpdf unchanged) and ``nll`` the scalar −ln L that fits minimise.
     """
 
     def __init__(
@@ -110,8 +111,10 @@ class Model:
         return pars
 
     def logpdf(self, pars: Any, data: Any) -> Any:
-        """Scalar log-likelihood ln L(θ) of ``data`` (a flat data vector)."""
-        return self._logpdf(pars, data, self._channel_tensors(array_namespace()))
+        """ln L(θ) of ``data`` (a flat data vector) as a tensor of shape ``(1,)``, like
+        ``pyhf.Model.logpdf``; :meth:`nll` is the scalar −ln L."""
+        xp = array_namespace()
+        return xp.reshape(self._logpdf(pars, data, self._channel_tensors(xp)), (1,))
 
     def _logpdf(self, pars: Any, data: Any, channel_tensors: Sequence[ChannelTensors]) -> Any:
         xp = array_namespace()
@@ -134,8 +137,8 @@ class Model:
         return total
 
     def nll(self, pars: Any, data: Any) -> Any:
-        """−ln L(θ), the quantity fits minimise."""
-        return -self.logpdf(pars, data)
+        """−ln L(θ) as a scalar, the quantity fits minimise."""
+        return -self._logpdf(pars, data, self._channel_tensors(array_namespace()))
 
     def expected_actualdata(self, pars: Any) -> Any:
         """Expected main data: binned counts and per-event Asimov weights."""
@@ -233,4 +236,4 @@ def traceable_logpdf(model: Any) -> tuple[Callable[[Any, Any, Any], Any], Any]:
     import jax.numpy as jnp
 
     register_pytrees()
-    return (lambda pars, data, arrays: model_ref()._logpdf(pars, data, arrays)), model._channel_tensors(jnp)
+    return (lambda pars, data, arrays: jnp.reshape(model_ref()._logpdf(pars, data, arrays), (1,))), model._channel_tensors(jnp)
