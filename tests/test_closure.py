@@ -235,6 +235,7 @@ def test_nonpositive_density_gives_inf_and_names_events(toy, backend):
     assert first["s"] <= 0
 
 
+@pytest.mark.slow  # 15 s: four compilations of value, gradient and Hessian
 def test_chunked_jax_likelihood_equals_the_one_pass_sum(toy, monkeypatch):
     """Large channels are summed in chunks on jax; forced here with a chunk of 37 events
     (the last chunk overlaps its neighbour and must not count events twice)."""

@@ -23,49 +23,63 @@ POINTER = "/unbinned_channels/0/samples/0/modifiers/0/data/expression"
 
 REJECTED = {
     # text: words the one-line message must contain
-    "os.system(1)": "attribute access",
-    "mu.real": "attribute access",
+    "os.system(1)": "attribute access (.system)",
+    "mu.real": "attribute access (.real)",
     "x[0]": "subscripts",
-    "mu < 1": "comparisons",
-    "mu and nu": "'and'/'or'",
-    "lambda: 1": "lambda",
-    "(lambda: 1)()": "only the functions",
+    "mu < 1 < 2": "chained comparisons",
+    "mu == nu >= 1": "chained comparisons",
+    "mu and nu": "'and' is not part of the formula language (write &&",
+    "mu or nu": "write ||",
+    "lambda: 1": "no lambda",
     "sqrt(x=1)": "keyword arguments",
-    "sqrt(*args)": "unpacking",
-    "__import__('os')": "unknown function '__import__'",
-    "eval('1')": "unknown function 'eval'",
-    "sin(mu)": "unknown function 'sin'",
+    "sqrt(*args)": "unexpected '*'",
+    "__import__(os)": "unknown function '__import__'",
+    "eval(1)": "unknown function 'eval'",
+    "sinh(mu)": "unknown function 'sinh'",
     "sqrt + 1": "'sqrt' is a function",
+    "sqrt (mu)": "no space is allowed between the function name 'sqrt' and '('",
     "__class__": "names starting with '__'",
     "'mu'": "strings",
     "f'{mu}'": "strings",
-    "True * mu": "booleans",
-    "2j * mu": "complex numbers",
-    "None": "the constant None",
+    "True * mu": "write TRUE",
+    "2j * mu": "'2j' is not a number",
+    "1.2.3": "'1.2.3' is not a number",
+    "None": "there is no None",
     "": "empty",
     "   ": "empty",
-    "mu ^ 2": "write ** for powers",
     "mu // 2": "'//'",
     "mu % 2": "'%'",
-    "not mu": "'not'",
+    "mu & nu": "write && for logical and",
+    "mu | nu": "write || for logical or",
+    "not mu": "write ! for logical not",
     "~mu": "'~'",
-    "[mu]": "lists",
-    "(mu, 1)": "tuples",
-    "mu if nu else 1": "conditional",
-    "(x := 1)": "assignments",
+    "[mu]": "subscripts",
+    "{mu}": "braces",
+    "(mu, 1)": "expected ')' at column 4, found ','",
+    "mu if nu else 1": "write condition ? a : b",
+    "mu ? 1": "missing ':'",
+    "(x := 1)": "'='",
     "mu # a comment": "comments",
-    "mu +": "not a valid formula",
-    "mu\n+ 1": "not a valid formula",
+    "mu +": "not a valid formula (it ends too early, after '+')",
+    "mu mu": "unexpected 'mu' at column 4; write * for products",
+    "2 (mu)": "write * for products",
+    "sqrt(mu": "missing ')'",
+    "mu)": "unexpected ')' at column 3",
     "sqrt(mu, 2)": "sqrt takes 1 argument, got 2",
     "pow(mu)": "pow takes 2 arguments, got 1",
     "min(mu)": "min takes at least 2 arguments, got 1",
+    "ifelse(mu, 1)": "ifelse takes 3 arguments, got 2",
     "1e400 * mu": "too large",
     "1/0 + mu": "constant part '1/0' is not a finite number",
     "sqrt(-1) * mu": "constant part 'sqrt(-1)'",
     "10**400 * mu": "constant part '10**400'",
+    "10^400 * mu": "constant part '10^400'",
+    "asin(2) * mu": "constant part 'asin(2)'",
     "μ + 1": "must be ASCII",
     "x" * 1001: "at most 1000 characters",
     "-" * 300 + "mu": "nest at most",
+    "(" * 300 + "mu" + ")" * 300: "nest at most",
+    "+".join(["mu"] * 300): "nest at most",
 }
 
 
@@ -79,7 +93,7 @@ def test_rejected_formulas_name_pointer_text_and_problem(text, problem):
     assert message.startswith(f"{POINTER}: ")
     assert repr(text[:97]).rstrip("'\"") in message
     assert problem in message
-    assert "allowed: numbers, parameter names" in message
+    assert "allowed: numbers, PI EULER TRUE FALSE, parameter names" in message
     assert "\n" not in message
     assert info.value.pointer == POINTER
     assert isinstance(info.value, RatiofactoryError)
@@ -89,8 +103,10 @@ def test_message_of_the_brief():
     with pytest.raises(InvalidExpression) as info:
         parse_expression("os.system(1)", pointer=POINTER)
     assert str(info.value) == (
-        f"{POINTER}: 'os.system(1)': attribute access is not allowed in formulas; "
-        "allowed: numbers, parameter names, + - * / **, sqrt exp log abs pow min max"
+        f"{POINTER}: 'os.system(1)': attribute access (.system) is not allowed in formulas; "
+        "allowed: numbers, PI EULER TRUE FALSE, parameter names, + - * / ^ (or **), "
+        "== === != !== < <= > >=, ! && ||, c ? a : b, "
+        "exp log sqrt abs pow min max sin cos tan asin acos atan ifelse"
     )
 
 
@@ -270,3 +286,99 @@ def test_examples_in_docstrings_and_docs_run():
     result = doctest.testfile(str(docs), module_relative=False, raise_on_error=False)
     assert result.attempted >= 15
     assert result.failed == 0
+
+
+# --- HS3 generic expressions, construct by construct ---------------------------------
+# (text, parameter values, value by hand, {parameter: derivative by hand})
+
+M, N = 0.3, 1.7
+HS3_CASES = [
+    # literals and named constants
+    ("1234 * mu", {"mu": M}, 1234 * M, {"mu": 1234.0}),
+    ("123.4 + 1.234e2 + 1.234E2 + mu", {"mu": M}, 123.4 * 3 + M, {"mu": 1.0}),
+    ("PI * mu", {"mu": M}, math.pi * M, {"mu": math.pi}),
+    ("EULER^mu", {"mu": M}, math.e**M, {"mu": math.e**M}),
+    ("TRUE * mu + FALSE", {"mu": M}, M, {"mu": 1.0}),
+    # arithmetic, ^ and its precedence/associativity
+    ("mu^2", {"mu": N}, N**2, {"mu": 2 * N}),
+    ("mu**2", {"mu": N}, N**2, {"mu": 2 * N}),
+    ("-mu^2", {"mu": N}, -(N**2), {"mu": -2 * N}),
+    ("2^mu^2", {"mu": N}, 2 ** (N**2), {"mu": 2 ** (N**2) * math.log(2) * 2 * N}),
+    ("mu^-1", {"mu": N}, 1 / N, {"mu": -1 / N**2}),
+    ("mu^0.5 * 3", {"mu": N}, 3 * math.sqrt(N), {"mu": 1.5 / math.sqrt(N)}),
+    ("1 + 2*mu^2 / 4 - mu", {"mu": N}, 1 + N**2 / 2 - N, {"mu": N - 1}),
+    ("mu / 4 / 2", {"mu": N}, N / 8, {"mu": 0.125}),
+    ("2/3 * mu", {"mu": N}, 2 / 3 * N, {"mu": 2 / 3}),
+    # comparisons: 1.0 or 0.0, no gradient
+    ("mu * 3 == 0.9", {"mu": M}, 1.0, {"mu": 0.0}),  # 0.3*3 = 0.8999999999999999: equal within ULPs
+    ("mu * 3 === 0.9", {"mu": M}, 0.0, {"mu": 0.0}),  # but not exactly
+    ("mu * 3 != 0.9", {"mu": M}, 0.0, {"mu": 0.0}),
+    ("mu * 3 !== 0.9", {"mu": M}, 1.0, {"mu": 0.0}),
+    ("mu < nu", {"mu": M, "nu": N}, 1.0, {"mu": 0.0, "nu": 0.0}),
+    ("mu <= 0.3", {"mu": M}, 1.0, {"mu": 0.0}),
+    ("mu > nu", {"mu": M, "nu": N}, 0.0, {"mu": 0.0, "nu": 0.0}),
+    ("mu >= 0.3", {"mu": M}, 1.0, {"mu": 0.0}),
+    ("mu + 1 > nu - 1", {"mu": M, "nu": N}, 1.0, {"mu": 0.0, "nu": 0.0}),  # arithmetic first
+    # logical operators
+    ("!mu", {"mu": M}, 0.0, {"mu": 0.0}),
+    ("!(mu - 0.3)", {"mu": M}, 1.0, {"mu": 0.0}),
+    ("mu > 1 && nu > 1", {"mu": M, "nu": N}, 0.0, {"mu": 0.0, "nu": 0.0}),
+    ("mu > 1 || nu > 1", {"mu": M, "nu": N}, 1.0, {"mu": 0.0, "nu": 0.0}),
+    ("mu > 1 || nu > 1 && mu > 1", {"mu": M, "nu": N}, 0.0, {"mu": 0.0, "nu": 0.0}),  # && first
+    # the conditional, both spellings; the gradient is the chosen branch's
+    ("mu > 1 ? mu^2 : 2*mu - 1", {"mu": N}, N**2, {"mu": 2 * N}),
+    ("mu > 1 ? mu^2 : 2*mu - 1", {"mu": M}, 2 * M - 1, {"mu": 2.0}),
+    ("ifelse(mu > 1, mu^2, 2*mu - 1)", {"mu": M}, 2 * M - 1, {"mu": 2.0}),
+    ("mu < 0 ? 0 : mu < 1 ? mu : 1", {"mu": M}, M, {"mu": 1.0}),  # right-associative
+    ("1 + (nu > 1 ? nu : mu) * 2", {"mu": M, "nu": N}, 1 + 2 * N, {"mu": 0.0, "nu": 2.0}),
+    # functions
+    ("exp(mu)", {"mu": M}, math.exp(M), {"mu": math.exp(M)}),
+    ("log(mu)", {"mu": M}, math.log(M), {"mu": 1 / M}),
+    ("sqrt(mu)", {"mu": M}, math.sqrt(M), {"mu": 0.5 / math.sqrt(M)}),
+    ("abs(mu - nu)", {"mu": M, "nu": N}, N - M, {"mu": -1.0, "nu": 1.0}),
+    ("pow(mu, nu)", {"mu": M, "nu": N}, M**N, {"mu": N * M ** (N - 1), "nu": M**N * math.log(M)}),
+    ("min(mu, nu)", {"mu": M, "nu": N}, M, {"mu": 1.0, "nu": 0.0}),
+    ("max(mu, nu)", {"mu": M, "nu": N}, N, {"mu": 0.0, "nu": 1.0}),
+    ("sin(mu)", {"mu": M}, math.sin(M), {"mu": math.cos(M)}),
+    ("cos(mu)", {"mu": M}, math.cos(M), {"mu": -math.sin(M)}),
+    ("tan(mu)", {"mu": M}, math.tan(M), {"mu": 1 / math.cos(M) ** 2}),
+    ("asin(mu)", {"mu": M}, math.asin(M), {"mu": 1 / math.sqrt(1 - M**2)}),
+    ("acos(mu)", {"mu": M}, math.acos(M), {"mu": -1 / math.sqrt(1 - M**2)}),
+    ("atan(mu)", {"mu": M}, math.atan(M), {"mu": 1 / (1 + M**2)}),
+    ("cos(PI) * mu", {"mu": M}, -M, {"mu": -1.0}),
+]
+HS3_IDS = [text for text, *_ in HS3_CASES]
+
+
+@pytest.mark.parametrize(("text", "values", "value", "gradient"), HS3_CASES, ids=HS3_IDS)
+def test_hs3_construct_values_on_numpy(text, values, value, gradient):
+    assert float(parse_expression(text).evaluate(values)) == pytest.approx(value, rel=1e-14, abs=1e-15)
+
+
+@pytest.mark.parametrize(("text", "values", "value", "gradient"), HS3_CASES, ids=HS3_IDS)
+def test_hs3_construct_values_and_gradients_on_jax(jnp, text, values, value, gradient):
+    import jax
+
+    expr = parse_expression(text)
+    names = sorted(values)
+
+    def f(*args):
+        return expr.evaluate(dict(zip(names, args, strict=True)), jnp)
+
+    args = [values[n] for n in names]
+    assert float(jax.jit(f)(*args)) == pytest.approx(value, rel=1e-14, abs=1e-15)
+    grads = jax.grad(f, argnums=tuple(range(len(names))))(*args)
+    for name, grad in zip(names, grads, strict=True):
+        assert float(grad) == pytest.approx(gradient[name], rel=1e-13, abs=1e-15), name
+
+
+def test_hs3_names_are_reserved_and_case_sensitive():
+    assert parse_expression("PI * EULER * TRUE + FALSE").parameters == frozenset()
+    assert parse_expression("pi * euler").parameters == {"pi", "euler"}  # parameters
+    with pytest.raises(InvalidExpression, match="'ifelse' is a function"):
+        parse_expression("ifelse + 1")
+
+
+def test_conditional_on_arrays_picks_per_element():
+    expr = parse_expression("mu > 1 ? sqrt(mu) : -mu")
+    np.testing.assert_array_equal(expr.evaluate({"mu": np.array([0.5, 4.0, 9.0])}), [-0.5, 2.0, 3.0])

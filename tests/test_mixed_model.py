@@ -202,6 +202,7 @@ def test_binned_and_unbinned_channel_with_one_name():
         ratiofactory.Workspace(spec)
 
 
+@pytest.mark.slow  # 5.5 s
 def test_sparse_toys_are_the_dense_toys_and_fit_the_same(mixed):
     """Toys kept as non-zero entries (binned counts, event weights, auxdata of both kinds)
     are the dense toys, pack to the same arrays and fit to the same values."""

@@ -55,7 +55,7 @@ def test_package_ships_schemas_and_py_typed():
     package = importlib.resources.files("ratiofactory")
     assert (package / "py.typed").is_file()
     assert sorted(p.name for p in (package / "schemas" / "1.0.0").iterdir()) == [
-        "defs.json", "measurement.json", "unbinned.json", "workspace.json"]
+        "binned.json", "defs.json", "measurement.json", "unbinned.json", "workspace.json"]
     # the top-level `schemas/` that the docs point to is the package's directory
     assert (ROOT / "schemas").resolve() == (ROOT / "src" / "ratiofactory" / "schemas").resolve()
 

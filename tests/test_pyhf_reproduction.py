@@ -138,11 +138,13 @@ def _check_same_model(ref_model, ref_data, model, data, n_random: int = 4) -> No
         np.testing.assert_allclose(model.expected_data(pars), ref_model.expected_data(pars), rtol=1e-12, atol=0)
 
 
+@pytest.mark.slow_when(backend="jax", name="every_modifier")  # 5-10 s: eager jax
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_logpdf_and_asimov_equal_pyhf(name, backend):
     _check_same_model(*_both(SPECS[name]), n_random=4 if backend == "numpy" else 0)
 
 
+@pytest.mark.slow_when(backend="jax")  # 8 s: eager jax on a 60-parameter model
 @pytest.mark.parametrize(("region", "point"), SBOTTOM_POINTS)
 def test_sbottom_logpdf_equals_pyhf(region, point, backend):
     if backend == "jax" and (region, point) != SBOTTOM_POINTS[0]:
@@ -168,6 +170,7 @@ def test_pyhf_infer_on_our_model_equals_pyhf(name, backend):
     _assert_hypotest_equal(*_both(SPECS[name]), poi_value=1.0)
 
 
+@pytest.mark.slow_when(backend="jax", name="every_modifier")  # 7 s
 @pytest.mark.parametrize("name", sorted(SPECS))
 def test_ratiofactory_infer_equals_pyhf(name, backend):
     """Our own inference (tolerance 1e-6) on our model against pyhf.infer on pyhf's

@@ -26,7 +26,7 @@ from ratiofactory.errors import InvalidSpecification
 REPO = Path(__file__).resolve().parents[1]
 SBOTTOM = REPO.parent / "shared" / "data" / "pyhf-ins1748602-probability-models.tar.gz"
 BASE_ID = "https://ratiofactory.readthedocs.io/schemas/1.0.0/"
-SCHEMA_FILES = ("defs.json", "measurement.json", "unbinned.json", "workspace.json")
+SCHEMA_FILES = ("binned.json", "defs.json", "measurement.json", "unbinned.json", "workspace.json")
 SHA = "0123456789abcdef" * 4
 
 # pyhf 0.7.6's own validation (our reference here) uses jsonschema's deprecated RefResolver
@@ -510,7 +510,7 @@ VIOLATIONS = {
         "/channels/0/samples/0/modifiers/0/type",
         (
             "'ratiosys' is not one of ['histosys', 'lumi', 'normfactor', 'normsys', "
-            "'shapefactor', 'shapesys', 'staterror']"
+            "'shapefactor', 'shapesys', 'staterror', 'formula']"
         ),
     ),
     "binned modifier with wrong data": (

@@ -76,6 +76,7 @@ def jax_backend():
     pyhf.set_backend("numpy", precision="64b")
 
 
+@pytest.mark.slow  # 8 s: 8 MIGRAD reference fits beside the vectorised ones
 def test_vectorised_fits_match_migrad(unbinned, jax_backend):
     model, _ = unbinned
     toys = generate_toys(model, [0.8, -0.3], 8, seed=9)
@@ -105,6 +106,7 @@ def test_unconverged_toys_are_refitted_not_kept(unbinned, jax_backend):
     np.testing.assert_allclose(capped.values, full.values, atol=2e-4)
 
 
+@pytest.mark.slow  # 5 s: 32 toys
 def test_boundary_is_respected(unbinned, jax_backend):
     model, _ = unbinned
     toys = generate_toys(model, [0.0, 0.0], 32, seed=8)
@@ -129,6 +131,7 @@ def test_numpy_loop_agrees_with_jax(unbinned):
     np.testing.assert_allclose(on_numpy.values, on_jax.values, atol=5e-3)
 
 
+@pytest.mark.slow  # 18 s: two batch shapes compiled, two Dask clusters
 def test_same_statistics_for_batch_sizes_and_dask_workers(unbinned, jax_backend):
     model, _ = unbinned
     setup = make_setup(model)

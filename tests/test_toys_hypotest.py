@@ -28,6 +28,7 @@ def _pyhf_toys(model, data, mu, n_toys):
     return float(teststat), [float(v) for v in calc.pvalues(teststat, signal, background)]
 
 
+@pytest.mark.slow  # 13 s: 1000 toys here and 150 through pyhf.infer
 def test_toybased_cls_agrees_with_pyhf(jax_backend):
     model = pyhf.simplemodels.uncorrelated_background([6.0, 9.0], [50.0, 40.0], [6.0, 5.0], validate=False)
     data = [52.0, 44.0, *model.config.auxdata]

@@ -26,7 +26,9 @@ import numbers
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from ratiofactory.binned_formulas import PLACEHOLDER_PREFIX
 from ratiofactory.errors import InvalidSpecification
+from ratiofactory.expressions import parse_expression
 from ratiofactory.schema import _is_array, json_pointer
 
 __all__ = ["check_consistency"]
@@ -38,7 +40,8 @@ def check_consistency(spec: Mapping[str, Any]) -> None:
     Finite numbers; unique channel (binned and unbinned together), sample, observable,
     measurement names; one observation per channel, of the channel's kind (``data`` for
     binned, ``events`` for unbinned) and bin count; no modifier (name, type) twice on a
-    sample; observable bounds lower < upper; ``shape_normalisation: "reference"`` only
+    sample; formula expressions in the formula language (binned and unbinned samples);
+    no modifier name with the reserved placeholder prefix; observable bounds lower < upper; ``shape_normalisation: "reference"`` only
     with a reference sample. Data only: no file is opened. Call it on a spec that passed
     :func:`validate`.
 
@@ -108,6 +111,14 @@ def _check_samples(samples: Sequence[Mapping[str, Any]], pointer: str) -> None:
 def _check_modifiers(modifiers: Sequence[Mapping[str, Any]], pointer: str) -> None:
     first: dict[tuple[str, str], int] = {}
     for i, modifier in enumerate(modifiers):
+        if modifier["name"].startswith(PLACEHOLDER_PREFIX):
+            raise InvalidSpecification(
+                f"modifier names starting with {PLACEHOLDER_PREFIX!r} are reserved (the hidden "
+                "placeholders of binned formulas)",
+                f"{pointer}/{i}/name",
+            )
+        if modifier["type"] == "formula":
+            parse_expression(modifier["data"]["expression"], pointer=f"{pointer}/{i}/data/expression")
         key = (modifier["name"], modifier["type"])
         if key in first:
             raise InvalidSpecification(

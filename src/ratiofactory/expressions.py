@@ -1,30 +1,34 @@
-"""The safe formula language of coefficient functions f_j(θ).
+"""The safe formula language of coefficient functions f_j(θ): HS3 generic expressions.
 
-A formula is a text such as ``"mu - sqrt(mu)"`` or ``"1 + 2*cW + cW**2"``. It is parsed
-with :mod:`ast` and accepted only if every node is on a whitelist: numbers, parameter
-names (ASCII identifiers), ``+ - * / **``, unary ``-``/``+`` and calls of ``sqrt exp log
-abs pow min max``. The result is a small immutable tree of our own; nothing is ever
-``eval``-ed. Evaluation goes through an array namespace ``xp`` (numpy or jax.numpy), so a
-formula runs under ``jax.jit``, ``jax.grad`` and ``jax.vmap``.
+A formula is a text such as ``"mu - sqrt(mu)"`` or ``"1 + 2*cW + cW^2"``, in the
+language of HS3's ``generic_function`` (HEP Statistics Serialization Standard, section
+"Generic Expressions"): numbers, ``TRUE``/``FALSE``, ``PI``/``EULER``, parameter names,
+``+ - * / ^``, comparisons, ``! && ||``, the conditional ``c ? a : b`` and the functions
+``exp log sqrt abs pow min max sin cos tan asin acos atan``; plus ``**`` (the same as
+``^``), ``ifelse(c, a, b)`` and ``min``/``max`` of more than two arguments. It is
+tokenised and parsed by :mod:`ratiofactory.formula_parser` into a small immutable tree
+of our own; nothing is ever ``eval``-ed. Evaluation goes through an array namespace
+``xp`` (numpy or jax.numpy), so a formula runs under ``jax.jit``, ``jax.grad`` and
+``jax.vmap``.
 
 >>> expr = parse_expression("mu - sqrt(mu)")
 >>> sorted(expr.parameters)
 ['mu']
 >>> float(expr.evaluate({"mu": 4.0}))
 2.0
+>>> float(parse_expression("mu^2 * PI").evaluate({"mu": 2.0})) / 3.141592653589793
+4.0
 >>> parse_expression("os.system(1)", pointer="/f")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-ratiofactory.errors.InvalidExpression: /f: 'os.system(1)': attribute access is not allowed in formulas; allowed: ...
+ratiofactory.errors.InvalidExpression: /f: 'os.system(1)': attribute access (.system) is not allowed in formulas; allowed: ...
 """
 
 from __future__ import annotations
 
-import ast
 import functools
 import math
 import operator
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,13 +38,19 @@ import numpy as np
 from .errors import InvalidExpression, RatiofactoryError
 
 __all__ = [
+    "CONSTANTS",
     "FUNCTIONS",
+    "MAX_DEPTH",
     "MAX_LENGTH",
     "BinaryOperation",
+    "Comparison",
+    "Conditional",
     "Expression",
     "FunctionCall",
+    "Logical",
     "MissingParameterValue",
     "Negation",
+    "Not",
     "Number",
     "Parameter",
     "parse_expression",
@@ -53,33 +63,35 @@ MAX_DEPTH = 200
 """Deepest nesting of operations accepted (keeps evaluation far from the recursion limit)."""
 
 FUNCTIONS: Mapping[str, tuple[int, int | None]] = {
-    "sqrt": (1, 1),
     "exp": (1, 1),
     "log": (1, 1),
+    "sqrt": (1, 1),
     "abs": (1, 1),
     "pow": (2, 2),
     "min": (2, None),
     "max": (2, None),
+    "sin": (1, 1),
+    "cos": (1, 1),
+    "tan": (1, 1),
+    "asin": (1, 1),
+    "acos": (1, 1),
+    "atan": (1, 1),
+    "ifelse": (3, 3),
 }
 """Whitelisted functions and their (least, most) number of arguments; None: no limit."""
 
-ALLOWED = "allowed: numbers, parameter names, + - * / **, sqrt exp log abs pow min max"
+CONSTANTS: Mapping[str, float] = {"PI": math.pi, "EULER": math.e, "TRUE": 1.0, "FALSE": 0.0}
+"""HS3's named literals (case-sensitive: ``pi`` is a parameter name, ``PI`` is π)."""
 
-_ASCII_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_BINARY = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**"}
-_REJECTED_OPERATORS = {
-    ast.FloorDiv: "'//'", ast.Mod: "'%'", ast.MatMult: "'@'", ast.BitXor: "'^' (write ** for powers)",
-    ast.BitAnd: "'&'", ast.BitOr: "'|'", ast.LShift: "'<<'", ast.RShift: "'>>'",
-    ast.Not: "'not'", ast.Invert: "'~'",
-}  # fmt: skip
-_REJECTED_NODES = {
-    ast.Attribute: "attribute access", ast.Subscript: "subscripts", ast.Compare: "comparisons",
-    ast.BoolOp: "'and'/'or'", ast.Lambda: "lambda expressions", ast.IfExp: "conditional expressions (if/else)",
-    ast.NamedExpr: "assignments (:=)", ast.JoinedStr: "strings", ast.List: "lists",
-    ast.Tuple: "tuples", ast.Dict: "dicts", ast.Set: "sets", ast.ListComp: "comprehensions",
-    ast.SetComp: "comprehensions", ast.DictComp: "comprehensions", ast.GeneratorExp: "generators",
-    ast.Starred: "*-unpacking", ast.Await: "await", ast.Slice: "slices",
-}  # fmt: skip
+ALLOWED = (
+    "allowed: numbers, PI EULER TRUE FALSE, parameter names, + - * / ^ (or **), "
+    "== === != !== < <= > >=, ! && ||, c ? a : b, " + " ".join(FUNCTIONS)
+)
+
+_XP_NAMES = {"asin": "arcsin", "acos": "arccos", "atan": "arctan"}
+
+#: |a − b| ≤ APPROX_ULPS · ε · max(|a|, |b|) is HS3's approximately-equal ``a == b``
+APPROX_ULPS = 4.0
 
 
 class MissingParameterValue(RatiofactoryError, KeyError):
@@ -124,7 +136,7 @@ class Negation:
 
 @dataclass(frozen=True)
 class BinaryOperation:
-    """``left <operator> right`` with operator one of ``+ - * / **``."""
+    """``left <operator> right`` with operator one of ``+ - * / **`` (``^`` is ``**``)."""
 
     operator: str
     left: Node
@@ -139,8 +151,68 @@ class BinaryOperation:
 
 
 @dataclass(frozen=True)
+class Comparison:
+    """``left <operator> right``, 1.0 if true and 0.0 if false; ``==``/``!=`` compare to
+    within :data:`APPROX_ULPS` units of least precision, ``===``/``!==`` exactly."""
+
+    operator: str
+    left: Node
+    right: Node
+
+    def evaluate(self, values: Mapping[str, Any], xp: Any) -> Any:
+        left = xp.asarray(self.left.evaluate(values, xp))
+        right = xp.asarray(self.right.evaluate(values, xp))
+        if self.operator in ("==", "!="):
+            scale = xp.maximum(xp.abs(left), xp.abs(right))
+            close = xp.abs(left - right) <= APPROX_ULPS * np.finfo(np.float64).eps * scale
+            truth = close if self.operator == "==" else ~close
+        else:
+            truth = _COMPARE[self.operator](left, right)
+        return xp.where(truth, 1.0, 0.0)
+
+
+@dataclass(frozen=True)
+class Logical:
+    """``left && right`` or ``left || right``; a value is true when it is not 0."""
+
+    operator: str
+    left: Node
+    right: Node
+
+    def evaluate(self, values: Mapping[str, Any], xp: Any) -> Any:
+        left = xp.asarray(self.left.evaluate(values, xp)) != 0
+        right = xp.asarray(self.right.evaluate(values, xp)) != 0
+        truth = (left & right) if self.operator == "&&" else (left | right)
+        return xp.where(truth, 1.0, 0.0)
+
+
+@dataclass(frozen=True)
+class Not:
+    """``!operand``: 1.0 where the operand is 0, else 0.0."""
+
+    operand: Node
+
+    def evaluate(self, values: Mapping[str, Any], xp: Any) -> Any:
+        return xp.where(xp.asarray(self.operand.evaluate(values, xp)) == 0, 1.0, 0.0)
+
+
+@dataclass(frozen=True)
+class Conditional:
+    """``condition ? if_true : if_false`` (also written ``ifelse(condition, if_true,
+    if_false)``); both branches are computed, ``xp.where`` picks one per element."""
+
+    condition: Node
+    if_true: Node
+    if_false: Node
+
+    def evaluate(self, values: Mapping[str, Any], xp: Any) -> Any:
+        condition = xp.asarray(self.condition.evaluate(values, xp)) != 0
+        return xp.where(condition, self.if_true.evaluate(values, xp), self.if_false.evaluate(values, xp))
+
+
+@dataclass(frozen=True)
 class FunctionCall:
-    """A call of one of :data:`FUNCTIONS`."""
+    """A call of one of :data:`FUNCTIONS` (``ifelse`` becomes a :class:`Conditional`)."""
 
     function: str
     arguments: tuple[Node, ...]
@@ -152,13 +224,17 @@ class FunctionCall:
         if self.function in ("min", "max"):
             pairwise = xp.minimum if self.function == "min" else xp.maximum
             return functools.reduce(pairwise, args)
-        return getattr(xp, self.function)(args[0])
+        return getattr(xp, _XP_NAMES.get(self.function, self.function))(args[0])
 
 
-Node = Number | Parameter | Negation | BinaryOperation | FunctionCall
+Node = Number | Parameter | Negation | BinaryOperation | Comparison | Logical | Not | Conditional | FunctionCall
 
 _ARITHMETIC: Mapping[str, Callable[[Any, Any], Any]] = {
     "+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv,
+}  # fmt: skip
+_COMPARE: Mapping[str, Callable[[Any, Any], Any]] = {
+    "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+    "===": operator.eq, "!==": operator.ne,
 }  # fmt: skip
 
 
@@ -174,11 +250,11 @@ def _power(base: Any, exponent: Any, xp: Any) -> Any:
 class Expression:
     """A parsed formula: its ``text``, its tree ``root`` and its ``parameters``.
 
-    >>> expr = parse_expression("1 + 2*cW + cW**2")
+    >>> expr = parse_expression("1 + 2*cW + cW^2")
     >>> float(expr.evaluate({"cW": 0.5}))
     2.25
     >>> str(expr)
-    '1 + 2*cW + cW**2'
+    '1 + 2*cW + cW^2'
     """
 
     text: str
@@ -205,11 +281,8 @@ class Expression:
         return f"Expression({self.text!r})"
 
 
-# --- parsing ---------------------------------------------------------------------------
-
-
 def parse_expression(text: str, *, pointer: str = "") -> Expression:
-    """Parse ``text`` into an :class:`Expression`, accepting only the whitelisted language.
+    """Parse ``text`` into an :class:`Expression`, accepting only the formula language.
 
     Raises :class:`InvalidExpression` (one line: ``pointer``, the text, what was rejected).
     Parts without parameters are computed once here and must give finite numbers.
@@ -217,29 +290,16 @@ def parse_expression(text: str, *, pointer: str = "") -> Expression:
     >>> parse_expression("2 * sqrt(4) * mu").root
     BinaryOperation(operator='*', left=Number(value=4.0), right=Parameter(name='mu'))
     """
+    from .formula_parser import parse_tree
+
     if not isinstance(text, str):
-        raise _rejection(pointer, text, f"a formula must be a string, not {type(text).__name__}")
-    if len(text) > MAX_LENGTH:
-        raise _rejection(pointer, text, f"a formula may have at most {MAX_LENGTH} characters")
-    stripped = text.strip()
-    if not stripped:
-        raise _rejection(pointer, text, "the formula is empty")
-    if "#" in stripped:
-        raise _rejection(pointer, text, "comments (#) are not allowed in formulas")
-    try:
-        tree = ast.parse(stripped, mode="eval")
-    except SyntaxError as exc:
-        line = f"line {exc.lineno}, " if (exc.lineno or 1) > 1 else ""
-        column = f" at {line}column {exc.offset}" if exc.offset else ""
-        raise _rejection(pointer, text, f"not a valid formula ({exc.msg}{column})") from None
-    except (ValueError, RecursionError, MemoryError) as exc:
-        raise _rejection(pointer, text, f"not a valid formula ({exc})") from None
-    builder = _TreeBuilder(stripped, text, pointer)
-    root = builder.build(tree.body, depth=0)
-    return Expression(text, root, frozenset(builder.names), pointer)
+        raise rejection(pointer, text, f"a formula must be a string, not {type(text).__name__}")
+    root, names = parse_tree(text, pointer)
+    return Expression(text, root, frozenset(names), pointer)
 
 
-def _rejection(pointer: str, text: object, problem: str) -> InvalidExpression:
+def rejection(pointer: str, text: object, problem: str) -> InvalidExpression:
+    """The one-line error of a rejected formula."""
     shown = text if not isinstance(text, str) or len(text) <= 100 else text[:97] + "..."
     where = f"{pointer}: " if pointer else ""
     err = InvalidExpression(f"{where}{shown!r}: {problem}; {ALLOWED}")
@@ -247,124 +307,26 @@ def _rejection(pointer: str, text: object, problem: str) -> InvalidExpression:
     return err
 
 
-class _TreeBuilder:
-    """Turns a Python ast into our tree, rejecting anything off the whitelist."""
-
-    def __init__(self, source: str, text: str, pointer: str) -> None:
-        self.source = source
-        self.text = text
-        self.pointer = pointer
-        self.names: set[str] = set()
-
-    def reject(self, problem: str) -> InvalidExpression:
-        return _rejection(self.pointer, self.text, problem)
-
-    def build(self, node: ast.AST, depth: int) -> Node:
-        if depth > MAX_DEPTH:
-            raise self.reject(f"formulas may nest at most {MAX_DEPTH} operations deep")
-        if isinstance(node, ast.Constant):
-            return self.number(node)
-        if isinstance(node, ast.Name):
-            return self.parameter(node.id)
-        if isinstance(node, ast.UnaryOp):
-            return self.unary(node, depth)
-        if isinstance(node, ast.BinOp):
-            return self.binary(node, depth)
-        if isinstance(node, ast.Call):
-            return self.call(node, depth)
-        what = _REJECTED_NODES.get(type(node), f"'{type(node).__name__}' expressions")
-        raise self.reject(
-            f"{what} {'is' if what.endswith('access') else 'are'} not allowed in formulas"
-        )
-
-    def number(self, node: ast.Constant) -> Number:
-        value = node.value
-        if isinstance(value, bool):
-            raise self.reject(f"booleans ({value}) are not allowed in formulas")
-        if isinstance(value, (str, bytes)):
-            raise self.reject("strings are not allowed in formulas")
-        if isinstance(value, complex):
-            raise self.reject("complex numbers are not allowed in formulas")
-        if not isinstance(value, (int, float)):
-            raise self.reject(f"the constant {value!r} is not allowed in formulas")
-        try:
-            number = float(value)
-        except OverflowError:
-            number = math.inf
-        if not math.isfinite(number):
-            raise self.reject(
-                f"the number {ast.get_source_segment(self.source, node)} is too large"
-            )
-        return Number(number)
-
-    def parameter(self, name: str) -> Parameter:
-        if name in FUNCTIONS:
-            raise self.reject(
-                f"{name!r} is a function, not a parameter name (call it: {name}(...))"
-            )
-        if name.startswith("__"):
-            raise self.reject(f"names starting with '__' such as {name!r} are not allowed")
-        if not _ASCII_NAME.match(name):
-            raise self.reject(f"parameter name {name!r} must be ASCII letters, digits and _")
-        self.names.add(name)
-        return Parameter(name)
-
-    def unary(self, node: ast.UnaryOp, depth: int) -> Node:
-        if isinstance(node.op, ast.UAdd):
-            return self.build(node.operand, depth + 1)
-        if not isinstance(node.op, ast.USub):
-            raise self.reject(f"the operator {_REJECTED_OPERATORS[type(node.op)]} is not allowed")
-        return self.folded(Negation(self.build(node.operand, depth + 1)), node)
-
-    def binary(self, node: ast.BinOp, depth: int) -> Node:
-        symbol = _BINARY.get(type(node.op))
-        if symbol is None:
-            raise self.reject(f"the operator {_REJECTED_OPERATORS[type(node.op)]} is not allowed")
-        left = self.build(node.left, depth + 1)
-        right = self.build(node.right, depth + 1)
-        return self.folded(BinaryOperation(symbol, left, right), node)
-
-    def call(self, node: ast.Call, depth: int) -> Node:
-        if not isinstance(node.func, ast.Name):
-            if isinstance(node.func, ast.Attribute):
-                raise self.reject("attribute access is not allowed in formulas")
-            raise self.reject("only the functions sqrt exp log abs pow min max may be called")
-        name = node.func.id
-        if name not in FUNCTIONS:
-            raise self.reject(f"unknown function {name!r}")
-        if node.keywords:
-            raise self.reject(f"keyword arguments (in the call of {name!r}) are not allowed")
-        least, most = FUNCTIONS[name]
-        count = len(node.args)
-        if any(isinstance(arg, ast.Starred) for arg in node.args):
-            raise self.reject(f"*-unpacking (in the call of {name!r}) is not allowed")
-        if count < least or (most is not None and count > most):
-            wanted = f"{least}" if least == most else f"at least {least}"
-            raise self.reject(f"{name} takes {wanted} argument{'s' * (least > 1)}, got {count}")
-        arguments = tuple(self.build(arg, depth + 1) for arg in node.args)
-        return self.folded(FunctionCall(name, arguments), node)
-
-    def folded(self, node: Node, source: ast.AST) -> Node:
-        """``node`` itself, or its value when it holds no parameter (which must be finite)."""
-        if not _is_constant(node):
-            return node
-        try:
-            with np.errstate(all="raise"):
-                value = node.evaluate({}, np)
-            value = float(value)
-        except (ArithmeticError, ValueError, TypeError):
-            value = math.nan
-        if not math.isfinite(value):
-            part = ast.get_source_segment(self.source, source)
-            raise self.reject(f"the constant part {part!r} is not a finite number")
-        return Number(value)
+def fold_constant(node: Node) -> float | None:
+    """The value of ``node`` if it holds no parameter (nan if it is not finite), else None."""
+    children = _children(node)
+    if not children or not all(isinstance(child, Number) for child in children):
+        return None
+    try:
+        with np.errstate(all="raise"):
+            value = float(node.evaluate({}, np))
+    except (ArithmeticError, ValueError, TypeError):
+        value = math.nan
+    return value
 
 
-def _is_constant(node: Node) -> bool:
-    if isinstance(node, Negation):
-        return isinstance(node.operand, Number)
-    if isinstance(node, BinaryOperation):
-        return isinstance(node.left, Number) and isinstance(node.right, Number)
+def _children(node: Node) -> tuple[Node, ...]:
+    if isinstance(node, (Negation, Not)):
+        return (node.operand,)
+    if isinstance(node, (BinaryOperation, Comparison, Logical)):
+        return (node.left, node.right)
+    if isinstance(node, Conditional):
+        return (node.condition, node.if_true, node.if_false)
     if isinstance(node, FunctionCall):
-        return all(isinstance(arg, Number) for arg in node.arguments)
-    return False
+        return node.arguments
+    return ()

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pyhf
 
+from .binned_formulas import BinnedParameters
 from .compile import UnbinnedChannel
 from .config import ModelConfig
 from .errors import InvalidModel
@@ -66,14 +67,19 @@ class Model:
         config: ModelConfig,
         binned: pyhf.Model | None,
         channels: Sequence[UnbinnedChannel],
+        binned_parameters: BinnedParameters | None = None,
     ) -> None:
         self.config = config
         self.binned = binned
+        if binned is not None and binned_parameters is None:
+            order = binned.config.par_order
+            slices = {n: binned.config.par_slice(n) for n in order}
+            binned_parameters = BinnedParameters(order, slices, slices, ())
+        self._binned_parameters = binned_parameters
         self.unbinned_channels = tuple(channels)
         self._tensors: dict[str, list[ChannelTensors]] = {}
         n_binned_main = binned.config.nmaindata if binned else 0
         n_binned_aux = binned.config.nauxdata if binned else 0
-        self._n_binned_pars = binned.config.npars if binned else 0
         self._binned_main = slice(0, n_binned_main)
         self._event_slices = []
         start = n_binned_main
@@ -128,13 +134,22 @@ class Model:
         total = xp.asarray(0.0)
         if self.binned is not None:
             binned_data = xp.concatenate([data[self._binned_main], data[self._binned_aux]])
-            total = total + self.binned.logpdf(pars[: self._n_binned_pars], binned_data)[0]
+            total = total + self.binned.logpdf(self.binned_pars(pars, xp), binned_data)[0]
         for tensors, events in zip(channel_tensors, self._event_slices, strict=True):
             total = total - channel_nll(tensors, pars, data[events], xp)
         for par_index, aux_index, sigma in self._constraints:
             pull = (data[aux_index] - pars[par_index]) / sigma
             total = total - 0.5 * pull**2 - np.log(sigma) - 0.5 * _LOG_2PI
         return total
+
+    def binned_pars(self, pars: Any, xp: Any = None) -> Any:
+        """pyhf's parameter vector of the binned channels at the model's ``pars``: the
+        binned parameters, and each binned formula's value in its hidden placeholder's
+        slot (see :mod:`ratiofactory.binned_formulas`)."""
+        if self._binned_parameters is None:
+            raise InvalidModel("the model has no binned channels")
+        xp = array_namespace() if xp is None else xp
+        return self._binned_parameters(xp.asarray(pars, dtype=xp.float64), xp)
 
     def nll(self, pars: Any, data: Any) -> Any:
         """−ln L(θ) as a scalar, the quantity fits minimise."""
@@ -146,7 +161,7 @@ class Model:
         pars = self._prepare(pars, xp)
         parts = []
         if self.binned is not None:
-            parts.append(self.binned.expected_actualdata(pars[: self._n_binned_pars]))
+            parts.append(self.binned.expected_actualdata(self.binned_pars(pars, xp)))
         for tensors in self._channel_tensors(xp):
             _, s = event_densities(tensors, pars, xp)
             ref = tensors.reference_weights * s[tensors.reference_slice]
@@ -159,7 +174,7 @@ class Model:
         pars = self._prepare(pars, xp)
         parts = []
         if self.binned is not None and self.binned.config.nauxdata:
-            parts.append(self.binned.expected_auxdata(pars[: self._n_binned_pars]))
+            parts.append(self.binned.expected_auxdata(self.binned_pars(pars, xp)))
         if self._constraints:
             parts.append(pars[xp.asarray([c[0] for c in self._constraints])])
         return xp.concatenate(parts) if parts else xp.zeros(0)

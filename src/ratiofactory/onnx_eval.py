@@ -5,7 +5,8 @@ A ratio spec is ``{"onnx": {"path", "sha256"?}, "output": KIND}`` with KIND one 
 s, r = s/(1-s)) or ``logit`` (ln r); or an ensemble ``{"ensemble": [specs],
 "aggregate": "mean"}`` whose ratio is the mean of the members' ratios.
 
-Models run once per event set with onnxruntime (CPU), in batches of bounded memory, and
+Models run once per event set with onnxruntime (on the CPU, or with CUDA: see
+:mod:`ratiofactory.onnx_providers`), in batches of bounded memory, and
 are checked before and after use: one input [N, D] with D the number of observables,
 one number per event out, finite values, ratios > 0. Results are cached by content
 digest, in memory and on disk (:class:`~ratiofactory.ratio_cache.RatioCache`).
@@ -14,6 +15,7 @@ digest, in memory and on disk (:class:`~ratiofactory.ratio_cache.RatioCache`).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,6 +29,8 @@ import onnxruntime as ort
 from ratiofactory.errors import InvalidONNXModel, InvalidSpecification
 from ratiofactory.events import EventSet
 from ratiofactory.files import at, read_file_ref
+from ratiofactory.onnx_check import SECONDS_ENV, check_operators, run_seconds
+from ratiofactory.onnx_providers import execution_providers
 from ratiofactory.ratio_cache import RatioCache
 
 __all__ = [
@@ -68,16 +72,22 @@ def evaluate_ratio(
     pointer: str,
     cache: RatioCache | None,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    providers: str | Sequence[str] | None = None,
 ) -> RatioValues:
     """Evaluate a single or ensemble ratio spec on ``events``; ``cache=None`` disables caching.
+
+    ``providers`` chooses onnxruntime's execution providers (default
+    ``$RATIOFACTORY_ONNX_PROVIDERS``, else ``auto``: CUDA with onnxruntime-gpu and a GPU,
+    the CPU otherwise; see :mod:`ratiofactory.onnx_providers`).
 
     Errors are :class:`InvalidONNXModel` naming ``pointer``, the model file and the first
     bad event.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
+    chosen = execution_providers(providers)
     members = [
-        _evaluate_single(spec, where, events, base_dir, cache, batch_size)
+        _evaluate_single(spec, where, events, base_dir, cache, batch_size, chosen)
         for spec, where in _single_specs(ratio_spec, pointer)
     ]
     stacked = members[0][np.newaxis] if len(members) == 1 else np.stack(members)
@@ -113,6 +123,7 @@ def _evaluate_single(
     base_dir: Path,
     cache: RatioCache | None,
     batch_size: int,
+    providers: Sequence[str] = ("CPUExecutionProvider",),
 ) -> np.ndarray:
     output = spec.get("output")
     if output not in OUTPUT_KINDS:
@@ -123,11 +134,13 @@ def _evaluate_single(
     shown = spec["onnx"]["path"]
     key = None
     if cache is not None:
-        key = RatioCache.key(model_digest, events.digest, output)
+        key = RatioCache.key(model_digest, events.digest, output, provider=providers[0])
         hit = cache.get(key, len(events))
         if hit is not None:
             return hit
-    model = _RatioModel(content, shown, pointer, events.observables)
+    model = _RatioModel(content, shown, pointer, events.observables, providers)
+    if cache is not None and model.provider != providers[0]:  # onnxruntime fell back
+        key = RatioCache.key(model_digest, events.digest, output, provider=model.provider)
     ratios = _to_ratio(model.run(events.values, batch_size), output, model.fail)
     ratios.flags.writeable = False
     if cache is not None and key is not None:
@@ -139,17 +152,30 @@ class _RatioModel:
     """An onnxruntime session checked against the ratio-model contract."""
 
     def __init__(
-        self, content: bytes, shown: str, pointer: str, observables: Sequence[str]
+        self,
+        content: bytes,
+        shown: str,
+        pointer: str,
+        observables: Sequence[str],
+        providers: Sequence[str] = ("CPUExecutionProvider",),
     ) -> None:
         self.shown, self.pointer, self.observables = shown, pointer, tuple(observables)
+        try:
+            refused = check_operators(content)
+        except ValueError as err:
+            raise self.fail(f"not a valid ONNX model (malformed protobuf: {err})") from None
+        if refused:
+            raise self.fail(refused)
+        self.seconds = run_seconds()
         options = ort.SessionOptions()
         options.log_severity_level = 4  # errors are re-raised as one line, not logged
         try:
             self.session = ort.InferenceSession(
-                content, sess_options=options, providers=["CPUExecutionProvider"]
+                content, sess_options=options, providers=list(providers)
             )
         except Exception as err:  # noqa: BLE001 (third-party errors, one line)
             raise self.fail(f"not a valid ONNX model ({_first_line(err)})") from None
+        self.provider = self.session.get_providers()[0]
         self._check_input()
         self._check_output()
 
@@ -229,13 +255,25 @@ class _RatioModel:
 
     def _run_batch(self, batch: np.ndarray, start: int, raw: np.ndarray) -> None:
         stop = start + batch.shape[0]
+        run_options = ort.RunOptions()
+        run_options.log_severity_level = 4
+        watchdog = threading.Timer(self.seconds, setattr, (run_options, "terminate", True))
+        watchdog.daemon = True
+        watchdog.start()
         try:
-            (output,) = self.session.run([self.output_name], {self.input_name: batch})
+            (output,) = self.session.run([self.output_name], {self.input_name: batch}, run_options)
         except Exception as err:  # noqa: BLE001 (third-party errors, one line)
+            if run_options.terminate:
+                raise self.fail(
+                    f"evaluation of events {start}..{stop - 1} stopped after the time limit of "
+                    f"{self.seconds:g} s (raise ${SECONDS_ENV} if the model is that slow)"
+                ) from None
             raise self.fail(
                 f"onnxruntime refused events {start}..{stop - 1} ({_first_line(err)}); "
                 f"the model must take [N, {len(self.observables)}] inputs"
             ) from None
+        finally:
+            watchdog.cancel()
         raw[start:stop] = self._one_per_event(output, stop - start, start)
 
     def _one_per_event(self, output: Any, count: int, start: int) -> np.ndarray:

@@ -36,6 +36,7 @@ from .expressions import parse_expression
 
 __all__ = [
     "Requirement",
+    "binned_formula_requirements",
     "binned_requirements",
     "check_shared_parameters",
     "make_paramsets",
@@ -66,22 +67,44 @@ def unbinned_requirements(channel: Mapping[str, Any], pointer: str) -> dict[str,
             where = f"{pointer}/samples/{s_idx}/modifiers/{m_idx}"
             kind = modifier["type"]
             if kind == "formula":
-                expr = parse_expression(modifier["data"]["expression"], pointer=f"{where}/data/expression")
-                for name in sorted(expr.parameters):
-                    record = normfactor.required_parset(None, None)
-                    reqs.setdefault(name, []).append(Requirement(record, "formula", where))
+                _add_formula_requirements(reqs, modifier, where)
             else:
                 record = _UNBINNED[kind].required_parset(None, modifier.get("data"))
                 reqs.setdefault(modifier["name"], []).append(Requirement(record, kind, where))
     return reqs
 
 
-def binned_requirements(channel: Mapping[str, Any], pointer: str) -> dict[str, list[Requirement]]:
-    """Parameter requirements of one pyhf binned channel (scalar modifier types only;
-    vector ones such as shapesys are recorded with ``record=None``)."""
+def _add_formula_requirements(
+    reqs: dict[str, list[Requirement]], modifier: Mapping[str, Any], where: str
+) -> None:
+    """Each name in a formula asks for a free parameter, like a normfactor."""
+    expr = parse_expression(modifier["data"]["expression"], pointer=f"{where}/data/expression")
+    for name in sorted(expr.parameters):
+        record = normfactor.required_parset(None, None)
+        reqs.setdefault(name, []).append(Requirement(record, "formula", where))
+
+
+def binned_formula_requirements(channel: Mapping[str, Any], pointer: str) -> dict[str, list[Requirement]]:
+    """Parameter requirements of the ``formula`` modifiers of one binned channel: pyhf
+    never sees them (it sees a hidden placeholder, see :mod:`ratiofactory.binned_formulas`),
+    so they are checked and created like an unbinned channel's."""
     reqs: dict[str, list[Requirement]] = {}
     for s_idx, sample in enumerate(channel["samples"]):
         for m_idx, modifier in enumerate(sample.get("modifiers", [])):
+            if modifier["type"] == "formula":
+                _add_formula_requirements(reqs, modifier, f"{pointer}/samples/{s_idx}/modifiers/{m_idx}")
+    return reqs
+
+
+def binned_requirements(channel: Mapping[str, Any], pointer: str) -> dict[str, list[Requirement]]:
+    """Parameter requirements of one pyhf binned channel (scalar modifier types only;
+    vector ones such as shapesys are recorded with ``record=None``; ``formula`` modifiers
+    are left to :func:`binned_formula_requirements`)."""
+    reqs: dict[str, list[Requirement]] = {}
+    for s_idx, sample in enumerate(channel["samples"]):
+        for m_idx, modifier in enumerate(sample.get("modifiers", [])):
+            if modifier["type"] == "formula":
+                continue
             where = f"{pointer}/samples/{s_idx}/modifiers/{m_idx}"
             module = _SCALAR_BINNED.get(modifier["type"])
             record = module.required_parset(sample["data"], modifier["data"]) if module else None
@@ -126,7 +149,7 @@ def make_paramsets(
         reduced = reduce_paramsets_requirements(
             {name: [dict(r.record) for r in reqs] for name, reqs in requirements.items()}, user
         )
-    except pyhf.exceptions.InvalidModel as err:
+    except (pyhf.exceptions.InvalidModel, pyhf.exceptions.InvalidNameReuse) as err:
         raise InvalidModel(f"/measurements: parameter configuration: {err}") from None
     paramsets = {}
     for name, spec in reduced.items():

@@ -49,8 +49,7 @@ class ModelPdf:
         n_binned = model.binned.config.nmaindata if model.binned is not None else 0
         self._binned_pdf = None
         if model.binned is not None:
-            n_binned_pars = model.binned.config.npars
-            self._binned_pdf = model.binned.make_pdf(pyhf.tensorlib.astensor(pars)[:n_binned_pars])
+            self._binned_pdf = model.binned.make_pdf(model.binned_pars(pars))
         self._n_binned_main = n_binned
         rates = expected_main[n_binned:]
         if np.any(rates < 0):

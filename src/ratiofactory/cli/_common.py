@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
+from .. import jsontext
 from ..errors import InvalidSpecification
-from ..files import atomic_write
+from ..files import atomic_write, decode_utf8
 
 WORKSPACE = click.argument("workspace", metavar="WORKSPACE")
 
@@ -89,20 +90,82 @@ def check_parameters(model: Any, names: Sequence[str], option: str) -> None:
                 param_hint=option)
 
 
+_OUTPUT_PARAMETERS = {"output_file": "--output-file", "plot": "--plot", "bundle": "BUNDLE"}
+"""The parameters through which commands write files, with the name shown in errors."""
+
+
+def workspace_inputs(ws: Any, source: str) -> dict[Path, str]:
+    """The workspace file and every file it references (resolved), with what each is."""
+    from ..errors import RatiofactoryError
+    from ..files import file_references, resolve_path
+
+    inputs = {} if source == "-" else {Path(source): "the workspace"}
+    for pointer, ref in file_references(ws.spec):
+        try:
+            path = resolve_path(ws.base_dir, ref["path"], pointer=pointer)
+        except RatiofactoryError:
+            continue  # reported with its pointer when the file is read
+        inputs.setdefault(path, f"the file the workspace references at {pointer}")
+    return inputs
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def protect_inputs(inputs: Mapping[Path, str], outputs: Mapping[str, Any] | None = None) -> None:
+    """Refuse an output path that is one of ``inputs`` (after resolving links; hard links
+    too) or that another output of the same command also names.
+
+    ``outputs`` maps the option shown in errors to the path; by default the current
+    click command's ``--output-file``, ``--plot`` and ``BUNDLE`` parameters.
+    """
+    if outputs is None:
+        params = click.get_current_context().params
+        outputs = {shown: params.get(name) for name, shown in _OUTPUT_PARAMETERS.items()}
+    by_path = {Path(path).resolve(): what for path, what in inputs.items()}
+    by_identity = {key: what for path, what in inputs.items() if (key := _identity(Path(path)))}
+    written: dict[Path, str] = {}
+    for option, output in outputs.items():
+        if not output:
+            continue
+        target = Path(output).resolve()
+        what = by_path.get(target) or by_identity.get(_identity(target) or (-1, -1))
+        if what is not None:
+            raise click.BadParameter(f"{output} is {what}; refusing to overwrite an input, write elsewhere",
+                                     param_hint=option)
+        if target in written:
+            raise click.BadParameter(f"{output} is also given to {written[target]}; give each output its own path",
+                                     param_hint=option)
+        written[target] = option
+
+
 def load_workspace(source: str) -> Any:
-    """A workspace from a path, or from stdin with ``-`` (file paths then relative to the cwd)."""
+    """A workspace from a path, or from stdin with ``-`` (file paths then relative to the cwd).
+
+    The current command's outputs may not overwrite the workspace or its files
+    (:func:`protect_inputs`).
+    """
+    ws = _read_workspace(source)
+    if click.get_current_context(silent=True) is not None:
+        protect_inputs(workspace_inputs(ws, source))
+    return ws
+
+
+def _read_workspace(source: str) -> Any:
     from ..workspace import Workspace
 
     if source != "-":
         return Workspace.load(source)
-    text = sys.stdin.read()
-    try:
-        spec = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise InvalidSpecification(
-            f"<stdin> is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}") from None
+    stream = getattr(sys.stdin, "buffer", None)
+    content = stream.read() if stream is not None else sys.stdin.read().encode("utf-8")
+    spec = jsontext.loads(decode_utf8(content, "<stdin>"), "<stdin>")
     if not isinstance(spec, dict):
-        raise InvalidSpecification(f"<stdin>: a workspace is a JSON object, got {type(spec).__name__}")
+        raise InvalidSpecification(f"a workspace is a JSON object, got {type(spec).__name__}", source="<stdin>")
     return Workspace(spec, base_dir=Path.cwd())
 
 

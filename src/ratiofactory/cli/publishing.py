@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
@@ -11,8 +12,10 @@ from ._common import (
     WORKSPACE,
     common_options,
     emit,
+    load_workspace,
     output_option,
     progress,
+    protect_inputs,
     show,
     write_json_atomic,
 )
@@ -33,6 +36,7 @@ def digest(workspace: str, in_place: bool, update: bool, output_file: str | None
 
     if in_place and output_file:
         raise click.UsageError("give either --in-place or --output-file, not both")
+    load_workspace(workspace)  # an --output-file may not overwrite the workspace or its files
     spec, added = record_digests(workspace, update=update)
     target = workspace if in_place else output_file
     if target:
@@ -44,16 +48,54 @@ def digest(workspace: str, in_place: bool, update: bool, output_file: str | None
 
 @click.command()
 @WORKSPACE
-@click.argument("bundle", type=click.Path(dir_okay=False))
+@click.argument("bundle", type=click.Path(dir_okay=False), required=False)
+@click.option("--hepdata", "hepdata_dir", default=None, type=click.Path(file_okay=False),
+              help="Write a HEPData submission into this new or empty directory (the bundle is "
+                   "one of its resources).")
+@click.option("--result", "results", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="With --hepdata: a result JSON (fit/scan/cls/upper-limit/significance/impacts -o) "
+                   "to tabulate; repeatable. Default: a fit and a profile scan computed here.")
+@click.option("--measurement", default=None, help="With --hepdata and no --result: the measurement.")
 @output_option
 @common_options
-def pack(workspace: str, bundle: str, output_file: str | None) -> None:
-    """Write BUNDLE (.tar.gz): WORKSPACE, every referenced file and a sha256 manifest."""
+def pack(workspace: str, bundle: str | None, hepdata_dir: str | None, results: tuple[str, ...],
+         measurement: str | None, output_file: str | None) -> None:
+    """Write BUNDLE (.tar.gz): WORKSPACE, every referenced file and a sha256 manifest.
+
+    With --hepdata DIR, write a HEPData submission instead: submission.yaml, one table per
+    result and the bundle as an additional resource with its sha256.
+    """
     from .. import publish
 
-    with progress("packing"):
-        files = publish.pack(workspace, bundle)
-    emit({"bundle": bundle, "files": files}, output_file, f"packed {len(files)} files into {bundle}")
+    load_workspace(workspace)  # BUNDLE and --output-file may not overwrite an input
+    if hepdata_dir is None:
+        if bundle is None:
+            raise click.UsageError("give BUNDLE, or --hepdata DIR")
+        with progress("packing"):
+            files = publish.pack(workspace, bundle)
+        emit({"bundle": bundle, "files": files}, output_file, f"packed {len(files)} files into {bundle}")
+        return
+    if bundle is not None:
+        raise click.UsageError("with --hepdata the bundle is written into DIR: give no BUNDLE")
+    from .. import hepdata
+
+    payloads = [_read_result(path) for path in results]
+    with progress("writing the HEPData submission"):
+        summary = hepdata.write_submission(workspace, hepdata_dir, payloads, measurement=measurement)
+    checked = "validated by hepdata-validator" if summary["validated"] else "hepdata-validator not installed"
+    emit(summary, output_file, f"HEPData submission in {hepdata_dir}: {len(summary['tables'])} tables,"
+                               f" bundle {summary['bundle']} (sha256 {summary['sha256']}); {checked}")
+
+
+def _read_result(path: str) -> dict:
+    from .. import jsontext
+    from ..errors import InvalidFile
+    from ..files import read_text
+
+    payload = jsontext.loads(read_text(path, "a result JSON"), path)
+    if not isinstance(payload, dict):
+        raise InvalidFile(f"{path}: a result JSON is an object")
+    return payload
 
 
 @click.command()
@@ -61,9 +103,19 @@ def pack(workspace: str, bundle: str, output_file: str | None) -> None:
 @output_option
 @common_options
 def verify(path: str, output_file: str | None) -> None:
-    """Verify a bundle or unpacked directory: digests, schema, ONNX models (no fit)."""
-    from .. import publish
+    """Verify a bundle, an unpacked bundle directory or an unpacked HEPData submission:
+    digests, schema, ONNX models (no fit)."""
+    from .. import hepdata, publish
 
+    root = Path(path)
+    inputs = {p: "a file of the bundle" for p in root.rglob("*") if p.is_file()} if root.is_dir() else {}
+    protect_inputs({root: "the bundle", **inputs})
+    if (root / hepdata.SUBMISSION).is_file():
+        with progress("verifying"):
+            report = hepdata.verify_submission(path)
+        emit(report, output_file, f"verified HEPData submission {path}: "
+                                  + ", ".join(f"{b['files']} files, digest {b['digest']}" for b in report["bundles"]))
+        return
     with progress("verifying"):
         report = publish.verify(path)
     emit(report, output_file, f"verified {path}: {report['files']} files, "
