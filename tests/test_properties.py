@@ -21,6 +21,7 @@ are registered in conftest.py.
 from __future__ import annotations
 
 import copy
+import gc
 import hashlib
 import json
 import math
@@ -155,8 +156,9 @@ def _ratio(draw):
 def unbinned_channel(draw, root: Path, index: int):
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
-    n_observed = draw(st.integers(0, 30))
-    n_reference = draw(st.integers(5, 200))
+    # a few sizes only, so that jax's eager operations compile once per size, not per example
+    n_observed = draw(st.sampled_from([0, 1, 12, 30]))
+    n_reference = draw(st.sampled_from([8, 64]))
     observed = rng.uniform(0.0, 10.0, n_observed)
     reference = rng.uniform(0.0, 10.0, n_reference)
     weights = rng.uniform(0.5, 1.5, n_reference)
@@ -218,6 +220,9 @@ def workspaces(draw, root: Path, binned: bool = True, unbinned: bool = True):
         pairs = [draw(unbinned_channel(root, i)) for i in range(n_unbinned)]
         spec["unbinned_channels"] = [c for c, _ in pairs]
         spec["observations"] += [o for _, o in pairs]
+    if n_binned and not any(s["modifiers"] for c in spec["channels"] for s in c["samples"]):
+        # pyhf refuses a model without parameters
+        spec["channels"][0]["samples"][0]["modifiers"].append({"name": "mu", "type": "normfactor", "data": None})
     spec["measurements"] = [_measurement(spec)]
     return spec
 
@@ -236,27 +241,40 @@ def _build(spec: dict, root: Path):
 # ---------------------------------------------------------------- properties
 
 
+def _jax_nll(model, ws):
+    """−ln L on jax, jit-compiled once per model (eager jax compiles every operation)."""
+    import jax
+
+    if not hasattr(model, "_property_jax_nll"):
+        data = ws.data(model)
+        model._property_jax_nll = jax.jit(lambda p: model.nll(p, data))
+    return model._property_jax_nll
+
+
 def _nll_is_finite_or_plus_infinity_and_backends_agree(root, data):
+    gc.collect()  # pyhf re-precomputes every live binned model when the backend changes
     spec = data.draw(workspaces(root))
     ws, model = _build(spec, root)
     observed = ws.data(model)
-    for _ in range(3):
-        pars = _point(data.draw, model)
-        value = float(model.nll(pars, observed))
+    points = [_point(data.draw, model) for _ in range(3)]
+    values = [float(model.nll(pars, observed)) for pars in points]
+    for pars, value in zip(points, values, strict=True):
         assert not math.isnan(value), (spec, pars)
         assert value == math.inf or math.isfinite(value), (spec, pars, value)
-        pyhf.set_backend("jax", precision="64b")
-        try:
-            value_jax = float(model.nll(pyhf.tensorlib.astensor(pars), ws.data(model)))
-        finally:
-            pyhf.set_backend("numpy", precision="64b")
+    pyhf.set_backend("jax", precision="64b")
+    try:
+        nll = _jax_nll(model, ws)
+        values_jax = [float(nll(pyhf.tensorlib.astensor(pars))) for pars in points]
+    finally:
+        pyhf.set_backend("numpy", precision="64b")
+    for pars, value, value_jax in zip(points, values, values_jax, strict=True):
         if math.isinf(value):
-            assert value_jax == value
+            assert value_jax == value, (spec, pars)
         else:
             assert value_jax == pytest.approx(value, rel=1e-10, abs=1e-10), (spec, pars)
 
 
-test_nll_is_finite_or_plus_infinity_and_backends_agree, test_nll_properties_thorough = _examples(8, 150)(
+test_nll_is_finite_or_plus_infinity_and_backends_agree, test_nll_properties_thorough = _examples(5, 150)(
     _nll_is_finite_or_plus_infinity_and_backends_agree)
 
 
@@ -291,8 +309,8 @@ def _all_names(spec: dict) -> dict[str, set[str]]:
 def _rename_twice_and_prune_then_combine_round_trip(root, data):
     spec = data.draw(workspaces(root))
     names = _all_names(spec)
-    kind = data.draw(st.sampled_from(sorted(k for k, v in names.items() if v)))
-    old = data.draw(st.sampled_from(sorted(names[kind])))
+    kind = data.draw(st.sampled_from(sorted(k for k, v in names.items() if v - {"lumi"})))
+    old = data.draw(st.sampled_from(sorted(names[kind] - {"lumi"})))  # pyhf: lumi is named "lumi"
     new = "renamed_" + old
     there = algebra.rename(spec, **{kind: {old: new}})
     assert old not in _all_names(there)[kind]

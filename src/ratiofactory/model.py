@@ -134,13 +134,21 @@ class Model:
         total = xp.asarray(0.0)
         if self.binned is not None:
             binned_data = xp.concatenate([data[self._binned_main], data[self._binned_aux]])
-            total = total + self.binned.logpdf(self.binned_pars(pars, xp), binned_data)[0]
+            total = total + self.binned_logpdf(pars, binned_data, xp)
         for tensors, events in zip(channel_tensors, self._event_slices, strict=True):
             total = total - channel_nll(tensors, pars, data[events], xp)
         for par_index, aux_index, sigma in self._constraints:
             pull = (data[aux_index] - pars[par_index]) / sigma
             total = total - 0.5 * pull**2 - np.log(sigma) - 0.5 * _LOG_2PI
         return total
+
+    def binned_logpdf(self, pars: Any, binned_data: Any, xp: Any) -> Any:
+        """pyhf's scalar logpdf of the binned channels (main counts then auxdata), −∞ where
+        pyhf's is NaN at finite ``pars``: a negative expected count (an additive histosys
+        or staterror far from nominal) has no Poisson probability, so the likelihood is 0
+        there, as where an unbinned density s(x;θ) ≤ 0."""
+        value = self.binned.logpdf(self.binned_pars(pars, xp), binned_data)[0]
+        return xp.where(xp.isnan(value) & xp.all(xp.isfinite(pars)), -xp.inf, value)
 
     def binned_pars(self, pars: Any, xp: Any = None) -> Any:
         """pyhf's parameter vector of the binned channels at the model's ``pars``: the

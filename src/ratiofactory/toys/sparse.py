@@ -106,7 +106,7 @@ class SparseLikelihood:
         if model.binned is not None:
             n_baux = self.binned_aux.stop - self.binned_aux.start
             binned_data = rest[: n_bmain + n_baux]
-            total = total + model.binned.logpdf(model.binned_pars(pars, jnp), binned_data)[0]
+            total = total + model.binned_logpdf(pars, binned_data, jnp)
         for tensors, channel_ratios, idx, w in zip(self.tensors, ratios, indices, weights, strict=True):
             coefs = jnp.stack([_coefficient(c, tensors.index, pars, jnp) for c in tensors.channel.samples])
             s = coefs @ channel_ratios[:, idx]
