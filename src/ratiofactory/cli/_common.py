@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -13,7 +14,7 @@ from typing import Any
 import click
 
 from .. import jsontext
-from ..errors import InvalidSpecification
+from ..errors import InvalidFile, InvalidSpecification
 from ..files import atomic_write, decode_utf8
 
 WORKSPACE = click.argument("workspace", metavar="WORKSPACE")
@@ -73,9 +74,15 @@ def parse_fixed(items: Sequence[str]) -> dict[str, float]:
         if not sep or not name.strip():
             raise click.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="--fixed")
         try:
-            fixed[name.strip()] = float(value)
+            number = float(value)
         except ValueError:
             raise click.BadParameter(f"{item!r}: {value!r} is not a number", param_hint="--fixed") from None
+        if not math.isfinite(number):
+            raise click.BadParameter(f"{item!r}: {value.strip()} is not a finite number", param_hint="--fixed")
+        if name.strip() in fixed:
+            raise click.BadParameter(f"{name.strip()!r} is fixed twice ({fixed[name.strip()]:g} and {number:g})",
+                                     param_hint="--fixed")
+        fixed[name.strip()] = number
     return fixed
 
 
@@ -90,8 +97,9 @@ def check_parameters(model: Any, names: Sequence[str], option: str) -> None:
                 param_hint=option)
 
 
-_OUTPUT_PARAMETERS = {"output_file": "--output-file", "plot": "--plot", "bundle": "BUNDLE"}
-"""The parameters through which commands write files, with the name shown in errors."""
+_OUTPUT_PARAMETERS = {"output_file": "--output-file", "output": "--output", "plot": "--plot", "bundle": "BUNDLE"}
+"""The parameters through which commands write files, with the name shown in errors
+(tests/test_bad_input.py checks that every file-path parameter is here or a known input)."""
 
 
 def workspace_inputs(ws: Any, source: str) -> dict[Path, str]:
@@ -161,8 +169,13 @@ def _read_workspace(source: str) -> Any:
 
     if source != "-":
         return Workspace.load(source)
+    from ..files import default_max_bytes
+
+    limit = default_max_bytes()
     stream = getattr(sys.stdin, "buffer", None)
-    content = stream.read() if stream is not None else sys.stdin.read().encode("utf-8")
+    content = stream.read(limit + 1) if stream is not None else sys.stdin.read(limit + 1).encode("utf-8")
+    if len(content) > limit:
+        raise InvalidFile(f"<stdin>: more than {limit} bytes (raise $RATIOFACTORY_MAX_FILE_BYTES if it is intended)")
     spec = jsontext.loads(decode_utf8(content, "<stdin>"), "<stdin>")
     if not isinstance(spec, dict):
         raise InvalidSpecification(f"a workspace is a JSON object, got {type(spec).__name__}", source="<stdin>")
@@ -230,6 +243,12 @@ def show(text: Any) -> None:
             out.print(text, markup=False, soft_wrap=True)
         else:
             out.print(text)
+
+
+def warn(line: str) -> None:
+    """One ``warning: ...`` line on stderr (also with ``--quiet``): diagnostics the user must
+    see, without a Python warning's source line."""
+    click.echo(f"warning: {line}", err=True)
 
 
 def write_json_atomic(path: str | os.PathLike[str], payload: Any) -> Path:

@@ -19,6 +19,7 @@ from ._common import (
     parse_fixed,
     progress,
     show,
+    warn,
 )
 
 
@@ -92,7 +93,7 @@ def describe(ws: Any, model: Any) -> dict[str, Any]:
                            "bounds": [list(b) for b in config.suggested_bounds()[pslice]],
                            "fixed": config.suggested_fixed()[pslice]})
     return {"channels": channels, "parameters": parameters, "poi": config.poi_name,
-            "measurements": ws.measurement_names}
+            "measurements": ws.measurement_names, "normalisation": model.normalisation().to_dict()}
 
 
 def _inspect_tables(info: dict[str, Any]) -> Any:
@@ -114,7 +115,25 @@ def _inspect_tables(info: dict[str, Any]) -> Any:
     for p in info["parameters"]:
         pars.add_row(p["name"], str(p["size"]), ", ".join(f"{v:g}" for v in p["init"]),
                      ", ".join(f"[{lo:g}, {hi:g}]" for lo, hi in p["bounds"]), str(any(p["fixed"])))
-    return Group(chans, pars)
+    tables = [chans, pars]
+    if info["normalisation"]["channels"]:
+        tables.append(_normalisation_table(info["normalisation"]))
+    return Group(*tables)
+
+
+def _normalisation_table(report: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    table = Table(title="Ratios over the reference sample: N = Σ w_ref r ± MC error, Kish effective size")
+    for column in ("channel", "sample", "N", "± error", "pull", "ESS", "normalisation (ratio, shape)"):
+        table.add_column(column)
+    for c in report["channels"]:
+        modes = f"{c['ratio_normalisation']}, {c['shape_normalisation']}"
+        table.add_row(c["channel"], "(reference)", "", "", "", f"{c['effective_events']:.1f}", modes)
+        for s in c["samples"]:
+            table.add_row("", s["sample"], f"{s['factor']:.6f}", f"{s['standard_error']:.2g}",
+                          f"{s['pull']:+.2f}", f"{s['effective_events']:.1f}", "")
+    return table
 
 
 @click.command()
@@ -123,10 +142,14 @@ def _inspect_tables(info: dict[str, Any]) -> Any:
 @output_option
 @common_options
 def inspect(workspace: str, measurement: str | None, output_file: str | None) -> None:
-    """Channels, samples, modifiers, parameters and event counts of WORKSPACE."""
+    """Channels, samples, modifiers, parameters and event counts of WORKSPACE, and each
+    sample's ratio integrated over the reference sample (with its Monte Carlo error and the
+    Kish effective sample size); a warning on stderr where one is off."""
     ws, model, _ = load_model(workspace, "numpy", measurement)
     info = describe(ws, model)
     emit(info, output_file, _inspect_tables(info))
+    for line in info["normalisation"]["warnings"]:
+        warn(line)
 
 
 @click.command()
@@ -142,7 +165,22 @@ def fit(workspace: str, backend: str, measurement: str | None, optimizer: str, f
     with progress("fitting"):
         result = infer.fit(model, data, fixed=fixed_values or None, method=optimizer,
                            minos=[model.config.poi_name] if minos and model.config.poi_name else False)
-    emit(result.to_dict(), output_file, str(result))
+    payload = result.to_dict()
+    drift = model.shape_drift(result.values) if hasattr(model, "shape_drift") else {}
+    if drift:
+        payload["shape_drift"] = drift
+    emit(payload, output_file, str(result) + _drift_text(drift))
+    from ..normalisation import drift_warnings
+
+    for line in drift_warnings(model, drift):
+        warn(line)
+
+
+def _drift_text(drift: dict[str, dict[str, float]]) -> str:
+    if not drift:
+        return ""
+    items = ", ".join(f"{c}/{s} {v:.4f}" for c, samples in drift.items() for s, v in samples.items())
+    return f"\nshape drift at the best fit (Σ w_ref r Π g(α̂) / Σ w_ref r): {items}"
 
 
 @click.command()

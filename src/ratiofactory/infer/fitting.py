@@ -151,7 +151,7 @@ def _make_minuit(objective: Objective, setup: FitSetup, x0: np.ndarray, options:
     m.fixed = [bool(f) for f in setup.fixed]
     m.strategy = options.strategy if options.strategy is not None else (0 if objective.has_grad else 1)
     m.tol = options.tolerance
-    m.print_level = 0
+    m.print_level = -1  # Minuit2 prints internal diagnostics to stdout even at 0 (they broke --quiet)
     return m
 
 
