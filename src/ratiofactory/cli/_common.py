@@ -26,6 +26,8 @@ class Settings:
     def __init__(self) -> None:
         self.quiet = False
         self.verbose = False
+        self.starts: int | None = None
+        self.global_search = True
 
 
 def _set_flag(name: str) -> Callable[[click.Context, click.Parameter, bool], bool]:
@@ -40,13 +42,43 @@ def _set_flag(name: str) -> Callable[[click.Context, click.Parameter, bool], boo
 def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """``--quiet`` and ``--verbose`` (also accepted before the subcommand)."""
     func = click.option("--verbose", "-v", is_flag=True, expose_value=False, is_eager=True,
-                        callback=_set_flag("verbose"), help="Show tracebacks on errors.")(func)
+                        callback=_set_flag("verbose"),
+                        help="Show tracebacks on errors and, on jax, the number of XLA compilations.")(func)
     return click.option("--quiet", "-q", is_flag=True, expose_value=False, is_eager=True,
                         callback=_set_flag("quiet"), help="No tables or progress, only errors.")(func)
 
 
+def _set_value(name: str, value: Any = None) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    def callback(ctx: click.Context, _param: click.Parameter, given: Any) -> Any:
+        if given is not None and given is not False:
+            setattr(ctx.ensure_object(Settings), name, given if value is None else value)
+        return given
+
+    return callback
+
+
+def global_search_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--starts N`` and ``--no-global``: the global minimum search of every fit."""
+    func = click.option("--no-global", is_flag=True, expose_value=False, callback=_set_value("global_search", False),
+                        help="One local fit from the start point (no global minimum search; faster).")(func)
+    return click.option("--starts", type=click.IntRange(1), default=None, expose_value=False,
+                        callback=_set_value("starts"), metavar="N",
+                        help="Points of the coarse POI curve seeding the global search [default: 9].")(func)
+
+
+def fit_settings() -> dict[str, Any]:
+    """``global_search`` and ``starts`` for ``FitOptions``/``infer.fit`` from the command line."""
+    current = settings()
+    chosen: dict[str, Any] = {"global_search": current.global_search}
+    if current.starts is not None:
+        chosen["starts"] = current.starts
+    return chosen
+
+
 def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``--backend``, ``--measurement``, ``--optimizer``, ``--fixed``, ``--output-file``."""
+    """``--backend``, ``--measurement``, ``--optimizer``, ``--starts``, ``--no-global``,
+    ``--fixed``, ``--output-file``."""
+    func = global_search_options(func)
     options = [
         click.option("--backend", type=click.Choice(["numpy", "jax"]), default="numpy", show_default=True,
                      help="pyhf tensor backend (float64)."),
@@ -186,6 +218,10 @@ def set_backend(name: str) -> None:
     import pyhf
 
     pyhf.set_backend(name, precision="64b")
+    if name == "jax":
+        from .. import compilations
+
+        compilations.watch()  # counted for --verbose
 
 
 def load_model(source: str, backend: str, measurement: str | None, poi: str | None = None) -> tuple[Any, Any, Any]:
@@ -216,6 +252,16 @@ def console() -> Any:
 def show_progress() -> bool:
     """Progress goes to stderr when both stdout and stderr are terminals and not ``--quiet``."""
     return interactive() and sys.stderr.isatty()
+
+
+@contextmanager
+def reporting() -> Iterator[None]:
+    """Progress of toys, scans and limits on stderr: a bar on a terminal, otherwise a line
+    every few seconds (done/total, rate); nothing with ``--quiet``."""
+    from ..progress import reporting as mode
+
+    with mode("off" if settings().quiet else "lines"):
+        yield
 
 
 @contextmanager

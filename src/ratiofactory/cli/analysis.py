@@ -13,11 +13,13 @@ from ._common import (
     check_parameters,
     common_options,
     emit,
+    fit_settings,
     load_model,
     model_options,
     output_option,
     parse_fixed,
     progress,
+    reporting,
     show,
     warn,
 )
@@ -34,7 +36,7 @@ def _setup(workspace: str, backend: str, measurement: str | None, fixed: tuple[s
 def _options(optimizer: str) -> Any:
     from ..infer import FitOptions
 
-    return FitOptions(method=optimizer)
+    return FitOptions(method=optimizer, **fit_settings())
 
 
 def _plot(kind: str, path: str | None, *args: Any, **kwargs: Any) -> None:
@@ -164,15 +166,16 @@ def fit(workspace: str, backend: str, measurement: str | None, optimizer: str, f
     _, model, data, fixed_values = _setup(workspace, backend, measurement, fixed)
     with progress("fitting"):
         result = infer.fit(model, data, fixed=fixed_values or None, method=optimizer,
-                           minos=[model.config.poi_name] if minos and model.config.poi_name else False)
+                           minos=[model.config.poi_name] if minos and model.config.poi_name else False,
+                           **fit_settings())
     payload = result.to_dict()
     drift = model.shape_drift(result.values) if hasattr(model, "shape_drift") else {}
     if drift:
         payload["shape_drift"] = drift
-    emit(payload, output_file, str(result) + _drift_text(drift))
+    emit(payload, output_file, result.table() + _drift_text(drift))
     from ..normalisation import drift_warnings
 
-    for line in drift_warnings(model, drift):
+    for line in [*result.warnings, *drift_warnings(model, drift)]:
         warn(line)
 
 
@@ -200,13 +203,15 @@ def scan(workspace: str, backend: str, measurement: str | None, optimizer: str, 
     if poi is not None:
         check_parameters(model, [poi], "--poi")
     grid = np.linspace(poi_range[0], poi_range[1], points)
-    with progress(f"profile scan ({points} points)"):
+    with reporting():
         result = infer.profile_scan(model, data, grid, poi=poi, fixed=fixed_values or None,
                                     options=_options(optimizer))
         intervals = [infer.interval(result, cl) for cl in (infer.CL_1SIGMA, infer.CL_2SIGMA)]
     payload = result.to_dict()
     payload["intervals"] = [i.to_dict() for i in intervals]
     emit(payload, output_file, "\n\n".join([str(result), *map(str, intervals)]))
+    for line in result.bestfit.warnings:
+        warn(line)
     _plot("plot_scan", plot, result, intervals=intervals)
 
 
@@ -243,7 +248,7 @@ def upper_limit(workspace: str, backend: str, measurement: str | None, optimizer
 
     _, model, data, fixed_values = _setup(workspace, backend, measurement, fixed)
     grid = None if poi_range is None else np.linspace(poi_range[0], poi_range[1], points)
-    with progress("upper limit"):
+    with reporting():
         result = infer.upper_limit(model, data, scan=grid, level=level, test_stat=test_stat,
                                    fixed=fixed_values or None, options=_options(optimizer))
     emit(result.to_dict(), output_file, str(result))

@@ -28,7 +28,7 @@ import pyhf
 from ..model import traceable_logpdf
 from .errors import InvalidFitSetup
 
-__all__ = ["FitSetup", "Objective", "make_setup", "parameter_indices"]
+__all__ = ["FitSetup", "Objective", "difference_hessian", "make_setup", "parameter_indices"]
 
 
 # ----------------------------------------------------------------------------- names
@@ -76,7 +76,15 @@ def _per_component(value: Any, n: int, name: str, what: str) -> list[Any]:
 
 @dataclass(frozen=True)
 class FitSetup:
-    """Starting point, bounds, fixed flags and POI of a fit (full parameter vector)."""
+    """Starting point, bounds, fixed flags and POI of a fit (full parameter vector).
+
+    ``origin`` is the user's (or the model's) initial point; warm starts
+    (:meth:`with_init`) keep it, so that a global search can also start from there.
+    ``unconstrained`` lists the scalar parameters without a constraint term (normfactors,
+    formula parameters) and ``interpolated`` the scalar nuisance parameters constrained
+    around 0 (normsys, histosys, ratiosys: the ones entering through interpolation):
+    with the POI, the directions a global search scans.
+    """
 
     names: tuple[str, ...]
     init: np.ndarray
@@ -84,6 +92,14 @@ class FitSetup:
     fixed: np.ndarray
     poi_index: int | None
     poi_name: str | None
+    origin: np.ndarray | None = None
+    unconstrained: tuple[int, ...] = ()
+    interpolated: tuple[int, ...] = ()
+
+    def start_points(self) -> np.ndarray:
+        """The origin with the fixed parameters at their fixed values, inside the bounds."""
+        origin = self.init if self.origin is None else self.origin
+        return np.where(self.fixed, self.init, np.clip(origin, self.bounds[:, 0], self.bounds[:, 1]))
 
     def index(self, name: str) -> int:
         """Position of an expanded parameter name in the parameter vector."""
@@ -154,7 +170,7 @@ def make_setup(
     if fixed is not None:
         _apply_fixed(config, indices, fixed, flags, values)
     poi_index, poi_name = _resolve_poi(config, indices, poi)
-    setup = FitSetup(names, values, limits, flags, poi_index, poi_name)
+    setup = FitSetup(names, values, limits, flags, poi_index, poi_name, values.copy(), *_search_axes(config))
     _check_inside_bounds(setup)
     return setup
 
@@ -224,6 +240,24 @@ def _resolve_poi(config: Any, indices: Mapping, poi: str | None) -> tuple[int | 
     return idx[0], _par_names(config)[idx[0]]
 
 
+def _search_axes(config: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Indices of the scalar parameters without a constraint term, and of the scalar
+    parameters constrained around 0 (auxdata 0: interpolated normsys/histosys/ratiosys)."""
+    constrained = set(getattr(config, "auxdata_order", ()))
+    free, interpolated = [], []
+    for name in config.par_order:
+        sl = config.par_slice(name)
+        if sl.stop - sl.start != 1:
+            continue
+        if name not in constrained:
+            free.append(sl.start)
+            continue
+        auxdata = getattr(config.param_set(name), "auxdata", None)
+        if auxdata is not None and len(auxdata) == 1 and float(auxdata[0]) == 0.0:
+            interpolated.append(sl.start)
+    return tuple(free), tuple(interpolated)
+
+
 def _check_inside_bounds(setup: FitSetup) -> None:
     for i, name in enumerate(setup.names):
         lo, hi = setup.bounds[i]
@@ -240,12 +274,18 @@ def _check_inside_bounds(setup: FitSetup) -> None:
 
 _JAX_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
+#: parameter points per vectorised evaluation of :meth:`Objective.values` on jax
+BATCH_POINTS = 32
+
 
 def _jax_functions(model: Any, pars: Any = None, data: Any = None) -> dict[str, Callable]:
     """jit-compiled value-and-gradient and Hessian of −2 ln L, built once per model.
 
-    Given ``pars`` and ``data``, the model is first evaluated once eagerly, so that any
-    arrays it builds lazily and caches are concrete and not tracers of the first trace.
+    Both differentiate one traced function ``twice_nll(pars, data, arrays)`` whose
+    per-event arrays are arguments (:func:`~ratiofactory.model.traceable_logpdf`): one
+    compilation each per model and data length, shared by every fit, scan point, Asimov
+    fit and impact refit of that model (``pars``/``data`` are accepted for callers of the
+    earlier signature and unused). The arrays are built eagerly here, outside any trace.
     """
     cached = _JAX_FUNCTIONS.get(model)
     if cached is not None:
@@ -253,17 +293,17 @@ def _jax_functions(model: Any, pars: Any = None, data: Any = None) -> dict[str, 
     import jax
     import jax.numpy as jnp
 
-    if pars is not None:
-        model.logpdf(jnp.asarray(pars, dtype=jnp.float64), data)
     logpdf, arrays = traceable_logpdf(model)  # per-event arrays as arguments, not constants
 
     def twice_nll(pars: Any, data: Any, arrays: Any) -> Any:
         return -2.0 * jnp.reshape(logpdf(pars, data, arrays), (-1,))[0]
 
     value_and_grad, hessian = jax.jit(jax.value_and_grad(twice_nll)), jax.jit(jax.hessian(twice_nll))
+    batch = jax.jit(jax.vmap(twice_nll, in_axes=(0, None, None)))  # compiled on first use only
     functions = {
         "value_and_grad": lambda pars, data: value_and_grad(pars, data, arrays),
         "hessian": lambda pars, data: hessian(pars, data, arrays),
+        "values": lambda batch_pars, data: batch(batch_pars, data, arrays),
     }
     _JAX_FUNCTIONS[model] = functions
     return functions
@@ -307,15 +347,46 @@ class Objective:
         value = -2.0 * np.reshape(np.asarray(self.model.logpdf(np.asarray(pars, dtype=float), self.data)), (-1,))[0]
         return self._count(float(value))
 
+    def values(self, points: np.ndarray) -> np.ndarray:
+        """``−2 ln L`` at each row of ``points`` (+inf where not finite; not counted as fit
+        problems). On jax one vectorised call per ``BATCH_POINTS`` rows (padded, so that it
+        compiles once per model); on numpy a loop."""
+        points = np.asarray(points, dtype=float).reshape(-1, len(self.model.config.suggested_init()))
+        if not self.has_grad:
+            nonfinite = self.nonfinite_calls
+            out = np.array([self(p) for p in points])
+            self.nonfinite_calls = nonfinite
+        else:
+            import jax.numpy as jnp
+
+            batch = _jax_functions(self.model)["values"]
+            out = np.empty(len(points))
+            for start in range(0, len(points), BATCH_POINTS):
+                chunk = points[start:start + BATCH_POINTS]
+                padded = np.concatenate([chunk, np.repeat(chunk[-1:], BATCH_POINTS - len(chunk), axis=0)])
+                out[start:start + len(chunk)] = np.asarray(batch(jnp.asarray(padded), self.data))[:len(chunk)]
+            self.calls += len(points)
+        return np.where(np.isfinite(out), out, np.inf)
+
     def grad(self, pars: np.ndarray) -> np.ndarray:
         """Exact gradient (jax only)."""
         return self._value_and_grad(pars)[1]
 
     def hessian(self, pars: np.ndarray) -> np.ndarray:
-        """Exact Hessian of ``−2 ln L`` (jax only)."""
-        import jax.numpy as jnp
+        """Hessian of ``−2 ln L`` (jax only), through the compiled exact gradient.
 
-        hess = _jax_functions(self.model)["hessian"](jnp.asarray(pars, dtype=jnp.float64), self.data)
+        Central differences of the exact gradient, Richardson-extrapolated, with steps of
+        1 % of each parameter's curvature scale (agrees with forward-over-reverse
+        ``jax.hessian`` to ~1e-8 relative; 6 gradients per parameter, no second compiled
+        program). Where a step makes the likelihood non-finite (a bound, s(x;θ) ≤ 0), the
+        exact ``jax.hessian`` is compiled and used instead.
+        """
+        x = np.asarray(pars, dtype=float)
+        hess = difference_hessian(lambda p: self._value_and_grad(p)[1], x)
+        if hess is None:
+            import jax.numpy as jnp
+
+            hess = _jax_functions(self.model)["hessian"](jnp.asarray(x, dtype=jnp.float64), self.data)
         return np.asarray(hess, dtype=float)
 
     def _value_and_grad(self, pars: np.ndarray) -> tuple[float, np.ndarray]:
@@ -335,3 +406,35 @@ class Objective:
         if not np.isfinite(value):
             self.nonfinite_calls += 1
         return value
+
+
+def difference_hessian(grad: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
+                       fraction: float = 0.01) -> np.ndarray | None:
+    """Hessian from an exact gradient: ``(4 D(h/2) − D(h)) / 3`` with the central difference
+    ``D(h) = (g(x + h e_i) − g(x − h e_i)) / 2h`` (error O(h⁴)), ``h_i`` a ``fraction`` of
+    the curvature scale ``√(2/H_ii)`` estimated with a first small step. None where a
+    gradient is not finite.
+
+    >>> hess = difference_hessian(lambda x: np.array([2 * x[0] + x[1], x[0] + 6 * x[1] ** 2]),
+    ...                           np.array([1.0, 2.0]))
+    >>> np.round(hess, 9).tolist()
+    [[2.0, 1.0], [1.0, 24.0]]
+    """
+    n = x.size
+    hess = np.empty((n, n))
+
+    def column(i: int, h: float) -> np.ndarray:
+        step = np.zeros(n)
+        step[i] = h
+        return (grad(x + step) - grad(x - step)) / (2.0 * h)
+
+    for i in range(n):
+        h = 1e-5 * max(1.0, abs(x[i]))
+        curvature = column(i, h)[i]
+        if np.isfinite(curvature) and curvature > 0:
+            h = fraction * np.sqrt(2.0 / curvature)
+        coarse, fine = column(i, h), column(i, 0.5 * h)
+        hess[i] = (4.0 * fine - coarse) / 3.0
+    if not np.all(np.isfinite(hess)):
+        return None
+    return 0.5 * (hess + hess.T)
