@@ -17,6 +17,7 @@ from ._common import (
     model_options,
     output_option,
     parse_fixed,
+    patch_options,
     progress,
     show,
 )
@@ -47,6 +48,7 @@ def _plot(kind: str, path: str | None, *args: Any, **kwargs: Any) -> None:
 @WORKSPACE
 @click.option("--measurement", default=None, help="Also compile this measurement's model (ONNX checks).")
 @output_option
+@patch_options
 @common_options
 def validate(workspace: str, measurement: str | None, output_file: str | None) -> None:
     """Check the schema, the files (paths, sha256 digests) and the ONNX models of WORKSPACE."""
@@ -121,6 +123,7 @@ def _inspect_tables(info: dict[str, Any]) -> Any:
 @WORKSPACE
 @click.option("--measurement", default=None, help="Measurement name (default: the first).")
 @output_option
+@patch_options
 @common_options
 def inspect(workspace: str, measurement: str | None, output_file: str | None) -> None:
     """Channels, samples, modifiers, parameters and event counts of WORKSPACE."""
