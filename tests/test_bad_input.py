@@ -202,6 +202,7 @@ def test_inputs_are_not_modified(workdir):
         ('{"a": ' + "9" * 5000 + "}", ["ws.json: /a:", "5000 digits"]),
         ('{"a": 1' + "0" * 5000 + ".5}", ["ws.json: /a:", "does not fit a float64"]),
         ('{"a": 1e999}', ["ws.json: /a:", "1e999"]),
+        ('{"a": [0.0, -2.5e-999]}', ["ws.json: /a/1:", "-2.5e-999 is too small for a float64"]),
         ("[" * 100000 + "]" * 100000, ["ws.json:", "nested more than", "line 1, column"]),
         ('{"a": ' + "[" * 100 + "]" * 100 + "}", ["ws.json: /a/0/0", "nested more than"]),
         ('["not", "an object"]', ["ws.json:", "a workspace is a JSON object"]),
@@ -789,3 +790,116 @@ def test_outputs_that_would_overwrite_an_input_are_refused(toy_copy, toy_bundle,
     cli_toy.one_line_error(result, "refusing to overwrite an input" if "also given" not in fragments[0] else "",
                            *fragments)
     assert {p: p.read_bytes() for p in before} == before
+
+
+# --------------------------------------------------------------------------- more careless inputs
+
+
+def test_npz_with_a_member_twice(workdir):
+    import warnings
+    import zipfile
+
+    path = workdir / "data" / "twice.npz"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # zipfile: "Duplicate name"
+        with zipfile.ZipFile(path, "w") as archive:
+            for values in (np.zeros(3), np.ones(3)):
+                archive.writestr("x.npy", _npy_header((3,)) + values.tobytes())
+    with pytest.raises(errors.InvalidEvents) as excinfo:
+        _build(workdir, lambda s: s["observations"][0]["events"].update(path="data/twice.npz"))
+    _one_line(excinfo, "/observations/0", "data/twice.npz", "'x.npy' twice")
+
+
+def test_onnx_with_external_data_is_refused(workdir, tmp_path):
+    """Weights stored outside the model file (here: an absolute path) are never read."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    (tmp_path / "secret.bin").write_bytes(np.array([42.0]).tobytes())
+    weight = TensorProto(name="w", data_type=TensorProto.DOUBLE, dims=[1], data_location=TensorProto.EXTERNAL)
+    for key, value in {"location": str(tmp_path / "secret.bin"), "offset": "0", "length": "8"}.items():
+        entry = weight.external_data.add()
+        entry.key, entry.value = key, value
+    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["r"])], "external",
+                              [helper.make_tensor_value_info("x", TensorProto.DOUBLE, ["N", 1])],
+                              [helper.make_tensor_value_info("r", TensorProto.DOUBLE, ["N", 1])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    (workdir / "models" / "external.onnx").write_bytes(model.SerializeToString())
+    assert onnx.load_from_string(model.SerializeToString()).graph.initializer[0].external_data
+    with pytest.raises(errors.InvalidONNXModel) as excinfo:
+        _build(workdir, lambda s: _sample(s)["ratio"].update(onnx={"path": "models/external.onnx"}, output="ratio"))
+    _one_line(excinfo, "/unbinned_channels/0/samples/0/ratio", "models/external.onnx", "not a valid ONNX model")
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_cli_fixed_value_must_be_finite(workdir, value):
+    _build(workdir)
+    result = cli_toy.run(["fit", workdir / "workspace.json", "--fixed", f"mu={value}"])
+    cli_toy.one_line_error(result, "--fixed", f"mu={value}", "not a finite number")
+
+
+def test_cli_stdin_larger_than_the_file_limit(workdir, monkeypatch):
+    monkeypatch.setenv("RATIOFACTORY_MAX_FILE_BYTES", "64")
+    result = cli_toy.run(["fit", "-"], input=json.dumps(SPEC))
+    cli_toy.one_line_error(result, "<stdin>: more than 64 bytes", "RATIOFACTORY_MAX_FILE_BYTES")
+
+
+@pytest.mark.parametrize(("env", "value"), [("RATIOFACTORY_ONNX_SECONDS", "soon"), ("RATIOFACTORY_ONNX_SECONDS", "-1"),
+                                            ("RATIOFACTORY_MAX_EVENTS", "many"), ("RATIOFACTORY_MAX_FILE_BYTES", "4G")])
+def test_malformed_limit_variables_are_named(workdir, monkeypatch, env, value):
+    monkeypatch.setenv(env, value)
+    with pytest.raises(errors.RatiofactoryError) as excinfo:
+        _build(workdir)
+    _one_line(excinfo, f"${env}={value!r}")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["fit", "{ws}", "--fixed", "mu=1", "--fixed", "mu=2"], ["--fixed", "'mu' is fixed twice (1 and 2)"]),
+        (["rename", "{ws}", "-m", "mu", "a", "-m", "mu", "b"], ["--modifier", "'mu' is renamed twice"]),
+        (["rename", "{ws}", "-c", "SR", "A", "-c", "CR", "A"], ["--channel", "both renamed to 'A'"]),
+    ],
+)
+def test_cli_options_given_twice_are_refused(workdir, args, fragments):
+    _build(workdir)
+    result = cli_toy.run([a.format(ws=workdir / "workspace.json") for a in args])
+    cli_toy.one_line_error(result, *fragments)
+
+
+#: file-path parameters that commands read, not write
+_INPUT_PATHS = {("unpack", "bundle"), ("reweighting", "events_file")}
+
+
+def _commands(group, prefix=()):
+    import click
+
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from _commands(command, (*prefix, name))
+        else:
+            yield " ".join((*prefix, name)), command
+
+
+def test_every_file_output_of_every_command_is_protected():
+    """A command added later with a new file output must join the protected outputs."""
+    import click
+
+    from ratiofactory.cli import cli
+    from ratiofactory.cli._common import _OUTPUT_PARAMETERS
+
+    unprotected = []
+    for name, command in _commands(cli):
+        for param in command.params:
+            kind = param.type
+            if isinstance(kind, click.Path) and not kind.dir_okay and not kind.exists:
+                if param.name not in _OUTPUT_PARAMETERS and (name.split()[-1], param.name) not in _INPUT_PATHS:
+                    unprotected.append(f"{name} {param.name}")
+    assert unprotected == []
+
+
+def test_export_output_over_an_input_is_refused(workdir):
+    _build(workdir)
+    result = cli_toy.run(["export", "roofit", workdir / "workspace.json", "-o", workdir / "data" / "observed.npz"])
+    cli_toy.one_line_error(result, "--output", "/observations/0/events", "refusing to overwrite an input")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -13,7 +14,7 @@ from typing import Any
 import click
 
 from .. import jsontext
-from ..errors import InvalidSpecification
+from ..errors import InvalidFile, InvalidSpecification
 from ..files import atomic_write, decode_utf8, read_text
 
 WORKSPACE = click.argument("workspace", metavar="WORKSPACE")
@@ -27,6 +28,8 @@ class Settings:
         self.verbose = False
         self.patches: list[str] = []
         self.patch_name: str | None = None
+        self.starts: int | None = None
+        self.global_search = True
 
 
 def _set_flag(name: str) -> Callable[[click.Context, click.Parameter, bool], bool]:
@@ -86,8 +89,37 @@ def apply_patches(ws: Any, patches: Sequence[str], patch_name: str | None) -> An
     return ws
 
 
+def _set_value(name: str, value: Any = None) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    def callback(ctx: click.Context, _param: click.Parameter, given: Any) -> Any:
+        if given is not None and given is not False:
+            setattr(ctx.ensure_object(Settings), name, given if value is None else value)
+        return given
+
+    return callback
+
+
+def global_search_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--starts N`` and ``--no-global``: the global minimum search of every fit."""
+    func = click.option("--no-global", is_flag=True, expose_value=False, callback=_set_value("global_search", False),
+                        help="One local fit from the start point (no global minimum search; faster).")(func)
+    return click.option("--starts", type=click.IntRange(1), default=None, expose_value=False,
+                        callback=_set_value("starts"), metavar="N",
+                        help="Points of the coarse POI curve seeding the global search [default: 9].")(func)
+
+
+def fit_settings() -> dict[str, Any]:
+    """``global_search`` and ``starts`` for ``FitOptions``/``infer.fit`` from the command line."""
+    current = settings()
+    chosen: dict[str, Any] = {"global_search": current.global_search}
+    if current.starts is not None:
+        chosen["starts"] = current.starts
+    return chosen
+
+
 def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``--backend``, ``--measurement``, ``--optimizer``, ``--fixed``, ``--output-file``."""
+    """``--backend``, ``--measurement``, ``--optimizer``, ``--starts``, ``--no-global``,
+    ``--fixed``, ``--output-file``."""
+    func = global_search_options(func)
     options = [
         click.option("--backend", type=click.Choice(["numpy", "jax"]), default="numpy", show_default=True,
                      help="pyhf tensor backend (float64)."),
@@ -115,9 +147,15 @@ def parse_fixed(items: Sequence[str]) -> dict[str, float]:
         if not sep or not name.strip():
             raise click.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="--fixed")
         try:
-            fixed[name.strip()] = float(value)
+            number = float(value)
         except ValueError:
             raise click.BadParameter(f"{item!r}: {value!r} is not a number", param_hint="--fixed") from None
+        if not math.isfinite(number):
+            raise click.BadParameter(f"{item!r}: {value.strip()} is not a finite number", param_hint="--fixed")
+        if name.strip() in fixed:
+            raise click.BadParameter(f"{name.strip()!r} is fixed twice ({fixed[name.strip()]:g} and {number:g})",
+                                     param_hint="--fixed")
+        fixed[name.strip()] = number
     return fixed
 
 
@@ -132,9 +170,10 @@ def check_parameters(model: Any, names: Sequence[str], option: str) -> None:
                 param_hint=option)
 
 
-_OUTPUT_PARAMETERS = {"output_file": "--output-file", "plot": "--plot", "bundle": "BUNDLE", "output": "--output",
+_OUTPUT_PARAMETERS = {"output_file": "--output-file", "output": "--output", "plot": "--plot", "bundle": "BUNDLE",
                       "table": "--table"}
-"""The parameters through which commands write files, with the name shown in errors."""
+"""The parameters through which commands write files, with the name shown in errors
+(tests/test_bad_input.py checks that every file-path parameter is here or a known input)."""
 
 
 def workspace_inputs(ws: Any, source: str) -> dict[Path, str]:
@@ -210,8 +249,13 @@ def _read_workspace(source: str) -> Any:
 
     if source != "-":
         return Workspace.load(source)
+    from ..files import default_max_bytes
+
+    limit = default_max_bytes()
     stream = getattr(sys.stdin, "buffer", None)
-    content = stream.read() if stream is not None else sys.stdin.read().encode("utf-8")
+    content = stream.read(limit + 1) if stream is not None else sys.stdin.read(limit + 1).encode("utf-8")
+    if len(content) > limit:
+        raise InvalidFile(f"<stdin>: more than {limit} bytes (raise $RATIOFACTORY_MAX_FILE_BYTES if it is intended)")
     spec = jsontext.loads(decode_utf8(content, "<stdin>"), "<stdin>")
     if not isinstance(spec, dict):
         raise InvalidSpecification(f"a workspace is a JSON object, got {type(spec).__name__}", source="<stdin>")
@@ -279,6 +323,12 @@ def show(text: Any) -> None:
             out.print(text, markup=False, soft_wrap=True)
         else:
             out.print(text)
+
+
+def warn(line: str) -> None:
+    """One ``warning: ...`` line on stderr (also with ``--quiet``): diagnostics the user must
+    see, without a Python warning's source line."""
+    click.echo(f"warning: {line}", err=True)
 
 
 def write_json_atomic(path: str | os.PathLike[str], payload: Any) -> Path:
