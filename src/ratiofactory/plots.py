@@ -257,6 +257,9 @@ def plot_reweighting(model: Any, channel: str, sample: str, events: Any = None, 
     with a lower panel of their ratio to the reweighted reference.
     """
     chan, comp = _lookup(model, channel, sample)
+    if comp.parameterised is not None:
+        raise InvalidModel(f"sample '{sample}' of channel '{channel}' has a parameterised ratio r(x | θ);"
+                           " the reweighting diagnostic needs a fixed ratio")
     if chan.reference is None or chan.n_reference == 0:
         raise InvalidModel(f"channel '{channel}' has no reference sample to reweight")
     ref = np.asarray(chan.reference.values)

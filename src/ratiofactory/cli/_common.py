@@ -44,7 +44,8 @@ def _set_flag(name: str) -> Callable[[click.Context, click.Parameter, bool], boo
 def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """``--quiet`` and ``--verbose`` (also accepted before the subcommand)."""
     func = click.option("--verbose", "-v", is_flag=True, expose_value=False, is_eager=True,
-                        callback=_set_flag("verbose"), help="Show tracebacks on errors.")(func)
+                        callback=_set_flag("verbose"),
+                        help="Show tracebacks on errors and, on jax, the number of XLA compilations.")(func)
     return click.option("--quiet", "-q", is_flag=True, expose_value=False, is_eager=True,
                         callback=_set_flag("quiet"), help="No tables or progress, only errors.")(func)
 
@@ -266,6 +267,10 @@ def set_backend(name: str) -> None:
     import pyhf
 
     pyhf.set_backend(name, precision="64b")
+    if name == "jax":
+        from .. import compilations
+
+        compilations.watch()  # counted for --verbose
 
 
 def load_model(source: str, backend: str, measurement: str | None, poi: str | None = None) -> tuple[Any, Any, Any]:
@@ -296,6 +301,16 @@ def console() -> Any:
 def show_progress() -> bool:
     """Progress goes to stderr when both stdout and stderr are terminals and not ``--quiet``."""
     return interactive() and sys.stderr.isatty()
+
+
+@contextmanager
+def reporting() -> Iterator[None]:
+    """Progress of toys, scans and limits on stderr: a bar on a terminal, otherwise a line
+    every few seconds (done/total, rate); nothing with ``--quiet``."""
+    from ..progress import reporting as mode
+
+    with mode("off" if settings().quiet else "lines"):
+        yield
 
 
 @contextmanager

@@ -20,6 +20,7 @@ from ._common import (
     parse_fixed,
     patch_options,
     progress,
+    reporting,
     show,
     warn,
 )
@@ -205,7 +206,7 @@ def scan(workspace: str, backend: str, measurement: str | None, optimizer: str, 
     if poi is not None:
         check_parameters(model, [poi], "--poi")
     grid = np.linspace(poi_range[0], poi_range[1], points)
-    with progress(f"profile scan ({points} points)"):
+    with reporting():
         result = infer.profile_scan(model, data, grid, poi=poi, fixed=fixed_values or None,
                                     options=_options(optimizer))
         intervals = [infer.interval(result, cl) for cl in (infer.CL_1SIGMA, infer.CL_2SIGMA)]
@@ -250,7 +251,7 @@ def upper_limit(workspace: str, backend: str, measurement: str | None, optimizer
 
     _, model, data, fixed_values = _setup(workspace, backend, measurement, fixed)
     grid = None if poi_range is None else np.linspace(poi_range[0], poi_range[1], points)
-    with progress("upper limit"):
+    with reporting():
         result = infer.upper_limit(model, data, scan=grid, level=level, test_stat=test_stat,
                                    fixed=fixed_values or None, options=_options(optimizer))
     emit(result.to_dict(), output_file, str(result))
