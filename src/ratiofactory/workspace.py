@@ -104,7 +104,7 @@ class Workspace:
 
     def __init__(self, spec: Mapping[str, Any], *, base_dir: str | Path | None = None, validate: bool = True):
         jsontext.check_depth(spec)  # before deepcopy, which recurses
-        self._spec = copy.deepcopy(dict(spec))
+        self._spec = copy.deepcopy(schema.plain_value(dict(spec)))  # numpy values as JSON's
         self.base_dir = Path(base_dir if base_dir is not None else ".").resolve()
         if validate:
             schema.validate(self._spec)
