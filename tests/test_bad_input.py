@@ -870,6 +870,8 @@ def test_cli_options_given_twice_are_refused(workdir, args, fragments):
 
 #: file-path parameters that commands read, not write
 _INPUT_PATHS = {("unpack", "bundle"), ("reweighting", "events_file")}
+#: file-path parameters that every command having them reads (--patch, patchsets)
+_INPUT_NAMES = {"patch", "patchset_file", "patch_files"}
 
 
 def _commands(group, prefix=()):
@@ -894,7 +896,8 @@ def test_every_file_output_of_every_command_is_protected():
         for param in command.params:
             kind = param.type
             is_file = isinstance(kind, click.Path) and not kind.dir_okay and not kind.exists
-            known = param.name in _OUTPUT_PARAMETERS or (name.split()[-1], param.name) in _INPUT_PATHS
+            known = (param.name in _OUTPUT_PARAMETERS or param.name in _INPUT_NAMES
+                     or (name.split()[-1], param.name) in _INPUT_PATHS)
             if is_file and not known:
                 unprotected.append(f"{name} {param.name}")
     assert unprotected == []
