@@ -11,7 +11,7 @@
 >>> model = ws.model()
 >>> model.config.par_names
 ['mu']
->>> round(float(model.logpdf([1.0], ws.data(model))), 6)
+>>> round(float(model.logpdf([1.0], ws.data(model))[0]), 6)
 -2.92412
 """
 
@@ -34,6 +34,7 @@ from .config import ModelConfig
 from .errors import InvalidModel, InvalidSpecification
 from .files import file_references, open_file_ref, read_text, sha256_file
 from .model import Model, array_namespace
+from .parameterised import check_parameterised
 from .parameters import (
     binned_formula_requirements,
     binned_requirements,
@@ -103,7 +104,7 @@ class Workspace:
 
     def __init__(self, spec: Mapping[str, Any], *, base_dir: str | Path | None = None, validate: bool = True):
         jsontext.check_depth(spec)  # before deepcopy, which recurses
-        self._spec = copy.deepcopy(dict(spec))
+        self._spec = copy.deepcopy(schema.plain_value(dict(spec)))  # numpy values as JSON's
         self.base_dir = Path(base_dir if base_dir is not None else ".").resolve()
         if validate:
             schema.validate(self._spec)
@@ -166,6 +167,7 @@ class Workspace:
         measurement, m_pointer = self._measurement(measurement_name)
         user_parameters = measurement["config"].get("parameters", [])
         poi = measurement["config"]["poi"] if poi_name is _FROM_MEASUREMENT else poi_name
+        poi = None if poi == "" else poi  # pyhf's convention: "" is a measurement without a POI
         binned_specs = self._spec.get("channels", [])
         unbinned_specs = self._spec.get("unbinned_channels", [])
 
@@ -226,6 +228,7 @@ class Workspace:
             )
         except InvalidModel as err:
             raise InvalidModel(f"{m_pointer}/config/poi: {err}") from None
+        _check_parameterised_ratios(channels, config)
         binned_parameters = None
         if binned is not None:
             binned_parameters = BinnedParameters(
@@ -287,10 +290,21 @@ class Workspace:
         return Workspace(algebra.sorted_spec(self._spec), base_dir=self.base_dir)
 
     def digest(self) -> str:
-        """sha256 of the canonical JSON and of every file the workspace references."""
+        """sha256 of the workspace: of its JSON serialised as ``pyhf digest`` does (sorted
+        keys, UTF-8), continued, for each file it references in document order, with the
+        reference's JSON pointer and the file's sha256 (hex). A pure pyhf workspace
+        references no files, so its digest is ``pyhf digest``'s.
+
+        >>> spec = {"version": "1.0.0", "channels": [{"name": "SR", "samples": [
+        ...     {"name": "b", "data": [50.0], "modifiers": []}]}],
+        ...     "observations": [{"name": "SR", "data": [55.0]}],
+        ...     "measurements": [{"name": "m", "config": {"poi": "", "parameters": []}}]}
+        >>> import pyhf
+        >>> Workspace(spec).digest() == pyhf.utils.digest(pyhf.Workspace(spec))
+        True
+        """
         if self._digest is None:
-            h = hashlib.sha256()
-            h.update(json.dumps(self._spec, sort_keys=True, separators=(",", ":")).encode())
+            h = hashlib.sha256(json.dumps(self._spec, sort_keys=True, ensure_ascii=False).encode("utf-8"))
             for pointer, ref in file_references(self._spec):
                 path = open_file_ref(self.base_dir, ref, pointer=pointer)
                 h.update(pointer.encode())
@@ -300,3 +314,15 @@ class Workspace:
 
     def __repr__(self) -> str:
         return f"Workspace(channels={self.channels}, measurements={self.measurement_names})"
+
+
+def _check_parameterised_ratios(channels: list[Any], config: ModelConfig) -> None:
+    """Parameterised ratios r(x | θ) checked at the parameters' inits and finite bounds."""
+    if not any(s.parameterised for c in channels for s in c.samples):
+        return
+    inits, bounds = config.suggested_init(), config.suggested_bounds()
+    values = {}
+    for name in config.par_order:
+        i = config.par_slice(name).start
+        values[name] = [inits[i], *(b for b in bounds[i] if np.isfinite(b) and b != inits[i])]
+    check_parameterised(channels, values)
