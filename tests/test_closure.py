@@ -381,10 +381,9 @@ def test_chunked_jax_likelihood_equals_the_one_pass_sum(toy, monkeypatch, modes)
         assert float(value) == np.inf
         assert np.all(np.isfinite(grad))
         # vectorised toy fits (vmap of Newton with exact Hessians) through the chunked sum
+        from ratiofactory.infer import FitOptions
         from ratiofactory.infer.objective import make_setup
         from ratiofactory.toys import fit_toys, generate_toys
-
-        from ratiofactory.infer import FitOptions
 
         # one local MIGRAD refit per unconverged toy, so that both sums follow the same path:
         # the global search's extra fits agree only to the fit precision (~1e-4 here)
