@@ -538,7 +538,7 @@ def test_replaced_ratio_cache_entry_is_detected_and_recomputed(workdir, tmp_path
     ws = ratiofactory.Workspace.load(path)
     model = ws.model(cache=RatioCache(tmp_path / "cache"))
     data = ws.data(model)
-    reference = float(model.logpdf([1.3], data))
+    reference = float(model.logpdf([1.3], data)[0])
     entries = sorted((tmp_path / "cache" / "ratios").glob("*.npz"))
     assert len(entries) == 2  # the observed and the reference events
     for entry_path in entries:
@@ -547,7 +547,7 @@ def test_replaced_ratio_cache_entry_is_detected_and_recomputed(workdir, tmp_path
         np.savez(entry_path, ratios=ratios[::-1].copy(), sha256=digest)  # valid ratios of other events
     with pytest.warns(RatioCacheWarning, match="does not match its sha256"):
         again = ws.model(cache=RatioCache(tmp_path / "cache"))
-    assert float(again.logpdf([1.3], data)) == reference
+    assert float(again.logpdf([1.3], data)[0]) == reference
 
 
 # --------------------------------------------------------------------------- bundles: forged manifests, bombs
@@ -877,6 +877,8 @@ def test_cli_options_given_twice_are_refused(workdir, args, fragments):
 
 #: file-path parameters that commands read, not write
 _INPUT_PATHS = {("unpack", "bundle"), ("reweighting", "events_file")}
+#: file-path parameters that every command having them reads (--patch, patchsets)
+_INPUT_NAMES = {"patch", "patchset_file", "patch_files"}
 
 
 def _commands(group, prefix=()):
@@ -901,7 +903,8 @@ def test_every_file_output_of_every_command_is_protected():
         for param in command.params:
             kind = param.type
             is_file = isinstance(kind, click.Path) and not kind.dir_okay and not kind.exists
-            known = param.name in _OUTPUT_PARAMETERS or (name.split()[-1], param.name) in _INPUT_PATHS
+            known = (param.name in _OUTPUT_PARAMETERS or param.name in _INPUT_NAMES
+                     or (name.split()[-1], param.name) in _INPUT_PATHS)
             if is_file and not known:
                 unprotected.append(f"{name} {param.name}")
     assert unprotected == []
