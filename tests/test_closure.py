@@ -381,19 +381,18 @@ def test_chunked_jax_likelihood_equals_the_one_pass_sum(toy, monkeypatch, modes)
         assert float(value) == np.inf
         assert np.all(np.isfinite(grad))
         # vectorised toy fits (vmap of Newton with exact Hessians) through the chunked sum
+        from ratiofactory.infer import FitOptions
         from ratiofactory.infer.objective import make_setup
         from ratiofactory.toys import fit_toys, generate_toys
-
-        from ratiofactory.infer import FitOptions
 
         # one local MIGRAD refit per unconverged toy, so that both sums follow the same path:
         # the global search's extra fits agree only to the fit precision (~1e-4 here)
         local = FitOptions(global_search=False)
         toys = generate_toys(model, model.config.suggested_init(), 3, seed=2)
-        fits = fit_toys(model, toys, make_setup(model), options=local)
+        fits = fit_toys(model, toys, make_setup(model), options=local, sparse=False)  # the dense chunked sum
         monkeypatch.setattr(likelihood, "CHUNKED_FROM", 10**9)
         model_one_pass = ws.model()
-        reference = fit_toys(model_one_pass, toys, make_setup(model_one_pass), options=local)
+        reference = fit_toys(model_one_pass, toys, make_setup(model_one_pass), options=local, sparse=False)
         assert fits.converged.all()
         np.testing.assert_allclose(fits.values, reference.values, rtol=1e-7, atol=1e-7)
     finally:

@@ -249,4 +249,5 @@ def test_sparse_toys_are_the_dense_toys_and_fit_the_same(mixed):
     finally:
         pyhf.set_backend("numpy", precision="64b")
     assert from_sparse.converged.all()
-    np.testing.assert_allclose(from_sparse.values, from_dense.values, rtol=1e-12, atol=1e-12)
+    # the events are summed in another order: the minimum moves by round-off only
+    np.testing.assert_allclose(from_sparse.values, from_dense.values, rtol=1e-9, atol=1e-9)

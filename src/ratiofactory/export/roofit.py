@@ -167,6 +167,11 @@ def to_roofit(workspace: Any, *, measurement: str | None = None, name: str = "w"
     R = load_root()
     if model is None:
         model = workspace.model(measurement)
+    for channel in model.unbinned_channels:
+        for sample in channel.samples:
+            if sample.parameterised is not None:
+                raise ExportError(f"channel {channel.name!r}, sample {sample.name!r}: a parameterised ratio"
+                                  " r(x | θ) has no fixed per-event values to export as dataset columns")
     spec = workspace.spec
     previous = pyhf.get_backend()
     pyhf.set_backend("numpy")
