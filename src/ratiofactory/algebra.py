@@ -48,7 +48,7 @@ from typing import Any
 
 from . import consistency, schema
 from .errors import InvalidExpression, InvalidModel, RatiofactoryError
-from .expressions import FUNCTIONS, parse_expression
+from .expressions import CONSTANTS, FUNCTIONS, parse_expression
 from .files import file_references
 from .parameters import (
     binned_formula_requirements,
@@ -60,6 +60,7 @@ from .parameters import (
 __all__ = ["JOINS", "InvalidWorkspaceOperation", "combine", "prune", "rebase_paths", "rename", "sorted_spec"]
 
 JOINS = ("none", "outer", "left outer", "right outer")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CHANNEL_LISTS = ("channels", "unbinned_channels")
 
 
@@ -233,6 +234,7 @@ def _names(spec: Mapping[str, Any]) -> dict[str, set[str]]:
     modifiers, types, parameters = set(), set(), set()
     for channel in channels:
         for sample in channel["samples"]:
+            parameters.update(sample.get("ratio", {}).get("parameters", []))
             for modifier in sample.get("modifiers", []):
                 modifiers.add(modifier["name"])
                 types.add(modifier["type"])
@@ -295,15 +297,18 @@ def prune(
 
 
 def _formula_uses(spec: Mapping[str, Any]) -> dict[str, str]:
-    """Parameter name → pointer of the first formula modifier that uses it."""
+    """Parameter name → pointer of the first formula expression or parameterised ratio
+    that uses it."""
     uses: dict[str, str] = {}
     for key in _CHANNEL_LISTS:
         for c, channel in enumerate(spec.get(key, [])):
             for s, sample in enumerate(channel["samples"]):
+                for k, name in enumerate(sample.get("ratio", {}).get("parameters", [])):
+                    uses.setdefault(name, f"/{key}/{c}/samples/{s}/ratio/parameters/{k}")
                 for m, modifier in enumerate(sample.get("modifiers", [])):
                     if modifier["type"] == "formula":
                         for name in parse_expression(modifier["data"]["expression"]).parameters:
-                            uses.setdefault(name, f"/{key}/{c}/samples/{s}/modifiers/{m}")
+                            uses.setdefault(name, f"/{key}/{c}/samples/{s}/modifiers/{m}/data/expression")
     return uses
 
 
@@ -312,7 +317,7 @@ def _refuse_pruned_formula_parameters(spec: Mapping[str, Any], modifiers: Iterab
     for name in sorted(modifiers):
         if name in uses:
             raise InvalidWorkspaceOperation(
-                f"prune: {name!r} is a parameter of the formula at {uses[name]}/data/expression, which "
+                f"prune: {name!r} is a parameter of the formula or ratio model at {uses[name]}, which "
                 "stays; pruning its modifiers and settings would not remove it. Prune the formula "
                 "modifier (by its own name), its sample or its channel instead"
             )
@@ -334,8 +339,8 @@ def rename(
     channels: Mapping[str, str] | None = None,
     measurements: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """``spec`` with modifiers/parameters (also inside formula expressions, measurement
-    settings and the POI), samples, channels (and their observations) and measurements
+    """``spec`` with modifiers/parameters (also inside formula expressions, the inputs of
+    parameterised ratios, measurement settings and the POI), samples, channels (and their observations) and measurements
     renamed by ``{old: new}`` maps."""
     modifiers, samples = dict(modifiers or {}), dict(samples or {})
     channels, measurements = dict(channels or {}), dict(measurements or {})
@@ -343,13 +348,21 @@ def rename(
     for what, names in (("modifier", modifiers), ("sample", samples), ("channel", channels),
                         ("measurement", measurements)):
         _require(known, what, names)
+    uses = _formula_uses(spec)
     for old, new in modifiers.items():
         _check_new_parameter_name(old, new)
+        if old in uses and not _IDENTIFIER.fullmatch(new):
+            raise InvalidWorkspaceOperation(
+                f"rename: {old!r} → {new!r}: {old!r} appears in the formula at {uses[old]}/data/expression, "
+                f"where {new!r} would not read as one parameter name (use letters, digits and _)"
+            )
     out = copy.deepcopy(dict(spec))
     for channel in _all_channels(out):
         channel["name"] = channels.get(channel["name"], channel["name"])
         for sample in channel["samples"]:
             sample["name"] = samples.get(sample["name"], sample["name"])
+            if "parameters" in sample.get("ratio", {}):
+                sample["ratio"]["parameters"] = [modifiers.get(n, n) for n in sample["ratio"]["parameters"]]
             for modifier in sample.get("modifiers", []):
                 modifier["name"] = modifiers.get(modifier["name"], modifier["name"])
                 if modifier["type"] == "formula":
@@ -367,12 +380,15 @@ def rename(
 
 
 def reserved_names() -> frozenset[str]:
-    """Names a parameter may not take: the formula language's functions and Python's keywords.
+    """Names a parameter may not take: the formula language's functions, constants and
+    refused words, and Python's keywords.
 
-    >>> {"sqrt", "lambda", "None"} <= reserved_names()
+    >>> {"sqrt", "PI", "TRUE", "and", "lambda", "None"} <= reserved_names()
     True
     """
-    return frozenset(FUNCTIONS) | frozenset(keyword.kwlist)
+    from .formula_parser import _WORDS
+
+    return frozenset(FUNCTIONS) | frozenset(CONSTANTS) | frozenset(_WORDS) | frozenset(keyword.kwlist)
 
 
 def _check_new_parameter_name(old: str, new: str) -> None:
@@ -381,7 +397,8 @@ def _check_new_parameter_name(old: str, new: str) -> None:
     if new in reserved_names() or new.startswith("__"):
         raise InvalidWorkspaceOperation(
             f"rename: {old!r} → {new!r}: {new!r} is reserved by the formula language "
-            f"(functions {', '.join(FUNCTIONS)} and Python keywords, names starting with '__'); choose another name"
+            f"(its functions, constants {', '.join(CONSTANTS)}, words such as 'and', Python keywords, "
+            "names starting with '__'); choose another name"
         )
 
 

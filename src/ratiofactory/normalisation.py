@@ -44,6 +44,7 @@ __all__ = [
     "channel_normalisation",
     "drift_warnings",
     "kish_effective_size",
+    "likelihood_arrays",
     "normalisation_report",
     "reference_factors",
     "weighted_mean_and_error",
@@ -95,12 +96,28 @@ def reference_factors(channel: UnbinnedChannel) -> list[tuple[float, list[tuple[
     w = channel.reference_weights
     factors = []
     for sample in channel.samples:
+        if sample.parameterised is not None:  # r(x | θ): normalised in the likelihood at each θ
+            factors.append((1.0, []))
+            continue
         ratio = sample.ratio[ref]
         norm = float(np.dot(w, ratio))
         shapes = [(float(np.dot(w, ratio * m.hi[ref])) / norm, float(np.dot(w, ratio * m.lo[ref])) / norm)
                   for m in sample.shapesys]
         factors.append((norm, shapes))
     return factors
+
+
+def likelihood_arrays(channel: UnbinnedChannel) -> list[tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]]:
+    """Per sample (r_j, [(g^+, g^−) per shape systematic]) on the channel's event set as the
+    likelihood uses them: divided by N_j and K^± with ``ratio_normalisation: "reference"``,
+    the networks' outputs otherwise (what an export of the model must write)."""
+    if channel.ratio_normalisation != "reference" or not channel.n_reference:
+        return [(s.ratio, [(m.hi, m.lo) for m in s.shapesys]) for s in channel.samples]
+    arrays = []
+    for sample, (norm, shapes) in zip(channel.samples, reference_factors(channel), strict=True):
+        arrays.append((sample.ratio / norm, [(m.hi / k_hi, m.lo / k_lo)
+                                             for m, (k_hi, k_lo) in zip(sample.shapesys, shapes, strict=True)]))
+    return arrays
 
 
 @dataclass(frozen=True)
@@ -219,14 +236,16 @@ def _sample_normalisation(channel: UnbinnedChannel, j: int) -> SampleNormalisati
 
 
 def channel_normalisation(channel: UnbinnedChannel) -> ChannelNormalisation:
-    """The :class:`ChannelNormalisation` of a channel with a reference sample."""
+    """The :class:`ChannelNormalisation` of a channel with a reference sample (samples with
+    a parameterised ratio r(x | θ) left out: their integral depends on θ)."""
     return ChannelNormalisation(
         channel=channel.name,
         ratio_normalisation=channel.ratio_normalisation,
         shape_normalisation=channel.shape_normalisation,
         reference_events=channel.n_reference,
         effective_events=kish_effective_size(channel.reference_weights),
-        samples=tuple(_sample_normalisation(channel, j) for j in range(len(channel.samples))),
+        samples=tuple(_sample_normalisation(channel, j) for j, sample in enumerate(channel.samples)
+                      if sample.parameterised is None),  # r(x | θ) is normalised at every θ
     )
 
 

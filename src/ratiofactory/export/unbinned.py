@@ -6,6 +6,9 @@ the compiled model itself (so they are the exact per-event numbers ratiofactory 
 
 - ``<channel>_r_<sample>``: the ratio r_j(x_i),
 - ``<channel>_g_<sample>_<parameter>_hi`` / ``_lo``: the shape-systematic ratios g^±(x_i),
+
+both as the likelihood uses them (divided by their reference-sample integrals with
+``ratio_normalisation: "reference"``, :func:`ratiofactory.normalisation.likelihood_arrays`),
 - ``<channel>_<observable>``: the observables themselves (spectators, for plots).
 
 With c_j(θ) = ν_j f_j(θ) Π normfactors · lumi · Π FlexibleInterpVar(normsys) and the
@@ -31,11 +34,12 @@ import numpy as np
 
 from ..compile import UnbinnedChannel
 from ..expressions import Expression
+from ..normalisation import likelihood_arrays
 from ._root import ExportError
 from .formula import roofit_formula
 from .parameters import RooParameters
 
-__all__ = ["UnbinnedExport", "build_unbinned_channel", "safe_name"]
+__all__ = ["UnbinnedExport", "build_unbinned_channel", "formula_var", "safe_name"]
 
 _CODES = {"code0": (0, 0), "code1": (1, 1), "code4": (4, 5)}  # ours → (FlexibleInterpVar, PiecewiseInterpolation)
 
@@ -87,7 +91,7 @@ def _coefficient(root: Any, prefix: str, sample: Any, params: RooParameters, kee
     """c_j(θ) as a RooProduct."""
     factors = [root.RooConstVar(f"{prefix}nu", "nominal yield", sample.nominal_yield)]
     for k, expr in enumerate(sample.formulas):
-        factors.append(_formula(root, f"{prefix}f{k}", expr, params))
+        factors.append(formula_var(root, f"{prefix}f{k}", expr, params))
     factors += [params.var(name) for name in sample.normfactors]
     if sample.lumi is not None:
         factors.append(params.var(sample.lumi))
@@ -103,7 +107,8 @@ def _coefficient(root: Any, prefix: str, sample: Any, params: RooParameters, kee
     return product
 
 
-def _formula(root: Any, name: str, expr: Expression, params: RooParameters) -> Any:
+def formula_var(root: Any, name: str, expr: Expression, params: RooParameters) -> Any:
+    """The RooFormulaVar ``name`` of a formula expression over the parameters' RooRealVars."""
     names = sorted(expr.parameters)
     variables = root.RooArgList(*[params.var(n) for n in names])
     return root.RooFormulaVar(name, expr.text, roofit_formula(expr, names), variables)
@@ -126,6 +131,12 @@ def build_unbinned_channel(
             "a sum over the reference events that depends on the nuisance parameters; RooFit's "
             "standard classes cannot express that sum (export with shape_normalisation 'nominal')"
         )
+    for sample in channel.samples:
+        if getattr(sample, "parameterised", None) is not None:
+            raise ExportError(
+                f"unbinned channel '{pointer_name}', sample '{sample.name}': its ratio r(x | θ) is a network of "
+                f"the parameters {', '.join(sample.parameterised.parameters)}, evaluated at every θ; RooFit "
+                "cannot run it (the pip wheel's RooONNXFunc lacks the SOFIE parser), so it cannot be exported")
     ch = safe_name(channel.name)
     keep: list[Any] = []
     column_vars: dict[str, Any] = {}
@@ -144,6 +155,7 @@ def build_unbinned_channel(
         add_column(key, observable, values, {"observable": observable})
 
     coefficients, terms = [], []
+    shape_arrays = [shapes for _, shapes in likelihood_arrays(channel)]  # g^± as the likelihood uses them
     for j, (sample, ratio) in enumerate(zip(channel.samples, ratios, strict=True)):
         spec = channel_spec["samples"][j]
         prefix = f"{ch}_{safe_name(sample.name)}_"
@@ -152,14 +164,14 @@ def build_unbinned_channel(
         factors = [r_var]
         if sample.shapesys:
             lows, highs, alphas = R.RooArgList(), R.RooArgList(), R.RooArgList()
-            for m in sample.shapesys:
+            for m, (g_hi, g_lo) in zip(sample.shapesys, shape_arrays[j], strict=True):
                 base = f"{ch}_g_{safe_name(sample.name)}_{safe_name(m.parameter)}"
                 ratiosys = next(mod for mod in spec.get("modifiers", [])
                             if mod["type"] == "ratiosys" and mod["name"] == m.parameter)
-                highs.add(add_column(f"{base}_hi", f"g+_{sample.name}_{m.parameter}(x)", m.hi,
+                highs.add(add_column(f"{base}_hi", f"g+_{sample.name}_{m.parameter}(x)", g_hi,
                                      {"sample": sample.name, "ratiosys": m.parameter, "side": "hi",
                                       "ratio": ratiosys["data"]["hi"]}))
-                lows.add(add_column(f"{base}_lo", f"g-_{sample.name}_{m.parameter}(x)", m.lo,
+                lows.add(add_column(f"{base}_lo", f"g-_{sample.name}_{m.parameter}(x)", g_lo,
                                     {"sample": sample.name, "ratiosys": m.parameter, "side": "lo",
                                      "ratio": ratiosys["data"]["lo"]}))
                 alphas.add(params.var(m.parameter))
