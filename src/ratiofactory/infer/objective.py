@@ -142,7 +142,8 @@ class FitSetup:
 
     def _require_poi(self) -> int:
         if self.poi_index is None:
-            raise InvalidFitSetup("the model has no parameter of interest; pass poi='name'")
+            raise InvalidFitSetup('the model has no parameter of interest (measurement with "poi": "",'
+                                  " or poi_name=None): set the measurement's \"poi\", or pass poi='name'")
         return self.poi_index
 
 
