@@ -338,11 +338,18 @@ def test_prune_of_a_formula_parameter_is_refused(workdir):
     assert pruned["unbinned_channels"][0]["samples"][0]["modifiers"] == []
 
 
-@pytest.mark.parametrize("new", ["sqrt", "exp", "max", "lambda", "None", "__class__"])
+@pytest.mark.parametrize("new", ["sqrt", "exp", "max", "PI", "TRUE", "and", "lambda", "None", "__class__"])
 def test_rename_to_a_reserved_word_is_refused(workdir, new):
     _build(workdir)
     result = cli_toy.run(["rename", workdir / "workspace.json", "-m", "mu", new])
     cli_toy.one_line_error(result, f"rename: 'mu' → '{new}'", "reserved")
+
+
+@pytest.mark.parametrize("new", ["mu-2", "mu 2", "mu.x", "2mu", "µ"])
+def test_rename_of_a_formula_parameter_to_a_name_formulas_cannot_read(new):
+    with pytest.raises(ratiofactory.algebra.InvalidWorkspaceOperation) as excinfo:
+        ratiofactory.algebra.rename(SPEC, modifiers={"mu": new})
+    _one_line(excinfo, f"'mu' → {new!r}", "/unbinned_channels/0/samples/0/modifiers/0/data/expression")
 
 
 def test_rename_into_a_name_of_another_kind_is_refused():
@@ -531,7 +538,7 @@ def test_replaced_ratio_cache_entry_is_detected_and_recomputed(workdir, tmp_path
     ws = ratiofactory.Workspace.load(path)
     model = ws.model(cache=RatioCache(tmp_path / "cache"))
     data = ws.data(model)
-    reference = float(model.logpdf([1.3], data))
+    reference = float(model.logpdf([1.3], data)[0])
     entries = sorted((tmp_path / "cache" / "ratios").glob("*.npz"))
     assert len(entries) == 2  # the observed and the reference events
     for entry_path in entries:
@@ -540,7 +547,7 @@ def test_replaced_ratio_cache_entry_is_detected_and_recomputed(workdir, tmp_path
         np.savez(entry_path, ratios=ratios[::-1].copy(), sha256=digest)  # valid ratios of other events
     with pytest.warns(RatioCacheWarning, match="does not match its sha256"):
         again = ws.model(cache=RatioCache(tmp_path / "cache"))
-    assert float(again.logpdf([1.3], data)) == reference
+    assert float(again.logpdf([1.3], data)[0]) == reference
 
 
 # --------------------------------------------------------------------------- bundles: forged manifests, bombs
@@ -870,6 +877,8 @@ def test_cli_options_given_twice_are_refused(workdir, args, fragments):
 
 #: file-path parameters that commands read, not write
 _INPUT_PATHS = {("unpack", "bundle"), ("reweighting", "events_file")}
+#: file-path parameters that every command having them reads (--patch, patchsets)
+_INPUT_NAMES = {"patch", "patchset_file", "patch_files"}
 
 
 def _commands(group, prefix=()):
@@ -894,7 +903,8 @@ def test_every_file_output_of_every_command_is_protected():
         for param in command.params:
             kind = param.type
             is_file = isinstance(kind, click.Path) and not kind.dir_okay and not kind.exists
-            known = param.name in _OUTPUT_PARAMETERS or (name.split()[-1], param.name) in _INPUT_PATHS
+            known = (param.name in _OUTPUT_PARAMETERS or param.name in _INPUT_NAMES
+                     or (name.split()[-1], param.name) in _INPUT_PATHS)
             if is_file and not known:
                 unprotected.append(f"{name} {param.name}")
     assert unprotected == []

@@ -11,7 +11,7 @@
 >>> model = ws.model()
 >>> model.config.par_names
 ['mu']
->>> round(float(model.logpdf([1.0], ws.data(model))), 6)
+>>> round(float(model.logpdf([1.0], ws.data(model))[0]), 6)
 -2.92412
 """
 
@@ -167,6 +167,7 @@ class Workspace:
         measurement, m_pointer = self._measurement(measurement_name)
         user_parameters = measurement["config"].get("parameters", [])
         poi = measurement["config"]["poi"] if poi_name is _FROM_MEASUREMENT else poi_name
+        poi = None if poi == "" else poi  # pyhf's convention: "" is a measurement without a POI
         binned_specs = self._spec.get("channels", [])
         unbinned_specs = self._spec.get("unbinned_channels", [])
 
@@ -289,10 +290,21 @@ class Workspace:
         return Workspace(algebra.sorted_spec(self._spec), base_dir=self.base_dir)
 
     def digest(self) -> str:
-        """sha256 of the canonical JSON and of every file the workspace references."""
+        """sha256 of the workspace: of its JSON serialised as ``pyhf digest`` does (sorted
+        keys, UTF-8), continued, for each file it references in document order, with the
+        reference's JSON pointer and the file's sha256 (hex). A pure pyhf workspace
+        references no files, so its digest is ``pyhf digest``'s.
+
+        >>> spec = {"version": "1.0.0", "channels": [{"name": "SR", "samples": [
+        ...     {"name": "b", "data": [50.0], "modifiers": []}]}],
+        ...     "observations": [{"name": "SR", "data": [55.0]}],
+        ...     "measurements": [{"name": "m", "config": {"poi": "", "parameters": []}}]}
+        >>> import pyhf
+        >>> Workspace(spec).digest() == pyhf.utils.digest(pyhf.Workspace(spec))
+        True
+        """
         if self._digest is None:
-            h = hashlib.sha256()
-            h.update(json.dumps(self._spec, sort_keys=True, separators=(",", ":")).encode())
+            h = hashlib.sha256(json.dumps(self._spec, sort_keys=True, ensure_ascii=False).encode("utf-8"))
             for pointer, ref in file_references(self._spec):
                 path = open_file_ref(self.base_dir, ref, pointer=pointer)
                 h.update(pointer.encode())

@@ -18,6 +18,7 @@ from ._common import (
     model_options,
     output_option,
     parse_fixed,
+    patch_options,
     progress,
     reporting,
     show,
@@ -50,6 +51,7 @@ def _plot(kind: str, path: str | None, *args: Any, **kwargs: Any) -> None:
 @WORKSPACE
 @click.option("--measurement", default=None, help="Also compile this measurement's model (ONNX checks).")
 @output_option
+@patch_options
 @common_options
 def validate(workspace: str, measurement: str | None, output_file: str | None) -> None:
     """Check the schema, the files (paths, sha256 digests) and the ONNX models of WORKSPACE."""
@@ -142,6 +144,7 @@ def _normalisation_table(report: dict[str, Any]) -> Any:
 @WORKSPACE
 @click.option("--measurement", default=None, help="Measurement name (default: the first).")
 @output_option
+@patch_options
 @common_options
 def inspect(workspace: str, measurement: str | None, output_file: str | None) -> None:
     """Channels, samples, modifiers, parameters and event counts of WORKSPACE, and each

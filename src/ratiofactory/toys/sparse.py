@@ -200,7 +200,7 @@ class SparseLikelihood:
         total = xp.asarray(0.0)
         if model.binned is not None:
             n_baux = self.binned_aux.stop - self.binned_aux.start
-            total = total + model.binned.logpdf(model.binned_pars(pars, xp), rest[: n_bmain + n_baux])[0]
+            total = total + model.binned_logpdf(pars, rest[: n_bmain + n_baux], xp)
         for tensors, integrals, channel_arrays, (w, ratios, shapes) in zip(
                 self.tensors, self.integrals, arrays, channels, strict=True):
             s = self._densities(tensors, integrals, channel_arrays, pars, ratios, shapes)
