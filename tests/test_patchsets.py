@@ -250,6 +250,7 @@ def _compare_with_pyhf(result):
         assert point.expected_cls == pytest.approx(expected[1:], rel=rel, abs=abs_), point.name
 
 
+@pytest.mark.slow  # 11 s on a loaded 2-core machine (full-suite run, 01:55 UTC)
 def test_sbottom_points_equal_pyhf(sbottom_region_a):
     ws, patchset = sbottom_region_a
     _compare_with_pyhf(run_grid(ws, patchset, names=["sbottom_1000_830_700"], options=STRICT))
