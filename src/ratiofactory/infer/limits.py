@@ -67,7 +67,7 @@ def upper_limit(
     if not 0.0 < level < 1.0:
         raise InvalidFitSetup(f"CLs level must lie in (0, 1), got {level}")
     setup = prepare_setup(model, test_stat, poi=poi, init=init, fixed=fixed, bounds=bounds)
-    name = setup.poi_name
+    poi_index, name = setup.require_poi()
     calc = AsymptoticCalculator(model, data, setup, test_stat, options)
     targets = [band + float(norm.isf(level * norm.cdf(band))) for band in BANDS]
     if scan is not None:
@@ -77,8 +77,8 @@ def upper_limit(
         limits = [_limit(pieces, values[0], values[-1], level, name, "scan") for pieces in sets]
         method = "scan"
     else:
-        lo, hi = search if search is not None else (max(setup.bounds[setup.poi_index][0], 0.0),
-                                                   setup.bounds[setup.poi_index][1])
+        lo, hi = search if search is not None else (max(setup.bounds[poi_index][0], 0.0),
+                                                   setup.bounds[poi_index][1])
         sets = _root_excluded(calc, level, targets, float(lo), float(hi), rtol, atol)
         limits = [_limit(pieces, float(lo), float(hi), level, name, "search") for pieces in sets]
         values, cls = _tested(calc)
@@ -242,7 +242,7 @@ def significance(
     Agrees with ``pyhf.infer.hypotest(0.0, ..., test_stat="q0", return_expected_set=True)``.
     """
     setup = prepare_setup(model, "q0", poi=poi, init=init, fixed=fixed, bounds=bounds)
-    index = setup.poi_index
+    index, name = setup.require_poi()
     objective = Objective(model, data)
     q0, free = _q0(objective, setup, options, "data")
     asimov, _ = conditional_asimov(objective, setup, float(poi_alt), options, start=free.values)
@@ -250,7 +250,7 @@ def significance(
     p0, sqrt_qa = float(norm.cdf(-np.sqrt(q0))), float(np.sqrt(q0_asimov))
     band = tuple(float(norm.cdf(-(ts + sqrt_qa))) for ts in (-b for b in BANDS))
     expected = float(norm.cdf(-sqrt_qa))
-    return SignificanceResult(setup.poi_name, float(poi_alt), q0, q0_asimov, p0, float(norm.isf(p0)),
+    return SignificanceResult(name, float(poi_alt), q0, q0_asimov, p0, float(norm.isf(p0)),
                               expected, float(norm.isf(expected)), band, float(free.values[index]))
 
 
@@ -258,4 +258,4 @@ def _q0(objective: Objective, setup, options, what: str) -> tuple[float, FitResu
     free = minimize(objective, setup, options, hesse=False, context=f"free fit to {what}: ")
     null = minimize(objective, setup.with_init(free.values).with_poi_fixed(0.0), options, hesse=False,
                     context=f"background-only fit to {what}: ")
-    return _statistic("q0", 0.0, free, null, setup.poi_index), free
+    return _statistic("q0", 0.0, free, null, setup.require_poi()[0]), free

@@ -75,7 +75,7 @@ def impacts(
     """Pulls and impacts on the POI of every free parameter (or of ``parameters``,
     expanded names), ranked. ``refit=False`` skips the four refits per parameter."""
     setup = make_setup(model, init=init, fixed=fixed, bounds=bounds, poi=poi)
-    index = setup._require_poi()
+    index, name = setup.require_poi()
     objective = Objective(model, data)
     best = minimize(objective, setup, options, context="global fit: ")
     if not best.covariance_valid:
@@ -86,7 +86,7 @@ def impacts(
     rows = [_row(k, objective, setup, best, hess, prefit.get(k), index, options, refit)
             for k in _selected(setup, index, parameters)]
     rows.sort(key=lambda r: -_rank(r))
-    return ImpactsResult(setup.poi_name, best.poi_value, best.poi_error, tuple(rows))
+    return ImpactsResult(name, best.poi_value, best.poi_error, tuple(rows))
 
 
 def _selected(setup: FitSetup, index: int, parameters: Iterable[str] | None) -> list[int]:
