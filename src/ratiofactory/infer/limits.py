@@ -141,12 +141,17 @@ def _root_excluded(calc: AsymptoticCalculator, level: float, targets: list[float
             bar.update(len({mu for _, mu in calc.cached_values()}))
             return value
 
-        sqrt_qa = lambda mu: tested(float(np.sqrt(max(calc.asimov_value(mu), 0.0))))
-        observed_cls = lambda mu: tested(calc.observed_cls(mu))
+        def sqrt_qa(mu: float) -> float:
+            return tested(float(np.sqrt(max(calc.asimov_value(mu), 0.0))))
+
+        def observed_cls(mu: float) -> float:
+            return tested(calc.observed_cls(mu))
+
+        def above(target: float) -> Callable[[float], float]:
+            return lambda mu: sqrt_qa(mu) - target
+
         grid = _refined(_search_grid(lo, hi), sqrt_qa)
-        sets = []
-        for target in targets:
-            sets.append(_excluded(grid, lambda mu, t=target: sqrt_qa(mu) - t, rtol, atol))
+        sets = [_excluded(grid, above(target), rtol, atol) for target in targets]
         observed_grid = _refined(grid, observed_cls)
         sets.insert(0, _excluded(observed_grid, lambda mu: level - observed_cls(mu), rtol, atol))
     return sets
@@ -156,9 +161,9 @@ def _excluded(grid: list[float], f: Callable[[float], float], rtol: float, atol:
     """The intervals of [grid[0], grid[-1]] where ``f > 0``, each crossing between grid
     points refined by TOMS 748."""
     values = [f(mu) for mu in grid]
-    edges: list[float] = []
+    edges: list[tuple[float, float]] = []
     inside = values[0] > 0
-    start = grid[0] if inside else None
+    start = grid[0]  # where f becomes positive (the first point if it starts positive)
     for i in range(len(grid) - 1):
         if (values[i + 1] > 0) == inside:
             continue
@@ -183,7 +188,8 @@ def _scan_excluded(mus: np.ndarray, cls: np.ndarray, level: float) -> Pieces:
         return float(mus[i] + (level - cls[i]) * (mus[i + 1] - mus[i]) / (cls[i + 1] - cls[i]))
 
     below = cls < level
-    pieces, start = [], (float(mus[0]) if below[0] else None)
+    pieces: list[tuple[float, float]] = []
+    start = float(mus[0])  # where CLs falls below the level (the first point if it starts below)
     for i in range(mus.size - 1):
         if below[i + 1] == below[i]:
             continue

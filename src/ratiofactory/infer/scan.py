@@ -210,13 +210,14 @@ def _crossing_finder(scan: ScanResult, threshold: float) -> Callable[[int, int],
 
     def crossing(i: int, j: int) -> float:
         guess = x[i] + (threshold - t[i]) * (x[j] - x[i]) / (t[j] - t[i])
-        if scan.profile is None:
+        profile = scan.profile
+        if profile is None:
             return float(guess)
         memo: dict[float, float] = {}
 
         def f(mu: float) -> float:
             if mu not in memo:
-                memo[mu] = scan.profile(mu) - threshold
+                memo[mu] = profile(mu) - threshold
             return memo[mu]
 
         fa, fb = f(float(x[i])), f(float(x[j]))
