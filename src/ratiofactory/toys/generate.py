@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyhf
@@ -146,7 +146,15 @@ class _PoissonPerEntry:
         return offsets, np.concatenate([d[0] for d in draws]), np.concatenate([d[1] for d in draws])
 
 
-def _main_sampler(expected: np.ndarray) -> _MultinomialSplit | _PoissonPerEntry:
+class _MainSampler(Protocol):
+    """Draws one toy's main data (:meth:`draw`), then packs many (:meth:`collect`)."""
+
+    def draw(self, rng: np.random.Generator) -> Any: ...
+
+    def collect(self, draws: list[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+
+def _main_sampler(expected: np.ndarray) -> _MainSampler:
     return _PoissonPerEntry(expected) if expected.sum() > expected.size else _MultinomialSplit(expected)
 
 
@@ -219,7 +227,7 @@ def generate_toys(model: Any, pars: ArrayLike, n_toys: int, seed: int, *, start:
     poisson = [k for k, b in enumerate(blocks) if b[0] == "poisson"]
     sampler = _main_sampler(expected)
     aux = np.empty((int(n_toys), at[-1]))
-    draws = []
+    draws: list[Any] = []
     for row in range(int(n_toys)):
         rng = toy_rng(seed, start + row)
         draws.append(sampler.draw(rng))
