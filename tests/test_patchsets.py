@@ -237,12 +237,17 @@ def sbottom_region_a():
 
 
 def _compare_with_pyhf(result):
+    """Equal to pyhf's CLs to 1e-4 relative where pyhf's Minuit converged at strategy 2; where
+    it did not (pyhf fell back to strategy 1 or scipy), to 5e-3, the spread between pyhf's
+    own optimisers."""
     reference = json.loads(PYHF_CLS.read_text())
-    assert not result.failed
+    assert not result.failed, result.failed[0]
     for point in result.points:
-        expected = reference[point.name]
-        assert point.cls == pytest.approx(expected[0], rel=1e-4, abs=1e-7), point.name
-        assert point.expected_cls == pytest.approx(expected[1:], rel=1e-4, abs=1e-7), point.name
+        expected = reference["points"][point.name]
+        strict = reference["optimizer"][point.name].startswith("minuit strategy 2")
+        rel, abs_ = (1e-4, 1e-7) if strict else (5e-3, 1e-5)
+        assert point.cls == pytest.approx(expected[0], rel=rel, abs=abs_), point.name
+        assert point.expected_cls == pytest.approx(expected[1:], rel=rel, abs=abs_), point.name
 
 
 @pytest.mark.slow  # 11 s on a loaded 2-core machine (full-suite run, 01:55 UTC)
@@ -254,6 +259,6 @@ def test_sbottom_points_equal_pyhf(sbottom_region_a):
 @pytest.mark.slow
 def test_sbottom_all_region_a_points_equal_pyhf(sbottom_region_a):
     ws, patchset = sbottom_region_a
-    reference = json.loads(PYHF_CLS.read_text())
-    assert len(reference) == len(patchset), "regenerate with validation/sbottom_patchset_pyhf.py"
+    reference = json.loads(PYHF_CLS.read_text())["points"]
+    assert len(reference) == len(patchset), "complete it with validation/sbottom_patchset_pyhf.py"
     _compare_with_pyhf(run_grid(ws, patchset, options=STRICT))
