@@ -70,6 +70,11 @@ def asimov_yield_checks(model: Any, pars: Sequence[float] | np.ndarray) -> list[
     The standard error of ``Σ w_i^ref s_i`` (reference weights summing to one) is
     ``sqrt(Σ (w_i^ref)² (s_i − Σ w^ref s)²)``, the spread taken so that a constant s has
     none (:func:`ratiofactory.normalisation.weighted_mean_and_error`).
+
+    >>> import pyhf
+    >>> model = pyhf.simplemodels.uncorrelated_background([5.0], [50.0], [5.0], validate=False)
+    >>> asimov_yield_checks(model, [1.0, 1.0])   # a binned pyhf model has no reference sample
+    []
     """
     checks = []
     for channel in getattr(model, "unbinned_channels", ()):
