@@ -29,6 +29,7 @@ from typing import Any
 from ratiofactory.binned_formulas import PLACEHOLDER_PREFIX
 from ratiofactory.errors import InvalidSpecification
 from ratiofactory.expressions import parse_expression
+from ratiofactory.spurious_signal import spurious_signal_of
 from ratiofactory.schema import _is_array, json_pointer
 
 __all__ = ["check_consistency"]
@@ -169,6 +170,7 @@ def _check_unbinned_channel(channel: Mapping[str, Any], pointer: str) -> None:
                 f"{pointer}/observables/{i}/bounds",
             )
     _check_samples(channel["samples"], pointer)
+    spurious_signal_of(channel, pointer)  # grid strictly increasing, one delta per point
     if channel.get("shape_normalisation") == "reference" and "reference" not in channel:
         raise InvalidSpecification(
             "shape_normalisation 'reference' needs a reference sample: add "

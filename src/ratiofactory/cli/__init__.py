@@ -67,9 +67,9 @@ def cli(ctx: click.Context) -> None:
     ctx.ensure_object(Settings)
 
 
-from . import algebra, analysis, publishing, toys
+from . import algebra, analysis, ensembles, publishing, toys
 
-for _module in (analysis, publishing, toys, algebra):
+for _module in (analysis, publishing, toys, algebra, ensembles):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

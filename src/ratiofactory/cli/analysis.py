@@ -91,8 +91,11 @@ def describe(ws: Any, model: Any) -> dict[str, Any]:
                            "init": config.suggested_init()[pslice],
                            "bounds": [list(b) for b in config.suggested_bounds()[pslice]],
                            "fixed": config.suggested_fixed()[pslice]})
+    from ..ensemble_uncertainty import ratio_spreads
+
+    spreads = [s.to_dict() for s in ratio_spreads(model) if s.members > 1]
     return {"channels": channels, "parameters": parameters, "poi": config.poi_name,
-            "measurements": ws.measurement_names}
+            "measurements": ws.measurement_names, "ratio_spreads": spreads}
 
 
 def _inspect_tables(info: dict[str, Any]) -> Any:
@@ -114,7 +117,15 @@ def _inspect_tables(info: dict[str, Any]) -> Any:
     for p in info["parameters"]:
         pars.add_row(p["name"], str(p["size"]), ", ".join(f"{v:g}" for v in p["init"]),
                      ", ".join(f"[{lo:g}, {hi:g}]" for lo, hi in p["bounds"]), str(any(p["fixed"])))
-    return Group(chans, pars)
+    if not info.get("ratio_spreads"):
+        return Group(chans, pars)
+    spread = Table(title="Ensemble spread of the ratios, std_k(r_k)/mean per event")
+    for column in ("channel", "sample", "members", "median", "95% quantile", "of the mean (median/sqrt K)"):
+        spread.add_column(column)
+    for s in info["ratio_spreads"]:
+        spread.add_row(s["channel"], s["sample"], str(s["members"]), f"{s['median']:.2%}",
+                       f"{s['quantile_95']:.2%}", f"{s['of_mean_median']:.2%}")
+    return Group(chans, pars, spread)
 
 
 @click.command()
