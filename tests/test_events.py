@@ -326,6 +326,7 @@ def test_optional_reader_missing(tmp_path, monkeypatch, suffix, module, extra):
 class _FakeTree:
     def __init__(self, arrays):
         self._arrays = arrays
+        self.num_entries = len(next(iter(arrays.values()), []))
 
     def keys(self):
         return list(self._arrays)

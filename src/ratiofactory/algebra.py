@@ -39,6 +39,7 @@ ratiofactory.algebra.InvalidWorkspaceOperation: combine (join='none'): both work
 from __future__ import annotations
 
 import copy
+import keyword
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -46,9 +47,15 @@ from pathlib import Path
 from typing import Any
 
 from . import consistency, schema
-from .errors import RatiofactoryError
-from .expressions import parse_expression
+from .errors import InvalidExpression, InvalidModel, RatiofactoryError
+from .expressions import FUNCTIONS, parse_expression
 from .files import file_references
+from .parameters import (
+    binned_formula_requirements,
+    binned_requirements,
+    check_shared_parameters,
+    unbinned_requirements,
+)
 
 __all__ = ["JOINS", "InvalidWorkspaceOperation", "combine", "prune", "rebase_paths", "rename", "sorted_spec"]
 
@@ -60,10 +67,42 @@ class InvalidWorkspaceOperation(RatiofactoryError, ValueError):
     """A combine, prune or rename that cannot give a consistent workspace."""
 
 
-def _checked(spec: dict[str, Any]) -> dict[str, Any]:
+def _checked(spec: dict[str, Any], operation: str) -> dict[str, Any]:
+    """``spec`` after the schema, the consistency rules, every formula and the parameter
+    kinds were checked: an operation must not write a workspace that only fails at fit."""
     schema.validate(spec)
     consistency.check_consistency(spec)
+    binned = [binned_requirements(c, f"/channels/{i}") for i, c in enumerate(spec.get("channels", []))]
+    try:
+        unbinned = [binned_formula_requirements(c, f"/channels/{i}") for i, c in enumerate(spec.get("channels", []))]
+        unbinned += [unbinned_requirements(c, f"/unbinned_channels/{i}")
+                     for i, c in enumerate(spec.get("unbinned_channels", []))]
+        check_shared_parameters(binned, unbinned)
+    except (InvalidModel, InvalidExpression) as err:
+        raise InvalidWorkspaceOperation(f"{operation}: the result would not be a valid model: {err}") from None
+    _check_binned_kinds(binned, operation)
     return spec
+
+
+#: binned modifier types that may share a parameter (pyhf's paramset kinds)
+_BINNED_KIND = {"normsys": "constrained nuisance parameter", "histosys": "constrained nuisance parameter",
+                "normfactor": "free scale factor", "lumi": "luminosity", "shapesys": "shapesys",
+                "staterror": "staterror", "shapefactor": "shapefactor"}
+
+
+def _check_binned_kinds(binned: Sequence[Mapping[str, list[Any]]], operation: str) -> None:
+    first: dict[str, Any] = {}
+    for reqs in binned:
+        for name, entries in reqs.items():
+            for entry in entries:
+                kind = _BINNED_KIND.get(entry.kind, entry.kind)
+                seen = first.setdefault(name, (kind, entry))
+                if seen[0] != kind:
+                    raise InvalidWorkspaceOperation(
+                        f"{operation}: parameter {name!r} would be a {entry.kind} at {entry.pointer} but a "
+                        f"{seen[1].kind} at {seen[1].pointer}; a shared name needs one kind of parameter "
+                        "(rename one of them)"
+                    )
 
 
 # ----------------------------------------------------------------------------- combine
@@ -157,7 +196,7 @@ def combine(
             spec[key] = _join_items(left.get(key, []), right.get(key, []), join, "channel", merge_key)
     spec["observations"] = _join_items(left["observations"], right["observations"], join, "observation")
     spec["measurements"] = _join_measurements(left["measurements"], right["measurements"], join)
-    return _checked(spec)
+    return _checked(spec, f"combine (join={join!r})")
 
 
 # ----------------------------------------------------------------------------- file paths
@@ -246,10 +285,37 @@ def prune(
                 ]
     out["observations"] = [o for o in out["observations"] if o["name"] not in channels]
     out["measurements"] = [m for m in out["measurements"] if m["name"] not in measurements]
+    _refuse_pruned_formula_parameters(out, modifiers)
+    remaining = _names(out)["modifier"]
     for measurement in out["measurements"]:
-        config = measurement["config"]
-        config["parameters"] = [p for p in config.get("parameters", []) if p["name"] not in modifiers]
-    return _checked(out)
+        config = measurement["config"]  # settings of parameters that are gone go with them
+        config["parameters"] = [p for p in config.get("parameters", [])
+                                if p["name"] in remaining or p["name"] == config["poi"]]
+    return _checked(out, "prune")
+
+
+def _formula_uses(spec: Mapping[str, Any]) -> dict[str, str]:
+    """Parameter name → pointer of the first formula modifier that uses it."""
+    uses: dict[str, str] = {}
+    for key in _CHANNEL_LISTS:
+        for c, channel in enumerate(spec.get(key, [])):
+            for s, sample in enumerate(channel["samples"]):
+                for m, modifier in enumerate(sample.get("modifiers", [])):
+                    if modifier["type"] == "formula":
+                        for name in parse_expression(modifier["data"]["expression"]).parameters:
+                            uses.setdefault(name, f"/{key}/{c}/samples/{s}/modifiers/{m}")
+    return uses
+
+
+def _refuse_pruned_formula_parameters(spec: Mapping[str, Any], modifiers: Iterable[str]) -> None:
+    uses = _formula_uses(spec)
+    for name in sorted(modifiers):
+        if name in uses:
+            raise InvalidWorkspaceOperation(
+                f"prune: {name!r} is a parameter of the formula at {uses[name]}/data/expression, which "
+                "stays; pruning its modifiers and settings would not remove it. Prune the formula "
+                "modifier (by its own name), its sample or its channel instead"
+            )
 
 
 def _rename_in_expression(expression: str, renames: Mapping[str, str]) -> str:
@@ -277,6 +343,8 @@ def rename(
     for what, names in (("modifier", modifiers), ("sample", samples), ("channel", channels),
                         ("measurement", measurements)):
         _require(known, what, names)
+    for old, new in modifiers.items():
+        _check_new_parameter_name(old, new)
     out = copy.deepcopy(dict(spec))
     for channel in _all_channels(out):
         channel["name"] = channels.get(channel["name"], channel["name"])
@@ -295,7 +363,26 @@ def rename(
         config["poi"] = modifiers.get(config["poi"], config["poi"])
         for parameter in config.get("parameters", []):
             parameter["name"] = modifiers.get(parameter["name"], parameter["name"])
-    return _checked(out)
+    return _checked(out, "rename")
+
+
+def reserved_names() -> frozenset[str]:
+    """Names a parameter may not take: the formula language's functions and Python's keywords.
+
+    >>> {"sqrt", "lambda", "None"} <= reserved_names()
+    True
+    """
+    return frozenset(FUNCTIONS) | frozenset(keyword.kwlist)
+
+
+def _check_new_parameter_name(old: str, new: str) -> None:
+    if not isinstance(new, str) or not new:
+        raise InvalidWorkspaceOperation(f"rename: {old!r} → {new!r}: a parameter name cannot be empty")
+    if new in reserved_names() or new.startswith("__"):
+        raise InvalidWorkspaceOperation(
+            f"rename: {old!r} → {new!r}: {new!r} is reserved by the formula language "
+            f"(functions {', '.join(FUNCTIONS)} and Python keywords, names starting with '__'); choose another name"
+        )
 
 
 def sorted_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -315,4 +402,4 @@ def sorted_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
     out["measurements"].sort(key=by_name)
     for measurement in out["measurements"]:
         measurement["config"].get("parameters", []).sort(key=by_name)
-    return _checked(out)
+    return _checked(out, "sort")

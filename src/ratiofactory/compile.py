@@ -122,7 +122,7 @@ def _check_bounds(events: EventSet, observables: list[Mapping[str, Any]], pointe
             raise InvalidEvents(
                 f"{pointer}: {outside.size} events of {events.source} lie outside the bounds "
                 f"[{lo}, {hi}] of observable '{observable['name']}' (first: event {first}, "
-                f"{observable['name']} = {values[first]!r}); select events inside the bounds"
+                f"{observable['name']} = {float(values[first])!r}); select events inside the bounds"
             )
 
 
@@ -145,7 +145,7 @@ def _reference_weights(reference: EventSet, pointer: str) -> np.ndarray:
         first = int(np.flatnonzero(reference.weights <= 0)[0])
         raise InvalidEvents(
             f"{pointer}: reference event {first} of {reference.source} has weight "
-            f"{reference.weights[first]!r}; reference weights must be positive"
+            f"{float(reference.weights[first])!r}; reference weights must be positive"
         )
     return reference.weights / total
 

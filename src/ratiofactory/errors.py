@@ -30,13 +30,16 @@ class RatiofactoryError(Exception):
 class InvalidSpecification(RatiofactoryError, ValueError):
     """The workspace JSON breaks the schema or a rule the schema cannot express.
 
-    ``pointer`` is the JSON pointer (RFC 6901) of the offending value.
+    ``pointer`` is the JSON pointer (RFC 6901) of the offending value; ``source`` the file
+    (or ``<stdin>``) when known, named first.
     """
 
-    def __init__(self, message: str, pointer: str = "") -> None:
+    def __init__(self, message: str, pointer: str = "", *, source: str = "") -> None:
         self.pointer = pointer
         self.message = message
-        super().__init__(f"{pointer or '/'}: {message}")
+        self.source = source
+        place = f"{source}: {pointer}" if source and pointer else source or pointer or "/"
+        super().__init__(f"{place}: {message}")
 
 
 class InvalidFile(RatiofactoryError, OSError):

@@ -18,8 +18,10 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import warnings
 import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -28,10 +30,16 @@ from typing import Any
 
 import numpy as np
 
-from ratiofactory.errors import InvalidEvents
-from ratiofactory.files import at, open_file_ref
+from ratiofactory.errors import InvalidEvents, InvalidFile
+from ratiofactory.files import at, decode_utf8, default_max_bytes, open_file_ref
 
-__all__ = ["EventSet", "load_events"]
+__all__ = ["DEFAULT_MAX_EVENTS", "EventSet", "load_events", "max_events"]
+
+MAX_EVENTS_ENV = "RATIOFACTORY_MAX_EVENTS"
+MAX_FILE_BYTES_ENV = "RATIOFACTORY_MAX_FILE_BYTES"
+DEFAULT_MAX_EVENTS = 1_000_000_000
+"""Most events (rows) one event file may hold unless ``$RATIOFACTORY_MAX_EVENTS`` says otherwise."""
+_MAX_HEADER_BYTES = 1 << 20  # a CSV header row of column names
 
 _DIGEST_VERSION = "ratiofactory-eventset-1"
 
@@ -159,10 +167,61 @@ class _Context:
         return np.array(array, dtype=np.float64)  # a copy: never a view of a mapped file
 
 
+def max_events() -> int:
+    """The most events one file may hold: ``$RATIOFACTORY_MAX_EVENTS`` or 10⁹."""
+    text = os.environ.get(MAX_EVENTS_ENV)
+    if text is None:
+        return DEFAULT_MAX_EVENTS
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise InvalidEvents(f"${MAX_EVENTS_ENV}={text!r} is not a positive integer")
+    return value
+
+
+def _check_header(shape: tuple[int, ...], dtype: np.dtype, available: int, what: str, ctx: _Context) -> None:
+    """Refuse, before anything is allocated, an array header that claims more events than
+    the limit, more bytes than the file-size limit, or more bytes than ``what`` holds."""
+    events = shape[0] if shape else 1
+    claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if events > max_events():
+        raise ctx.fail(f"{what} claims {events} events, above the limit of {max_events()} "
+                       f"(raise ${MAX_EVENTS_ENV} if it is intended)")
+    if claimed > default_max_bytes():
+        raise ctx.fail(f"{what} claims {claimed} bytes of data, above the limit of {default_max_bytes()} "
+                       f"(raise ${MAX_FILE_BYTES_ENV} if it is intended)")
+    if claimed > available:
+        raise ctx.fail(f"{what} claims {events} events ({claimed} bytes) but holds only {available} bytes; "
+                       "the file is truncated or corrupt")
+
+
+def _read_header(stream: Any, ctx: _Context, what: str) -> tuple[tuple[int, ...], np.dtype]:
+    try:
+        version = np.lib.format.read_magic(stream)
+        reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = reader(stream)
+    except (ValueError, SyntaxError, EOFError, OSError) as err:
+        raise ctx.fail(f"{what} is not a readable numpy array ({_first_line(err)})") from None
+    if dtype.hasobject:
+        raise ctx.fail(f"holds pickled/object arrays, which are refused ({what}); store plain numbers")
+    return shape, dtype
+
+
 def _read_npz(path: Path, ctx: _Context) -> dict[str, np.ndarray]:
     try:
         with open(path, "rb") as stream, np.load(stream, allow_pickle=False) as archive:
             ctx.require(archive.files)
+            names = archive.zip.namelist()
+            if len(set(names)) != len(names):
+                twice = next(n for n in names if names.count(n) > 1)
+                raise ctx.fail(f"holds the member {twice!r} twice; which one is read would be arbitrary")
+            for name in ctx.wanted:
+                member = archive.zip.getinfo(f"{name}.npy" if f"{name}.npy" in names else name)
+                with archive.zip.open(member) as data:
+                    shape, dtype = _read_header(data, ctx, f"column {name!r}")
+                    _check_header(shape, dtype, member.file_size - data.tell(), f"column {name!r}", ctx)
             return {name: ctx.column(name, archive[name]) for name in ctx.wanted}
     except InvalidEvents:
         raise
@@ -172,13 +231,18 @@ def _read_npz(path: Path, ctx: _Context) -> dict[str, np.ndarray]:
                 "holds pickled/object arrays, which are refused; store plain numeric arrays"
             ) from None
         raise ctx.fail(f"not a readable .npz archive ({_first_line(err)})") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as err:
+    except (OSError, zipfile.BadZipFile, EOFError, KeyError, zlib.error) as err:
         raise ctx.fail(f"not a readable .npz archive ({_first_line(err)})") from None
 
 
 def _read_npy(path: Path, ctx: _Context) -> dict[str, np.ndarray]:
     try:
+        with open(path, "rb") as stream:
+            shape, dtype = _read_header(stream, ctx, "the array")
+            _check_header(shape, dtype, path.stat().st_size - stream.tell(), "the array header", ctx)
         array = np.load(path, allow_pickle=False, mmap_mode="r")
+    except InvalidEvents:
+        raise
     except ValueError as err:
         if "allow_pickle" in str(err) or "object" in str(err).lower():
             raise ctx.fail(
@@ -200,14 +264,21 @@ def _read_npy(path: Path, ctx: _Context) -> dict[str, np.ndarray]:
 
 
 def _read_csv(path: Path, ctx: _Context) -> dict[str, np.ndarray]:
-    with open(path, newline="", encoding="utf-8-sig") as stream:
-        header = next(csv.reader(stream), None)
+    with open(path, "rb") as stream:
+        first = stream.readline(_MAX_HEADER_BYTES + 1)
+    if len(first) > _MAX_HEADER_BYTES:
+        raise ctx.fail(f"the header row is longer than {_MAX_HEADER_BYTES} bytes; expected column names")
+    try:
+        header = next(csv.reader([decode_utf8(first, ctx.shown).rstrip("\r\n")]), None)
+    except (InvalidFile, csv.Error) as err:
+        raise ctx.fail(f"line 1 is not a header row of column names ({_first_line(err)})") from None
     if not header:
         raise ctx.fail("is empty; expected a header row of column names")
     names = [name.strip() for name in header]
     if len(set(names)) != len(names):
-        raise ctx.fail(f"header repeats a column name: {names}")
+        raise ctx.fail(f"header repeats a column name: {', '.join(names)}")
     ctx.require(names)
+    limit = max_events()
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "loadtxt: input contained no data")
@@ -219,13 +290,28 @@ def _read_csv(path: Path, ctx: _Context) -> dict[str, np.ndarray]:
                 ndmin=2,
                 usecols=[names.index(n) for n in ctx.wanted],
                 encoding="utf-8-sig",
+                max_rows=limit + 1,
             )
+    except UnicodeDecodeError:
+        raise ctx.fail(f"line {_first_non_utf8_line(path)} is not UTF-8 text; save the file as UTF-8") from None
     except ValueError as err:
         raise ctx.fail(
             f"cannot read the numbers ({_first_line(err)}); rows must have as "
             "many numeric fields as the header"
         ) from None
+    if table.shape[0] > limit:
+        raise ctx.fail(f"holds more than {limit} events (rows), the limit (raise ${MAX_EVENTS_ENV} if it is intended)")
     return {name: np.ascontiguousarray(table[:, j]) for j, name in enumerate(ctx.wanted)}
+
+
+def _first_non_utf8_line(path: Path) -> int:
+    with open(path, "rb") as stream:
+        for number, line in enumerate(stream, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return 0
 
 
 def _read_root(path: Path, ctx: _Context) -> dict[str, np.ndarray]:
@@ -244,6 +330,9 @@ def _read_root(path: Path, ctx: _Context) -> dict[str, np.ndarray]:
                 raise ctx.fail(f"has no tree {name!r}; its trees are {trees}")
             tree = root_file[name]
             ctx.require(list(tree.keys()))
+            if tree.num_entries > max_events():
+                raise ctx.fail(f"tree {name!r} claims {tree.num_entries} events, above the limit of "
+                               f"{max_events()} (raise ${MAX_EVENTS_ENV} if it is intended)")
             arrays = tree.arrays(ctx.wanted, library="np")
     except InvalidEvents:
         raise
@@ -263,7 +352,11 @@ def _read_parquet(path: Path, ctx: _Context) -> dict[str, np.ndarray]:
     import pyarrow.parquet as pq
 
     try:
-        ctx.require(list(pq.read_schema(path).names))
+        metadata = pq.read_metadata(path)
+        ctx.require(list(metadata.schema.names))
+        if metadata.num_rows > max_events():
+            raise ctx.fail(f"claims {metadata.num_rows} events (rows), above the limit of "
+                           f"{max_events()} (raise ${MAX_EVENTS_ENV} if it is intended)")
         table = pq.read_table(path, columns=ctx.wanted)
     except InvalidEvents:
         raise

@@ -34,10 +34,12 @@ __all__ = [
     "DEFAULT_MAX_BYTES",
     "at",
     "atomic_write",
+    "decode_utf8",
     "default_max_bytes",
     "file_references",
     "open_file_ref",
     "read_file_ref",
+    "read_text",
     "resolve_path",
     "sha256_bytes",
     "sha256_file",
@@ -120,6 +122,40 @@ def resolve_path(
             )
         )
     return real
+
+
+def read_text(path: str | os.PathLike[str], what: str, *, max_bytes: int | None = None) -> str:
+    """The UTF-8 text of a file the user named (a workspace, a manifest); one-line errors
+    for a missing or unreadable file, one above the size limit and bytes that are not UTF-8.
+    """
+    path = Path(path)
+    limit = default_max_bytes() if max_bytes is None else max_bytes
+    try:
+        size = path.stat().st_size
+        if size > limit:
+            raise InvalidFile(
+                f"{path}: {what} has {size} bytes, above the limit of {limit} "
+                f"(raise ${_MAX_BYTES_ENV} if it is intended)"
+            )
+        content = path.read_bytes()
+    except InvalidFile:
+        raise
+    except OSError as err:
+        raise InvalidFile(f"{path}: cannot read {what} ({err.strerror or err})") from None
+    return decode_utf8(content, str(path))
+
+
+def decode_utf8(content: bytes, source: str) -> str:
+    """``content`` as text (a UTF-8 byte-order mark is dropped), or :class:`InvalidFile`
+    naming the line and byte of the first byte that is not UTF-8."""
+    try:
+        return content.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = content.count(b"\n", 0, err.start) + 1
+        raise InvalidFile(
+            f"{source}: not UTF-8 text (byte {err.start}, line {line}: "
+            f"{content[err.start:err.start + 1]!r}); save it as UTF-8"
+        ) from None
 
 
 def sha256_bytes(data: bytes) -> str:

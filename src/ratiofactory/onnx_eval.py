@@ -15,6 +15,7 @@ digest, in memory and on disk (:class:`~ratiofactory.ratio_cache.RatioCache`).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ import onnxruntime as ort
 from ratiofactory.errors import InvalidONNXModel, InvalidSpecification
 from ratiofactory.events import EventSet
 from ratiofactory.files import at, read_file_ref
+from ratiofactory.onnx_check import SECONDS_ENV, check_operators, run_seconds
 from ratiofactory.onnx_providers import execution_providers
 from ratiofactory.ratio_cache import RatioCache
 
@@ -158,6 +160,13 @@ class _RatioModel:
         providers: Sequence[str] = ("CPUExecutionProvider",),
     ) -> None:
         self.shown, self.pointer, self.observables = shown, pointer, tuple(observables)
+        try:
+            refused = check_operators(content)
+        except ValueError as err:
+            raise self.fail(f"not a valid ONNX model (malformed protobuf: {err})") from None
+        if refused:
+            raise self.fail(refused)
+        self.seconds = run_seconds()
         options = ort.SessionOptions()
         options.log_severity_level = 4  # errors are re-raised as one line, not logged
         try:
@@ -246,13 +255,25 @@ class _RatioModel:
 
     def _run_batch(self, batch: np.ndarray, start: int, raw: np.ndarray) -> None:
         stop = start + batch.shape[0]
+        run_options = ort.RunOptions()
+        run_options.log_severity_level = 4
+        watchdog = threading.Timer(self.seconds, setattr, (run_options, "terminate", True))
+        watchdog.daemon = True
+        watchdog.start()
         try:
-            (output,) = self.session.run([self.output_name], {self.input_name: batch})
+            (output,) = self.session.run([self.output_name], {self.input_name: batch}, run_options)
         except Exception as err:  # noqa: BLE001 (third-party errors, one line)
+            if run_options.terminate:
+                raise self.fail(
+                    f"evaluation of events {start}..{stop - 1} stopped after the time limit of "
+                    f"{self.seconds:g} s (raise ${SECONDS_ENV} if the model is that slow)"
+                ) from None
             raise self.fail(
                 f"onnxruntime refused events {start}..{stop - 1} ({_first_line(err)}); "
                 f"the model must take [N, {len(self.observables)}] inputs"
             ) from None
+        finally:
+            watchdog.cancel()
         raw[start:stop] = self._one_per_event(output, stop - start, start)
 
     def _one_per_event(self, output: Any, count: int, start: int) -> np.ndarray:

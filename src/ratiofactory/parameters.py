@@ -155,7 +155,7 @@ def make_paramsets(
         reduced = reduce_paramsets_requirements(
             {name: [dict(r.record) for r in reqs] for name, reqs in requirements.items()}, user
         )
-    except pyhf.exceptions.InvalidModel as err:
+    except (pyhf.exceptions.InvalidModel, pyhf.exceptions.InvalidNameReuse) as err:
         raise InvalidModel(f"/measurements: parameter configuration: {err}") from None
     paramsets = {}
     for name, spec in reduced.items():

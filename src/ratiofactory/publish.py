@@ -18,21 +18,47 @@ import copy
 import io
 import json
 import os
+import re
+import shutil
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
+from . import jsontext
 from .errors import DigestMismatch, InvalidFile, UnsafePath
-from .files import atomic_write, file_references, resolve_path, sha256_file
+from .files import (
+    atomic_write,
+    default_max_bytes,
+    file_references,
+    read_text,
+    resolve_path,
+    sha256_file,
+)
 
-__all__ = ["MANIFEST", "pack", "record_digests", "unpack", "verify"]
+__all__ = ["MANIFEST", "pack", "record_digests", "unpack", "unpack_limits", "verify"]
 
 MANIFEST = "MANIFEST.json"
 FORMAT = "ratiofactory-bundle"
 #: reference events each ONNX model is evaluated on by :func:`verify`
 CHECK_EVENTS = 64
+
+MAX_MEMBERS_ENV = "RATIOFACTORY_MAX_BUNDLE_MEMBERS"
+MAX_BYTES_ENV = "RATIOFACTORY_MAX_BUNDLE_BYTES"
+MAX_RATIO_ENV = "RATIOFACTORY_MAX_BUNDLE_RATIO"
+MAX_FILE_BYTES_ENV = "RATIOFACTORY_MAX_FILE_BYTES"
+DEFAULT_MAX_MEMBERS = 10_000
+"""Most members :func:`unpack` extracts (``$RATIOFACTORY_MAX_BUNDLE_MEMBERS``)."""
+DEFAULT_MAX_BUNDLE_BYTES = 64 * 1024**3
+"""Most bytes :func:`unpack` writes in all (``$RATIOFACTORY_MAX_BUNDLE_BYTES``, 64 GiB)."""
+DEFAULT_MAX_RATIO = 100
+"""Most uncompressed bytes per compressed byte (``$RATIOFACTORY_MAX_BUNDLE_RATIO``);
+event files and ONNX models compress about 1-3x, a decompression bomb about 1000x."""
+SMALL_BUNDLE_BYTES = 64 * 1024**2
+"""Uncompressed size below which the ratio limit does not apply (64 MiB)."""
+_SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
 def _ref_paths(ws: Any) -> dict[str, str]:
@@ -76,32 +102,105 @@ def pack(workspace_path: str | os.PathLike[str], bundle_path: str | os.PathLike[
     return files
 
 
-def _check_member(member: tarfile.TarInfo, bundle: Path) -> None:
+def _limit(name: str, default: int) -> int:
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise InvalidFile(f"${name}={text!r} is not an integer") from None
+    if value < 1:
+        raise InvalidFile(f"${name}={text!r} must be a positive integer")
+    return value
+
+
+def unpack_limits(bundle_bytes: int) -> dict[str, int]:
+    """The limits :func:`unpack` applies to a bundle of ``bundle_bytes`` (compressed):
+    members, bytes of one member, total bytes (the smaller of
+    ``$RATIOFACTORY_MAX_BUNDLE_BYTES`` and ``$RATIOFACTORY_MAX_BUNDLE_RATIO`` times the
+    bundle's size, but at least :data:`SMALL_BUNDLE_BYTES`).
+
+    >>> unpack_limits(10 * 1024**2)["total_bytes"] == 100 * 10 * 1024**2
+    True
+    """
+    ratio = _limit(MAX_RATIO_ENV, DEFAULT_MAX_RATIO)
+    total = min(_limit(MAX_BYTES_ENV, DEFAULT_MAX_BUNDLE_BYTES), max(ratio * bundle_bytes, SMALL_BUNDLE_BYTES))
+    return {"members": _limit(MAX_MEMBERS_ENV, DEFAULT_MAX_MEMBERS), "member_bytes": default_max_bytes(),
+            "total_bytes": total, "ratio": ratio}
+
+
+def _check_member(member: tarfile.TarInfo, bundle: Path, seen: set[str]) -> None:
     name = member.name
     parts = PurePosixPath(name).parts
     if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
         raise UnsafePath(f"{bundle}: member {name!r} has an absolute path; refusing to unpack")
     if ".." in parts or "\\" in name:
         raise UnsafePath(f"{bundle}: member {name!r} would land outside the target directory; refusing to unpack")
-    if not (member.isfile() or member.isdir()):
+    if not (member.isfile() or member.isdir()) or member.issparse():
         kind = "a link" if member.issym() or member.islnk() else "a special file"
         raise UnsafePath(f"{bundle}: member {name!r} is {kind}; bundles hold regular files only")
+    normal = PurePosixPath(*parts).as_posix() if parts else "."
+    if member.isfile() and normal in seen:
+        raise UnsafePath(f"{bundle}: member {name!r} appears twice; the second copy would replace the first")
+    seen.add(normal)
+
+
+def _checked_members(tar: tarfile.TarFile, bundle: Path) -> list[tarfile.TarInfo]:
+    """Every member, checked one by one as the archive is read, so that a bomb is refused
+    from its headers before its data are decompressed."""
+    limits = unpack_limits(bundle.stat().st_size)
+    members: list[tarfile.TarInfo] = []
+    seen: set[str] = set()
+    total = 0
+    for member in tar:
+        members.append(member)
+        if len(members) > limits["members"]:
+            raise InvalidFile(f"{bundle}: more than {limits['members']} members; refusing to unpack "
+                              f"(raise ${MAX_MEMBERS_ENV} if it is intended)")
+        _check_member(member, bundle, seen)
+        if member.size > limits["member_bytes"]:
+            raise InvalidFile(f"{bundle}: member {member.name!r} has {member.size} bytes, above the limit of "
+                              f"{limits['member_bytes']} (raise ${MAX_FILE_BYTES_ENV} if it is intended)")
+        total += member.size
+        if total > limits["total_bytes"]:
+            raise InvalidFile(
+                f"{bundle}: members hold more than {limits['total_bytes']} bytes uncompressed "
+                f"({limits['ratio']}x the bundle's {bundle.stat().st_size} bytes, or "
+                f"${MAX_BYTES_ENV}); refusing a possible decompression bomb (at member {member.name!r}; "
+                f"raise ${MAX_RATIO_ENV} or ${MAX_BYTES_ENV} if it is intended)")
+    return members
 
 
 def unpack(bundle: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
     """Extract ``bundle`` into ``target`` (created; must be empty if it exists) after
-    checking every member; returns ``target``."""
+    checking every member and the limits of :func:`unpack_limits`; returns ``target``.
+
+    Nothing is written unless every member passes; extraction goes to a temporary
+    directory next to ``target`` that is renamed at the end.
+    """
     bundle, target = Path(bundle), Path(target)
+    if target.exists() and not target.is_dir():
+        raise InvalidFile(f"{target}: the target exists and is not a directory")
+    if target.is_dir() and any(target.iterdir()):
+        raise InvalidFile(f"{target}: the target directory is not empty")
     try:
         with tarfile.open(bundle, "r:*") as tar:
-            members = tar.getmembers()
-            for member in members:
-                _check_member(member, bundle)
-            if target.exists() and any(target.iterdir()):
-                raise InvalidFile(f"{target}: the target directory is not empty")
-            target.mkdir(parents=True, exist_ok=True)
-            tar.extractall(target, members=members, filter="data")
-    except (OSError, tarfile.TarError) as err:
+            members = _checked_members(tar, bundle)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+            try:
+                umask = os.umask(0)
+                os.umask(umask)
+                staging.chmod(0o777 & ~umask)
+                tar.extractall(staging, members=members, filter="data")
+                if target.is_dir():
+                    target.rmdir()
+                os.replace(staging, target)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+    except (OSError, tarfile.TarError, EOFError, zlib.error) as err:
         if isinstance(err, InvalidFile):
             raise
         raise InvalidFile(f"{bundle}: not a readable bundle ({err})") from None
@@ -109,23 +208,67 @@ def unpack(bundle: str | os.PathLike[str], target: str | os.PathLike[str]) -> Pa
 
 
 def _manifest(directory: Path) -> dict[str, Any]:
+    """The manifest, checked as untrusted input: its fields, types and file names."""
     path = directory / MANIFEST
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except OSError:
-        raise InvalidFile(f"{path}: no manifest (is this a bundle made by 'ratiofactory pack'?)") from None
-    except json.JSONDecodeError as err:
-        raise InvalidFile(f"{path} is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}") from None
-    if manifest.get("format") != FORMAT or not isinstance(manifest.get("files"), dict):
+    if path.is_symlink() or not path.is_file():
+        raise InvalidFile(f"{path}: no manifest (is this a bundle made by 'ratiofactory pack'?)")
+    manifest = jsontext.loads(read_text(path, "the manifest"), str(path))
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise InvalidFile(f"{path}: not a {FORMAT} manifest")
+    if manifest.get("version") != 1:
+        raise InvalidFile(f"{path}: manifest version {manifest.get('version')!r}; this ratiofactory reads 1")
+    files, workspace = manifest.get("files"), manifest.get("workspace")
+    if not isinstance(files, dict) or not files:
+        raise InvalidFile(f"{path}: 'files' must be an object of file name → sha256")
+    for name, digest in files.items():
+        _check_manifest_name(name, path)
+        if not (isinstance(digest, str) and _SHA256.match(digest)):
+            raise InvalidFile(f"{path}: files/{name}: {digest!r} is not a sha256 (64 hexadecimal digits)")
+    if not isinstance(workspace, str) or workspace not in files:
+        raise InvalidFile(f"{path}: 'workspace' must name one of the files it lists, got {workspace!r}")
     return manifest
 
 
+def _check_manifest_name(name: str, manifest: Path) -> None:
+    """A manifest entry names a file inside the bundle: relative, normalised, no ``..``."""
+    pure = PurePosixPath(name)
+    if not name or pure.is_absolute() or PureWindowsPath(name).drive or "\\" in name:
+        raise UnsafePath(f"{manifest}: entry {name!r} is not a relative path inside the bundle")
+    if ".." in pure.parts or pure.as_posix() != name or "." in name.split("/"):
+        raise UnsafePath(f"{manifest}: entry {name!r} is not a normalised path inside the bundle (no '..', '.', '//')")
+    if name == MANIFEST:
+        raise InvalidFile(f"{manifest}: the manifest may not list itself")
+
+
+def _held_files(directory: Path) -> set[str]:
+    """Relative posix paths of the regular files under ``directory`` (the manifest aside);
+    a link or special file anywhere is refused."""
+    held = set()
+    for root, dirs, files in os.walk(directory):
+        for name in [*dirs, *files]:
+            path = Path(root) / name
+            relative = path.relative_to(directory).as_posix()
+            if path.is_symlink():
+                raise UnsafePath(f"{directory}: {relative} is a symbolic link; bundles hold regular files only")
+            if name in files and not path.is_file():
+                raise UnsafePath(f"{directory}: {relative} is a special file; bundles hold regular files only")
+            if name in files:
+                held.add(relative)
+    held.discard(MANIFEST)
+    return held
+
+
 def _check_manifest(directory: Path, manifest: dict[str, Any]) -> None:
+    """The manifest lists exactly the files the bundle holds, each with its digest."""
+    listed, held = set(manifest["files"]), _held_files(directory)
+    if held - listed:
+        raise InvalidFile(f"{min(held - listed)}: in the bundle but not in {MANIFEST}; "
+                          "every file of a bundle must be listed with its sha256")
+    if listed - held:
+        raise InvalidFile(f"{min(listed - held)}: listed in {MANIFEST} but not in the bundle")
     for relative, expected in manifest["files"].items():
-        path = resolve_path(directory, relative, pointer=f"{MANIFEST}/files")
-        actual = sha256_file(path)
-        if actual != expected:
+        actual = sha256_file(directory / relative)
+        if actual != expected.lower():
             raise DigestMismatch(f"{relative}: sha256 is {actual}, the manifest records {expected}; "
                                  "the file was modified after packing")
 
@@ -181,6 +324,7 @@ def verify(path: str | os.PathLike[str]) -> dict[str, Any]:
 def _verify_directory(directory: Path, label: str) -> dict[str, Any]:
     from .workspace import Workspace
 
+    directory = directory.resolve()
     manifest = _manifest(directory)
     _check_manifest(directory, manifest)
     ws = Workspace.load(directory / manifest["workspace"])

@@ -26,12 +26,12 @@ from typing import Any
 
 import pyhf
 
-from . import consistency, schema
+from . import consistency, jsontext, schema
 from .binned_formulas import BinnedParameters, split_binned_formulas
 from .compile import compile_unbinned_channel
 from .config import ModelConfig
-from .errors import InvalidFile, InvalidModel, InvalidSpecification
-from .files import file_references, open_file_ref, sha256_file
+from .errors import InvalidModel, InvalidSpecification
+from .files import file_references, open_file_ref, read_text, sha256_file
 from .model import Model, array_namespace
 from .parameters import (
     binned_formula_requirements,
@@ -46,6 +46,52 @@ __all__ = ["Workspace", "file_references"]
 
 _FROM_MEASUREMENT: Any = object()
 
+_PYHF_ERRORS = tuple(
+    error for error in vars(pyhf.exceptions).values()
+    if isinstance(error, type) and issubclass(error, Exception)
+)
+"""Every exception class pyhf defines (pyhf 0.7 has no common base class)."""
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0]
+
+
+#: interpolation codes pyhf's binned modifiers accept (pyhf asserts on others)
+_INTERPCODES = {"normsys": ("code1", "code4"), "histosys": ("code0", "code2", "code4p")}
+
+
+def _checked_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``modifier_settings`` for pyhf, checked: pyhf fails with a bare AssertionError."""
+    for kind, options in settings.items():
+        if kind not in _INTERPCODES or not isinstance(options, Mapping) or set(options) - {"interpcode"}:
+            raise InvalidModel(
+                f"modifier_settings[{kind!r}] = {options!r}: expected {{'normsys': {{'interpcode': ...}}, "
+                "'histosys': {'interpcode': ...}}"
+            )
+        code = options.get("interpcode")
+        if code not in _INTERPCODES[kind]:
+            raise InvalidModel(
+                f"modifier_settings[{kind!r}]['interpcode'] = {code!r}: pyhf's {kind} accepts "
+                f"{', '.join(_INTERPCODES[kind])}"
+            )
+    return {kind: dict(options) for kind, options in settings.items()}
+
+
+def _check_configured_parameters(
+    user_parameters: list[Mapping[str, Any]], paramsets: Mapping[str, Any], poi: str, pointer: str
+) -> None:
+    """Every parameter the measurement configures exists (its POI aside: a background-only
+    workspace configures the POI its signal patch adds). A typo would drop the settings."""
+    for index, entry in enumerate(user_parameters):
+        if entry["name"] not in paramsets and entry["name"] != poi:
+            raise InvalidModel(
+                f"{pointer}/config/parameters/{index}/name: the measurement configures parameter "
+                f"{entry['name']!r}, which no modifier uses, so its settings would be ignored; "
+                f"the parameters are {', '.join(sorted(paramsets))}"
+            )
+
 
 class Workspace:
     """A ratiofactory (or pyhf) workspace.
@@ -55,6 +101,7 @@ class Workspace:
     """
 
     def __init__(self, spec: Mapping[str, Any], *, base_dir: str | Path | None = None, validate: bool = True):
+        jsontext.check_depth(spec)  # before deepcopy, which recurses
         self._spec = copy.deepcopy(dict(spec))
         self.base_dir = Path(base_dir if base_dir is not None else ".").resolve()
         if validate:
@@ -66,18 +113,9 @@ class Workspace:
     def load(cls, path: str | Path, *, validate: bool = True) -> Workspace:
         """Read a workspace JSON file; its directory becomes the base of relative paths."""
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as err:
-            raise InvalidFile(f"{path}: cannot read the workspace file ({err.strerror or err})") from None
-        try:
-            spec = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise InvalidSpecification(
-                f"{path} is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}"
-            ) from None
+        spec = jsontext.loads(read_text(path, "the workspace file"), str(path))
         if not isinstance(spec, dict):
-            raise InvalidSpecification(f"{path}: a workspace is a JSON object, got {type(spec).__name__}")
+            raise InvalidSpecification(f"a workspace is a JSON object, got {type(spec).__name__}", source=str(path))
         return cls(spec, base_dir=path.parent, validate=validate)
 
     @property
@@ -140,7 +178,7 @@ class Workspace:
         pyhf_channels, formulas = split_binned_formulas(binned_specs)
         if binned_specs:
             binned_names = {name for reqs in binned_reqs for name in reqs}
-            kwargs = {} if modifier_settings is None else {"modifier_settings": dict(modifier_settings)}
+            kwargs = {} if modifier_settings is None else {"modifier_settings": _checked_settings(modifier_settings)}
             try:
                 binned = pyhf.Model(
                     {"channels": pyhf_channels, "parameters": user_parameters},
@@ -148,13 +186,17 @@ class Workspace:
                     validate=False,
                     **kwargs,
                 )
-            except pyhf.exceptions.PyhfException as err:
-                raise InvalidModel(f"{m_pointer}: the binned channels do not form a model: {err}") from None
+            except _PYHF_ERRORS as err:
+                raise InvalidModel(
+                    f"{m_pointer}: the binned channels do not form a pyhf model "
+                    f"({type(err).__name__}: {_first_line(err)})"
+                ) from None
             placeholders = {f.placeholder for f in formulas}
             paramsets.update(
                 {n: binned.config.param_set(n) for n in binned.config.par_order if n not in placeholders}
             )
         paramsets.update(make_paramsets(unbinned_only, user_parameters))
+        _check_configured_parameters(user_parameters, paramsets, measurement["config"]["poi"], m_pointer)
 
         if cache is True:
             ratio_cache = RatioCache()

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import sys
 import traceback
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -25,7 +28,8 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with _one_line_warnings(ctx):
+                return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except (RatiofactoryError, OSError) as err:
@@ -58,6 +62,25 @@ class _Group(click.Group):
         sys.exit(code if isinstance(code, int) else 0)
 
 
+@contextmanager
+def _one_line_warnings(ctx: click.Context) -> Iterator[None]:
+    """Python warnings of the library (``UserWarning``: non-monotone CLs, Asimov yields, ...)
+    shown as one ``Warning: ...`` line each on stderr, without a source line; none with
+    ``--quiet``."""
+    settings = ctx.ensure_object(Settings)  # the subcommand's --quiet lands here later
+
+    def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None,
+             line: str | None = None) -> None:
+        if not settings.quiet:
+            text = str(message).strip().splitlines()
+            click.echo(f"Warning: {text[0] if text else category.__name__}", err=True)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", UserWarning)
+        warnings.showwarning = show
+        yield
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ratiofactory")
 @common_options
@@ -67,9 +90,9 @@ def cli(ctx: click.Context) -> None:
     ctx.ensure_object(Settings)
 
 
-from . import algebra, analysis, ensembles, publishing, toys
+from . import algebra, analysis, ensembles, export, publishing, toys
 
-for _module in (analysis, publishing, toys, algebra, ensembles):
+for _module in (analysis, publishing, toys, algebra, export, ensembles):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

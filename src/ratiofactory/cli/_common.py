@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ..errors import InvalidSpecification
-from ..files import atomic_write
+from .. import jsontext
+from ..errors import InvalidFile, InvalidSpecification
+from ..files import atomic_write, decode_utf8
 
 WORKSPACE = click.argument("workspace", metavar="WORKSPACE")
 
@@ -72,9 +74,15 @@ def parse_fixed(items: Sequence[str]) -> dict[str, float]:
         if not sep or not name.strip():
             raise click.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="--fixed")
         try:
-            fixed[name.strip()] = float(value)
+            number = float(value)
         except ValueError:
             raise click.BadParameter(f"{item!r}: {value!r} is not a number", param_hint="--fixed") from None
+        if not math.isfinite(number):
+            raise click.BadParameter(f"{item!r}: {value.strip()} is not a finite number", param_hint="--fixed")
+        if name.strip() in fixed:
+            raise click.BadParameter(f"{name.strip()!r} is fixed twice ({fixed[name.strip()]:g} and {number:g})",
+                                     param_hint="--fixed")
+        fixed[name.strip()] = number
     return fixed
 
 
@@ -89,20 +97,87 @@ def check_parameters(model: Any, names: Sequence[str], option: str) -> None:
                 param_hint=option)
 
 
+_OUTPUT_PARAMETERS = {"output_file": "--output-file", "plot": "--plot", "bundle": "BUNDLE"}
+"""The parameters through which commands write files, with the name shown in errors."""
+
+
+def workspace_inputs(ws: Any, source: str) -> dict[Path, str]:
+    """The workspace file and every file it references (resolved), with what each is."""
+    from ..errors import RatiofactoryError
+    from ..files import file_references, resolve_path
+
+    inputs = {} if source == "-" else {Path(source): "the workspace"}
+    for pointer, ref in file_references(ws.spec):
+        try:
+            path = resolve_path(ws.base_dir, ref["path"], pointer=pointer)
+        except RatiofactoryError:
+            continue  # reported with its pointer when the file is read
+        inputs.setdefault(path, f"the file the workspace references at {pointer}")
+    return inputs
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+def protect_inputs(inputs: Mapping[Path, str], outputs: Mapping[str, Any] | None = None) -> None:
+    """Refuse an output path that is one of ``inputs`` (after resolving links; hard links
+    too) or that another output of the same command also names.
+
+    ``outputs`` maps the option shown in errors to the path; by default the current
+    click command's ``--output-file``, ``--plot`` and ``BUNDLE`` parameters.
+    """
+    if outputs is None:
+        params = click.get_current_context().params
+        outputs = {shown: params.get(name) for name, shown in _OUTPUT_PARAMETERS.items()}
+    by_path = {Path(path).resolve(): what for path, what in inputs.items()}
+    by_identity = {key: what for path, what in inputs.items() if (key := _identity(Path(path)))}
+    written: dict[Path, str] = {}
+    for option, output in outputs.items():
+        if not output:
+            continue
+        target = Path(output).resolve()
+        what = by_path.get(target) or by_identity.get(_identity(target) or (-1, -1))
+        if what is not None:
+            raise click.BadParameter(f"{output} is {what}; refusing to overwrite an input, write elsewhere",
+                                     param_hint=option)
+        if target in written:
+            raise click.BadParameter(f"{output} is also given to {written[target]}; give each output its own path",
+                                     param_hint=option)
+        written[target] = option
+
+
 def load_workspace(source: str) -> Any:
-    """A workspace from a path, or from stdin with ``-`` (file paths then relative to the cwd)."""
+    """A workspace from a path, or from stdin with ``-`` (file paths then relative to the cwd).
+
+    The current command's outputs may not overwrite the workspace or its files
+    (:func:`protect_inputs`).
+    """
+    ws = _read_workspace(source)
+    if click.get_current_context(silent=True) is not None:
+        protect_inputs(workspace_inputs(ws, source))
+    return ws
+
+
+def _read_workspace(source: str) -> Any:
     from ..workspace import Workspace
 
     if source != "-":
         return Workspace.load(source)
-    text = sys.stdin.read()
-    try:
-        spec = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise InvalidSpecification(
-            f"<stdin> is not valid JSON: {err.msg} at line {err.lineno}, column {err.colno}") from None
+    from ..files import default_max_bytes
+
+    limit = default_max_bytes()
+    stream = getattr(sys.stdin, "buffer", None)
+    content = stream.read(limit + 1) if stream is not None else sys.stdin.read(limit + 1).encode("utf-8")
+    if len(content) > limit:
+        raise InvalidFile(f"<stdin>: more than {limit} bytes (raise $RATIOFACTORY_MAX_FILE_BYTES if it is intended)")
+    spec = jsontext.loads(decode_utf8(content, "<stdin>"), "<stdin>")
     if not isinstance(spec, dict):
-        raise InvalidSpecification(f"<stdin>: a workspace is a JSON object, got {type(spec).__name__}")
+        raise InvalidSpecification(f"a workspace is a JSON object, got {type(spec).__name__}", source="<stdin>")
     return Workspace(spec, base_dir=Path.cwd())
 
 

@@ -78,8 +78,17 @@ def prune(workspace: str, modifiers: tuple[str, ...], modifier_types: tuple[str,
     _write(algebra.rebase_paths(spec, ws.base_dir, _target_dir(output_file, ws.base_dir)), output_file, "pruned workspace")
 
 
-def _pairs(items: tuple[tuple[str, str], ...]) -> dict[str, str]:
-    return dict(items)
+def _pairs(items: tuple[tuple[str, str], ...], option: str) -> dict[str, str]:
+    """``OLD NEW`` pairs as a map; an OLD given twice, or two OLDs given one NEW, is refused."""
+    pairs: dict[str, str] = {}
+    for old, new in items:
+        if old in pairs:
+            raise click.BadParameter(f"{old!r} is renamed twice ({pairs[old]!r} and {new!r})", param_hint=option)
+        if new in pairs.values():
+            first = next(o for o, n in pairs.items() if n == new)
+            raise click.BadParameter(f"{first!r} and {old!r} are both renamed to {new!r}", param_hint=option)
+        pairs[old] = new
+    return pairs
 
 
 @click.command()
@@ -99,8 +108,8 @@ def rename(workspace: str, modifiers: tuple[tuple[str, str], ...], samples: tupl
     from .. import algebra
 
     ws = load_workspace(workspace)
-    spec = algebra.rename(ws.spec, modifiers=_pairs(modifiers), samples=_pairs(samples),
-                          channels=_pairs(channels), measurements=_pairs(measurements))
+    spec = algebra.rename(ws.spec, modifiers=_pairs(modifiers, "--modifier"), samples=_pairs(samples, "--sample"),
+                          channels=_pairs(channels, "--channel"), measurements=_pairs(measurements, "--measurement"))
     _write(algebra.rebase_paths(spec, ws.base_dir, _target_dir(output_file, ws.base_dir)), output_file, "renamed workspace")
 
 

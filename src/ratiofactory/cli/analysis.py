@@ -276,7 +276,10 @@ def reweighting(workspace: str, measurement: str | None, channel: str, sample: s
     from pathlib import Path
 
     from ..events import load_events
+    from ._common import protect_inputs
 
+    if events_file:
+        protect_inputs({Path(events_file): "the --events file"})
     _, model, _ = load_model(workspace, "numpy", measurement)
     events = None
     if events_file:

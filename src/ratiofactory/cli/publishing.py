@@ -12,8 +12,10 @@ from ._common import (
     WORKSPACE,
     common_options,
     emit,
+    load_workspace,
     output_option,
     progress,
+    protect_inputs,
     show,
     write_json_atomic,
 )
@@ -34,6 +36,7 @@ def digest(workspace: str, in_place: bool, update: bool, output_file: str | None
 
     if in_place and output_file:
         raise click.UsageError("give either --in-place or --output-file, not both")
+    load_workspace(workspace)  # an --output-file may not overwrite the workspace or its files
     spec, added = record_digests(workspace, update=update)
     target = workspace if in_place else output_file
     if target:
@@ -64,6 +67,7 @@ def pack(workspace: str, bundle: str | None, hepdata_dir: str | None, results: t
     """
     from .. import publish
 
+    load_workspace(workspace)  # BUNDLE and --output-file may not overwrite an input
     if hepdata_dir is None:
         if bundle is None:
             raise click.UsageError("give BUNDLE, or --hepdata DIR")
@@ -84,12 +88,11 @@ def pack(workspace: str, bundle: str | None, hepdata_dir: str | None, results: t
 
 
 def _read_result(path: str) -> dict:
+    from .. import jsontext
     from ..errors import InvalidFile
+    from ..files import read_text
 
-    try:
-        payload = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise InvalidFile(f"{path}: cannot read a result JSON ({err})") from None
+    payload = jsontext.loads(read_text(path, "a result JSON"), path)
     if not isinstance(payload, dict):
         raise InvalidFile(f"{path}: a result JSON is an object")
     return payload
@@ -104,7 +107,10 @@ def verify(path: str, output_file: str | None) -> None:
     digests, schema, ONNX models (no fit)."""
     from .. import hepdata, publish
 
-    if (Path(path) / hepdata.SUBMISSION).is_file():
+    root = Path(path)
+    inputs = {p: "a file of the bundle" for p in root.rglob("*") if p.is_file()} if root.is_dir() else {}
+    protect_inputs({root: "the bundle", **inputs})
+    if (root / hepdata.SUBMISSION).is_file():
         with progress("verifying"):
             report = hepdata.verify_submission(path)
         emit(report, output_file, f"verified HEPData submission {path}: "

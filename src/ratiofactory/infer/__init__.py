@@ -13,7 +13,7 @@ from .asimov import AsimovYieldWarning, YieldCheck, asimov_data, asimov_yield_ch
 from .errors import FitFailed, InvalidFitSetup
 from .fitting import DEFAULT_TOLERANCE, FitOptions, fit
 from .hypotests import TEST_STATISTICS, asymptotic_pvalues, compute_teststat, hypotest
-from .limits import significance, upper_limit
+from .limits import NonMonotoneCLsWarning, significance, upper_limit
 from .nuisance import impacts, prefit_constraints
 from .results import (
     BANDS,
@@ -44,6 +44,7 @@ __all__ = [
     "ImpactsResult",
     "IntervalResult",
     "InvalidFitSetup",
+    "NonMonotoneCLsWarning",
     "ScanResult",
     "ScanResult2D",
     "SignificanceResult",

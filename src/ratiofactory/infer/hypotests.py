@@ -105,6 +105,11 @@ class AsymptoticCalculator:
         if start is None:
             start = (self.free if what == "data" else self.asimov_free).values
         setup = self.setup.with_init(start).with_poi_fixed(poi_value)
+        if not np.isfinite(objective(setup.init)):
+            # a neighbour's nuisance parameters can make s(x;θ) <= 0 at this POI value
+            # (interference): start from the free fit's instead
+            free = (self.free if what == "data" else self.asimov_free).values
+            setup = self.setup.with_init(free).with_poi_fixed(poi_value)
         result = minimize(objective, setup, self.options, hesse=False,
                           context=f"fit to {what} at {self.setup.poi_name}={poi_value:g}: ")
         done[poi_value] = result.values

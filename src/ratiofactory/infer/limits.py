@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -26,7 +27,7 @@ from .hypotests import AsymptoticCalculator, _check_kind, _statistic, prepare_se
 from .objective import Objective
 from .results import BANDS, FitResult, SignificanceResult, UpperLimitResult
 
-__all__ = ["significance", "upper_limit"]
+__all__ = ["NonMonotoneCLsWarning", "significance", "upper_limit"]
 
 
 def upper_limit(
@@ -45,106 +46,175 @@ def upper_limit(
     rtol: float = 1e-5,
     atol: float = 1e-12,
 ) -> UpperLimitResult:
-    """Observed and expected (−2σ … +2σ) upper limits on the POI where CLs = ``level``.
+    """Observed and expected (−2σ … +2σ) upper limits on the POI where CLs = ``level``,
+    with the whole excluded set ``{μ : CLs(μ) < level}`` as a union of intervals.
 
-    Without ``scan`` the crossings are found by TOMS 748 root finding on CLs − level,
-    inside ``search`` (default: the POI's bounds, lower end raised to 0), to ``rtol``;
-    each expected band is bracketed by the closest values already computed. With
-    ``scan`` (POI values), CLs is computed there and each limit is interpolated
-    linearly at the first downward crossing, as pyhf's ``linear_grid_scan`` does.
-    The result lists the CLs values computed at every tested POI value (NaN where the
-    root finder did not need one).
+    Without ``scan``, CLs is computed on a grid over ``search`` (default: the POI's bounds,
+    lower end raised to 0; geometric towards the lower end, uniform above, refined around
+    local extrema of CLs), and every crossing of ``level`` is refined by TOMS 748 root
+    finding to ``rtol``. With ``scan`` (POI values), CLs is computed there and every
+    crossing is interpolated linearly, as pyhf's ``linear_grid_scan`` does for the first.
+
+    The limit itself is where the exclusion reaches the end of the search range: the lower
+    edge of the last excluded interval (for a CLs falling monotonically, the one crossing).
+    When CLs(μ) is not monotone (interference: the yield can return to the background-only
+    one at larger μ) the excluded set has several pieces; a :class:`NonMonotoneCLsWarning`
+    (one line) lists them, and ``excluded``/``expected_excluded`` hold them. Crossings
+    closer together than the grid spacing can be missed: pass a finer ``scan`` to check.
     """
     _check_kind(test_stat, ("qtilde", "q"))
     if not 0.0 < level < 1.0:
         raise InvalidFitSetup(f"CLs level must lie in (0, 1), got {level}")
     setup = prepare_setup(model, test_stat, poi=poi, init=init, fixed=fixed, bounds=bounds)
+    name = setup.poi_name
     calc = AsymptoticCalculator(model, data, setup, test_stat, options)
-    funcs: list[Callable[[float], float]] = [calc.observed_cls]
-    funcs += [(lambda mu, k=k: calc.expected_cls(mu)[k]) for k in range(len(BANDS))]
+    targets = [band + float(norm.isf(level * norm.cdf(band))) for band in BANDS]
     if scan is not None:
         values = np.unique(np.asarray(list(scan), dtype=float))
-        cls = np.array([[f(mu) for f in funcs] for mu in values])
-        limits = [_interpolated_crossing(values, cls[:, k], level, setup.poi_name) for k in range(len(funcs))]
+        cls = np.array([[calc.observed_cls(mu), *calc.expected_cls(mu)] for mu in values])
+        sets = [_scan_excluded(values, cls[:, k], level) for k in range(len(BANDS) + 1)]
+        limits = [_limit(pieces, values[0], values[-1], level, name, "scan") for pieces in sets]
         method = "scan"
     else:
         lo, hi = search if search is not None else (max(setup.bounds[setup.poi_index][0], 0.0),
                                                    setup.bounds[setup.poi_index][1])
-        limits = _root_limits(calc, level, float(lo), float(hi), rtol, atol)
+        sets = _root_excluded(calc, level, targets, float(lo), float(hi), rtol, atol)
+        limits = [_limit(pieces, float(lo), float(hi), level, name, "search") for pieces in sets]
         values, cls = _tested(calc)
         method = "toms748"
-    return UpperLimitResult(setup.poi_name, float(level), test_stat, method, limits[0], tuple(limits[1:]),
-                            values, cls[:, 0], cls[:, 1:])
+    result = UpperLimitResult(name, float(level), test_stat, method, limits[0], tuple(limits[1:]),
+                              values, cls[:, 0], cls[:, 1:], sets[0], tuple(sets[1:]))
+    if any(len(pieces) > 1 for pieces in sets):
+        warnings.warn(NonMonotoneCLsWarning(result.non_monotone_message()), stacklevel=2)
+    return result
 
 
-def _root_limits(calc: AsymptoticCalculator, level: float, lo: float, hi: float,
-                 rtol: float, atol: float) -> list[float]:
-    """Observed and expected limits by TOMS 748 root finding.
+class NonMonotoneCLsWarning(UserWarning):
+    """CLs(μ) is not monotone: the excluded set has more than one piece."""
 
-    An expected limit solves ``CLs_exp,k(μ) = level``, i.e. ``√q_A(μ) = x_k`` with
-    ``x_k = −n_k + Φ⁻¹(1 − level·Φ(−n_k))``: all five bands share the one function
-    ``√q_A(μ)`` (nearly linear in μ), started from ``μ ≈ σ_A x_k``. The observed limit
-    solves ``CLs(μ) = level`` starting from the median expected limit.
+
+#: the search grid: this many points halving towards the lower end, and this many uniform
+GEOMETRIC_POINTS, UNIFORM_POINTS = 10, 8
+#: rounds of grid refinement around local extrema of CLs (each adds two points per extremum)
+EXTREMUM_ROUNDS = 2
+
+Pieces = tuple[tuple[float, float], ...]
+
+
+def _search_grid(lo: float, hi: float) -> list[float]:
+    """POI values where CLs is first computed: ``lo``, ``lo + (hi − lo)/2^j`` (limits of
+    small signals sit close to ``lo``) and ``UNIFORM_POINTS`` uniform steps (structure at
+    large POI values)."""
+    width = hi - lo
+    points = {lo, hi}
+    points |= {lo + width / 2.0**j for j in range(1, GEOMETRIC_POINTS + 1)}
+    points |= {lo + width * i / UNIFORM_POINTS for i in range(1, UNIFORM_POINTS)}
+    return sorted(points)
+
+
+def _refined(grid: list[float], values: Callable[[float], float]) -> list[float]:
+    """``grid`` plus the midpoints of the cells beside each interior local extremum of
+    ``values`` (where a non-monotone CLs may dip across the level between grid points)."""
+    for _ in range(EXTREMUM_ROUNDS):
+        f = [values(mu) for mu in grid]
+        extra = set()
+        for i in range(1, len(grid) - 1):
+            if (f[i] - f[i - 1]) * (f[i + 1] - f[i]) < 0:
+                extra |= {0.5 * (grid[i - 1] + grid[i]), 0.5 * (grid[i] + grid[i + 1])}
+        if not extra:
+            break
+        grid = sorted(set(grid) | extra)
+    return grid
+
+
+def _root_excluded(calc: AsymptoticCalculator, level: float, targets: list[float], lo: float, hi: float,
+                   rtol: float, atol: float) -> list[Pieces]:
+    """The excluded sets (observed, then each expected band) on [lo, hi].
+
+    An expected band excludes where ``√q_A(μ) > x_k`` with ``x_k = −n_k + Φ⁻¹(1 −
+    level·Φ(−n_k))``: all five bands share the one function ``√q_A(μ)``; the observed
+    excludes where ``CLs(μ) < level``.
     """
-    name = calc.setup.poi_name
-    sigma = calc.asimov_free.poi_error
-    if not (np.isfinite(sigma) and sigma > 0):
-        sigma = 0.1 * (hi - lo)
-    expected = []
-    for band in BANDS:
-        target = band + float(norm.isf(level * norm.cdf(band)))
-        f = lambda mu, t=target: float(np.sqrt(calc.asimov_value(mu))) - t
-        expected.append(_solve(f, lo + sigma * target, lo, hi, rtol, atol, f"expected {band:+d} sigma", name))
-    observed = _solve(lambda mu: level - calc.observed_cls(mu), expected[2], lo, hi, rtol, atol, "observed", name)
-    return [observed, *expected]
+    sqrt_qa = lambda mu: float(np.sqrt(max(calc.asimov_value(mu), 0.0)))
+    grid = _refined(_search_grid(lo, hi), sqrt_qa)
+    sets = []
+    for target in targets:
+        sets.append(_excluded(grid, lambda mu, t=target: sqrt_qa(mu) - t, rtol, atol))
+    observed_grid = _refined(grid, calc.observed_cls)
+    sets.insert(0, _excluded(observed_grid, lambda mu: level - calc.observed_cls(mu), rtol, atol))
+    return sets
 
 
-def _solve(f: Callable[[float], float], guess: float, lo: float, hi: float, rtol: float, atol: float,
-           what: str, name: str) -> float:
-    """Root of an increasing ``f`` in [lo, hi]: bracket by geometric steps from ``guess``."""
-    x = min(max(guess, lo), hi)
-    if f(x) < 0:  # the root lies above x
-        a = b = x
-        for _ in range(60):
-            if b >= hi:
-                raise InvalidFitSetup(
-                    f"{what} limit: CLs is still above the level at {name}={hi:g}, the end of the"
-                    f" search; raise the POI's upper bound, e.g. bounds={{{name!r}: (0, {2 * hi:g})}}"
-                )
-            a, b = b, (min(hi, lo + 1.5 * (b - lo)) if b > lo else lo + 0.01 * (hi - lo))
-            if f(b) >= 0:
-                break
-    else:  # the root lies at or below x
-        a = b = x
-        for _ in range(60):
-            if a <= lo:
-                raise InvalidFitSetup(f"{what} limit: CLs is already below the level at {name}={lo:g}")
-            b, a = a, (lo + (a - lo) / 1.5 if a - lo > 1e-9 * (hi - lo) else lo)
-            if f(a) < 0:
-                break
-    if f(b) == 0.0:
-        return float(b)
-    return float(toms748(f, a, b, k=2, xtol=atol, rtol=rtol))
+def _excluded(grid: list[float], f: Callable[[float], float], rtol: float, atol: float) -> Pieces:
+    """The intervals of [grid[0], grid[-1]] where ``f > 0``, each crossing between grid
+    points refined by TOMS 748."""
+    values = [f(mu) for mu in grid]
+    edges: list[float] = []
+    inside = values[0] > 0
+    start = grid[0] if inside else None
+    for i in range(len(grid) - 1):
+        if (values[i + 1] > 0) == inside:
+            continue
+        a, b = grid[i], grid[i + 1]
+        if values[i] == 0 or values[i + 1] == 0:
+            crossing = a if values[i] == 0 else b
+        else:
+            crossing = float(toms748(f, a, b, k=2, xtol=atol, rtol=rtol))
+        inside = not inside
+        if inside:
+            start = crossing
+        else:
+            edges.append((start, crossing))
+    if inside:
+        edges.append((start, grid[-1]))
+    return tuple((float(a), float(b)) for a, b in edges)
+
+
+def _scan_excluded(mus: np.ndarray, cls: np.ndarray, level: float) -> Pieces:
+    """The intervals where CLs < level on a grid scan, crossings interpolated linearly."""
+    def crossing(i: int) -> float:
+        return float(mus[i] + (level - cls[i]) * (mus[i + 1] - mus[i]) / (cls[i + 1] - cls[i]))
+
+    below = cls < level
+    pieces, start = [], (float(mus[0]) if below[0] else None)
+    for i in range(mus.size - 1):
+        if below[i + 1] == below[i]:
+            continue
+        if below[i + 1]:
+            start = crossing(i)
+        else:
+            pieces.append((start, crossing(i)))
+    if below[-1]:
+        pieces.append((start, float(mus[-1])))
+    return tuple(pieces)
+
+
+def _limit(pieces: Pieces, lo: float, hi: float, level: float, name: str, how: str) -> float:
+    """The lower edge of the excluded interval that reaches ``hi``."""
+    if not pieces or pieces[-1][1] < hi:
+        if how == "scan":
+            raise InvalidFitSetup(
+                f"CLs does not cross {level:g} within the scan of {name} [{lo:g}, {hi:g}]; extend the scan")
+        raise InvalidFitSetup(
+            f"CLs is still above the level at {name}={hi:g}, the end of the search; raise the"
+            f" POI's upper bound, e.g. bounds={{{name!r}: (0, {2 * hi:g})}}")
+    if pieces[-1][0] <= lo:
+        if how == "scan":
+            raise InvalidFitSetup(
+                f"CLs is below {level:g} over the whole scan of {name} [{lo:g}, {hi:g}]; extend the scan")
+        raise InvalidFitSetup(f"CLs is already below the level at {name}={lo:g}")
+    return float(pieces[-1][0])
 
 
 def _tested(calc: AsymptoticCalculator) -> tuple[np.ndarray, np.ndarray]:
-    """Every POI value the root finder tested, with observed CLs (NaN where not
-    computed) and the expected band."""
+    """Every POI value tested, with observed CLs (NaN where not computed) and the
+    expected band."""
     mus = sorted({mu for _, mu in calc.cached_values()})
     rows = []
     for mu in mus:
         observed = calc.observed_cls(mu) if calc.has_observed(mu) else np.nan
         rows.append([observed, *calc.expected_cls(mu)])
     return np.array(mus), np.array(rows).reshape(len(mus), len(BANDS) + 1)
-
-
-def _interpolated_crossing(mus: np.ndarray, cls: np.ndarray, level: float, name: str) -> float:
-    for i in range(mus.size - 1):
-        if cls[i] >= level > cls[i + 1]:
-            return float(mus[i] + (level - cls[i]) * (mus[i + 1] - mus[i]) / (cls[i + 1] - cls[i]))
-    raise InvalidFitSetup(
-        f"CLs does not cross {level:g} within the scan of {name} [{mus[0]:g}, {mus[-1]:g}]; extend the scan"
-    )
 
 
 def significance(

@@ -295,7 +295,12 @@ class HypoTestResult:
 @dataclass(frozen=True, eq=False)
 class UpperLimitResult:
     """Upper limits at CLs = ``level`` (observed and expected bands, :data:`BANDS` order),
-    with the CLs values of every tested POI value."""
+    with the CLs values of every tested POI value.
+
+    ``excluded`` (observed) and ``expected_excluded`` (one per band) are the excluded sets
+    ``{poi : CLs < level}`` within the search range as tuples of (lower, upper) intervals;
+    each limit is the lower edge of the last interval. More than one interval means CLs is
+    not monotone in the POI (:meth:`non_monotone_message`)."""
 
     poi: str
     level: float
@@ -306,19 +311,43 @@ class UpperLimitResult:
     poi_values: np.ndarray
     cls_observed: np.ndarray
     cls_expected: np.ndarray
+    excluded: tuple[tuple[float, float], ...] = ()
+    expected_excluded: tuple[tuple[tuple[float, float], ...], ...] = ()
 
     def __post_init__(self) -> None:
         _frozen(self, "poi_values", "cls_observed", "cls_expected")
 
+    @property
+    def monotone(self) -> bool:
+        """Whether every excluded set (observed and expected) is one interval."""
+        return all(len(pieces) <= 1 for pieces in (self.excluded, *self.expected_excluded))
+
+    def non_monotone_message(self) -> str:
+        """One line naming the excluded sets with more than one piece ("" when monotone)."""
+        labels = ["observed", *(f"expected {b:+d} sigma" for b in BANDS)]
+        parts = [f"{label} {_union(pieces)}" for label, pieces in
+                 zip(labels, (self.excluded, *self.expected_excluded), strict=False) if len(pieces) > 1]
+        if not parts:
+            return ""
+        return (f"CLs({self.poi}) is not monotone: the excluded set {{CLs < {fmt(self.level)}}} has several"
+                f" pieces ({'; '.join(parts)}); each limit is where the exclusion reaches the end of the"
+                f" search range")
+
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON summary with stable keys."""
-        return jsonable(dict(self.__dict__))
+        return jsonable({**self.__dict__, "monotone": self.monotone})
 
     def __str__(self) -> str:
         title = f"Upper limits on {self.poi} at CLs = {fmt(self.level)} ({self.test_stat}, {self.method})"
-        rows = [["observed", self.observed]]
-        rows += [[f"expected {b:+d} sigma", v] for b, v in zip(BANDS, self.expected, strict=True)]
-        return table(["", "limit"], rows, title)
+        sets = (self.excluded, *self.expected_excluded) if self.expected_excluded else ((),) * 6
+        rows = [["observed", self.observed, _union(sets[0])]]
+        rows += [[f"expected {b:+d} sigma", v, _union(pieces)]
+                 for b, v, pieces in zip(BANDS, self.expected, sets[1:], strict=True)]
+        return table(["", "limit", f"excluded (CLs < {fmt(self.level)})"], rows, title)
+
+
+def _union(pieces: tuple[tuple[float, float], ...]) -> str:
+    return " ∪ ".join(f"[{fmt(lo, 4)}, {fmt(hi, 4)}]" for lo, hi in pieces) or "-"
 
 
 @dataclass(frozen=True)
