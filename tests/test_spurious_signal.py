@@ -17,7 +17,11 @@ from scipy.interpolate import PchipInterpolator
 
 import ratiofactory
 import ratiofactory.infer
-from ratiofactory.ensemble_uncertainty import add_spurious_signal, ratio_spreads, spurious_signal_table
+from ratiofactory.ensemble_uncertainty import (
+    add_spurious_signal,
+    ratio_spreads,
+    spurious_signal_table,
+)
 from ratiofactory.errors import InvalidModel, InvalidSpecification
 from ratiofactory.spurious_signal import SpuriousSignal
 from ratiofactory.testing import Exponential, Normal, ratio_model, sample_mixture
@@ -163,7 +167,6 @@ def test_parameter_that_no_coefficient_uses_is_an_error(toy):
     root, _ = toy
     spec = _spec()
     spec["unbinned_channels"][0]["spurious_signal"]["parameter"] = "nu"
-    spec["measurements"][0]["config"]["parameters"].append({"name": "nu", "bounds": [[0, 1]], "inits": [0.5]})
     ws = ratiofactory.Workspace(spec, base_dir=root)
     with pytest.raises(InvalidModel, match="no formula or normfactor of the channel uses 'nu'"):
         ws.model()
@@ -177,7 +180,8 @@ def test_table_of_identical_members_is_zero_and_written_into_a_new_spec(toy):
     ws = ratiofactory.Workspace.load(root / "ensemble.json")
     table = spurious_signal_table(ws, [0.5, 1.0, 2.0], n_bootstrap=4, seed=1)
     assert table.delta == (0.0, 0.0, 0.0)
-    assert len(table.closure) == 3 and all(np.isfinite(table.closure))
+    assert len(table.closure) == 3
+    assert all(np.isfinite(table.closure))
     original = ws.spec
     new = add_spurious_signal(original, table, name="alpha_ens")
     assert "spurious_signal" not in original["unbinned_channels"][0]
@@ -197,12 +201,16 @@ def test_command_writes_a_new_workspace_and_impacts_show_the_parameter(tmp_path)
                       "--plot", tmp_path / "dmu.png"], tmp_path)
     assert path.read_bytes() == before  # the input is untouched
     assert (tmp_path / "dmu.png").stat().st_size > 0
-    assert table["grid"] == [0.5, 1.25, 2.0] and all(d > 0 for d in table["delta"])
+    assert table["grid"] == [0.5, 1.25, 2.0]
+    assert all(d > 0 for d in table["delta"])
     entry = json.loads(new.read_text())["unbinned_channels"][0]["spurious_signal"]
-    assert entry["name"] == "alpha_ss" and entry["delta"] == table["delta"]
+    assert entry["name"] == "alpha_ss"
+    assert entry["delta"] == table["delta"]
     info = run_json(["inspect", path], tmp_path, "inspect.json")
     (signal,) = info["ratio_spreads"]  # the one sample with an ensemble
-    assert signal["sample"] == "signal" and signal["members"] == 2 and signal["median"] > 0
+    assert signal["sample"] == "signal"
+    assert signal["members"] == 2
+    assert signal["median"] > 0
     impacts = run_json(["impacts", new], tmp_path, "impacts.json")
     assert "alpha_ss" in json.dumps(impacts)
     result = run(["spurious-signal", path, "--output", path])

@@ -29,8 +29,8 @@ from typing import Any
 from ratiofactory.binned_formulas import PLACEHOLDER_PREFIX
 from ratiofactory.errors import InvalidSpecification
 from ratiofactory.expressions import parse_expression
-from ratiofactory.spurious_signal import spurious_signal_of
 from ratiofactory.schema import _is_array, json_pointer
+from ratiofactory.spurious_signal import spurious_signal_of
 
 __all__ = ["check_consistency"]
 

@@ -10,7 +10,10 @@ finite-training-sample uncertainty (ATLAS NSBI, arXiv:2412.01600).
   the workspace's model (ensemble means, nuisance parameters nominal) are fitted by
   models whose ratios are the means of B bootstrap resamples of the members (K draws
   with replacement, the same draws for every sample of the channel); Δμ̂(μ) is the standard deviation of the
-  B best-fit μ̂: the spread of the *ensemble mean*, which is what the analysis uses.
+  B best-fit μ̂ (by default half the width of their central 68.27 %, which is σ for a
+  Gaussian and is not dominated by the rare resample whose fit lands in another minimum
+  of the likelihood; ``spread="std"`` takes the standard deviation): the spread of the
+  *ensemble mean*, which is what the analysis uses.
   ``estimator="members"`` fits each member alone instead (the spread of one network,
   ≈ √K larger).
 - :func:`add_spurious_signal`: a new spec with the table as the channel's
@@ -38,6 +41,7 @@ from .spurious_signal import SpuriousSignal
 __all__ = ["RatioSpread", "SpuriousSignalTable", "add_spurious_signal", "ratio_spreads", "spurious_signal_table"]
 
 ESTIMATORS = ("mean", "members")
+SPREADS = ("central68", "std")
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,8 @@ class SpuriousSignalTable:
     estimator: str
     seed: int
     closure: tuple[float, ...] = ()
+    spread: str = "central68"
+    fitted: tuple[tuple[float, ...], ...] = ()
 
     def spurious_signal(self, name: str = "alpha_ss") -> SpuriousSignal:
         """The table as a :class:`SpuriousSignal` with nuisance parameter ``name``."""
@@ -102,8 +108,9 @@ class SpuriousSignalTable:
     def provenance(self) -> dict[str, Any]:
         return {"method": "Asimov fits with ratio models varied within their ensemble",
                 "estimator": self.estimator, "fits_per_point": self.fits, "members": self.members,
-                "seed": self.seed, "bias": list(self.bias), "closure": list(self.closure),
-                "at_bound": list(self.at_bound)}
+                "spread": self.spread, "seed": self.seed, "bias": list(self.bias),
+                "closure": list(self.closure), "at_bound": list(self.at_bound),
+                "std": [float(np.std(f, ddof=1)) for f in self.fitted]}
 
     def to_dict(self) -> dict[str, Any]:
         return {"channel": self.channel, "parameter": self.parameter, "grid": list(self.grid),
@@ -126,12 +133,15 @@ def spurious_signal_table(
     n_bootstrap: int = 40,
     estimator: str = "mean",
     seed: int = 0,
+    spread: str = "central68",
 ) -> SpuriousSignalTable:
     """Δμ̂(μ) of ``channel``'s ensembles on ``grid`` (see the module doc).
 
     Runs on jax (float64). The model's POI is the parameter; a ``spurious_signal``
     already in the channel is held at α = 0.
     """
+    if spread not in SPREADS:
+        raise ValueError(f"spread must be one of {', '.join(SPREADS)}, got {spread!r}")
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
     if n_bootstrap < 2 and estimator == "mean":
@@ -145,7 +155,7 @@ def spurious_signal_table(
         rng = np.random.default_rng(seed)
         members = [np.asarray(s.ratio_members) for s in target.samples]
         k = max(m.shape[0] for m in members)
-        deltas, biases, at_bound, closure = [], [], [], []
+        deltas, biases, at_bound, closure, fits = [], [], [], [], []
         for mu in grid:
             data = fitter.asimov(float(mu))
             if estimator == "mean":
@@ -155,7 +165,8 @@ def spurious_signal_table(
             nominal = fitter.fit(data, [m.mean(axis=0) for m in members], index, float(mu))
             fitted = np.array([fitter.fit(data, [m[i].mean(axis=0) for m, i in zip(members, d, strict=True)],
                                           index, float(mu)) for d in draws])
-            deltas.append(float(np.std(fitted, ddof=1)))
+            fits.append(tuple(float(v) for v in fitted))
+            deltas.append(_spread(fitted, spread))
             biases.append(float(np.mean(fitted) - nominal))
             closure.append(nominal - float(mu))
             lo, hi = fitter.poi_bounds
@@ -163,7 +174,17 @@ def spurious_signal_table(
     finally:
         pyhf.set_backend(*previous)
     return SpuriousSignalTable(target.name, model.config.poi_name, tuple(float(m) for m in grid), tuple(deltas),
-                               tuple(biases), tuple(at_bound), len(draws), k, estimator, seed, tuple(closure))
+                               tuple(biases), tuple(at_bound), len(draws), k, estimator, seed, tuple(closure),
+                               spread, tuple(fits))
+
+
+def _spread(values: np.ndarray, how: str) -> float:
+    """``central68``: half the width of the central 68.27 % of the values (σ for a
+    Gaussian, insensitive to rare fits in another minimum); ``std``: standard deviation."""
+    if how == "std":
+        return float(np.std(values, ddof=1))
+    lo, hi = np.quantile(values, [0.158655, 0.841345])
+    return float(0.5 * (hi - lo))
 
 
 def _resample(members: Sequence[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:

@@ -23,8 +23,8 @@ piecewise-cubic Hermite interpolant with Fritsch–Carlson (Fritsch–Butland) s
 is, never overshooting it (so never negative); outside the grid it is the end value.
 
 >>> table = SpuriousSignal("alpha_ss", "mu", [0.0, 1.0, 2.0, 4.0], [0.1, 0.2, 0.2, 0.5])
->>> [round(float(table.delta_at(m)), 6) for m in (-1.0, 0.5, 1.0, 1.5, 3.0, 9.0)]
-[0.1, 0.16875, 0.2, 0.2, 0.2875, 0.5]
+>>> tuple(round(float(table.delta_at(m)), 6) for m in (-1.0, 0.5, 1.0, 1.5, 3.0, 9.0))
+(0.1, 0.16875, 0.2, 0.2, 0.2875, 0.5)
 >>> float(table.shifted(1.0, 2.0))   # mu + alpha * delta(mu)
 1.4
 """

@@ -9,7 +9,15 @@ from pathlib import Path
 import click
 import numpy as np
 
-from ._common import WORKSPACE, common_options, emit, load_workspace, output_option, progress, write_json_atomic
+from ._common import (
+    WORKSPACE,
+    common_options,
+    emit,
+    load_workspace,
+    output_option,
+    progress,
+    write_json_atomic,
+)
 
 
 @click.command("spurious-signal")
@@ -22,6 +30,8 @@ from ._common import WORKSPACE, common_options, emit, load_workspace, output_opt
               help="Bootstrap resamples of the ensemble members per grid point.")
 @click.option("--estimator", type=click.Choice(["mean", "members"]), default="mean", show_default=True,
               help="Spread of the ensemble mean (bootstrap) or of single members.")
+@click.option("--spread", type=click.Choice(["central68", "std"]), default="central68", show_default=True,
+              help="Half-width of the central 68.27%% of the fitted values, or their standard deviation.")
 @click.option("--channel", default=None, help="Unbinned channel whose ensembles vary (default: the only one).")
 @click.option("--measurement", default=None, help="Measurement name (default: the first).")
 @click.option("--name", default="alpha_ss", show_default=True, help="Name of the nuisance parameter.")
@@ -30,7 +40,7 @@ from ._common import WORKSPACE, common_options, emit, load_workspace, output_opt
 @output_option
 @common_options
 def spurious_signal(workspace: str, new_workspace: str, grid: tuple[float, float, int], n_bootstrap: int,
-                    estimator: str, channel: str | None, measurement: str | None, name: str, seed: int,
+                    estimator: str, spread: str, channel: str | None, measurement: str | None, name: str, seed: int,
                     plot: str | None, output_file: str | None) -> None:
     """Compute delta mu_hat(mu) from the ratio-model ensembles of WORKSPACE (Asimov fits
     with bootstrap resamples of the members) and write a new workspace with it as a
@@ -43,7 +53,7 @@ def spurious_signal(workspace: str, new_workspace: str, grid: tuple[float, float
     lo, hi, points = grid
     with progress("Asimov fits"):
         table = spurious_signal_table(ws, np.linspace(lo, hi, points), channel=channel, measurement=measurement,
-                                      n_bootstrap=n_bootstrap, estimator=estimator, seed=seed)
+                                      n_bootstrap=n_bootstrap, estimator=estimator, seed=seed, spread=spread)
     target = Path(new_workspace)
     if target.resolve() == Path(workspace).resolve():
         raise click.UsageError("--output must differ from WORKSPACE (the input is never modified)")
