@@ -202,6 +202,7 @@ def test_inputs_are_not_modified(workdir):
         ('{"a": ' + "9" * 5000 + "}", ["ws.json: /a:", "5000 digits"]),
         ('{"a": 1' + "0" * 5000 + ".5}", ["ws.json: /a:", "does not fit a float64"]),
         ('{"a": 1e999}', ["ws.json: /a:", "1e999"]),
+        ('{"a": [0.0, -2.5e-999]}', ["ws.json: /a/1:", "-2.5e-999 is too small for a float64"]),
         ("[" * 100000 + "]" * 100000, ["ws.json:", "nested more than", "line 1, column"]),
         ('{"a": ' + "[" * 100 + "]" * 100 + "}", ["ws.json: /a/0/0", "nested more than"]),
         ('["not", "an object"]', ["ws.json:", "a workspace is a JSON object"]),
@@ -865,3 +866,40 @@ def test_cli_options_given_twice_are_refused(workdir, args, fragments):
     _build(workdir)
     result = cli_toy.run([a.format(ws=workdir / "workspace.json") for a in args])
     cli_toy.one_line_error(result, *fragments)
+
+
+#: file-path parameters that commands read, not write
+_INPUT_PATHS = {("unpack", "bundle"), ("reweighting", "events_file")}
+
+
+def _commands(group, prefix=()):
+    import click
+
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from _commands(command, (*prefix, name))
+        else:
+            yield " ".join((*prefix, name)), command
+
+
+def test_every_file_output_of_every_command_is_protected():
+    """A command added later with a new file output must join the protected outputs."""
+    import click
+
+    from ratiofactory.cli import cli
+    from ratiofactory.cli._common import _OUTPUT_PARAMETERS
+
+    unprotected = []
+    for name, command in _commands(cli):
+        for param in command.params:
+            kind = param.type
+            if isinstance(kind, click.Path) and not kind.dir_okay and not kind.exists:
+                if param.name not in _OUTPUT_PARAMETERS and (name.split()[-1], param.name) not in _INPUT_PATHS:
+                    unprotected.append(f"{name} {param.name}")
+    assert unprotected == []
+
+
+def test_export_output_over_an_input_is_refused(workdir):
+    _build(workdir)
+    result = cli_toy.run(["export", "roofit", workdir / "workspace.json", "-o", workdir / "data" / "observed.npz"])
+    cli_toy.one_line_error(result, "--output", "/observations/0/events", "refusing to overwrite an input")

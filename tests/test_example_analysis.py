@@ -24,7 +24,7 @@ import offshell_independent_fitter as independent
 
 @pytest.fixture(scope="module")
 def reference_mu_hat() -> float:
-    nll = independent.ExactLikelihood(independent.observed_events())
+    nll = independent.ExactLikelihood(independent.observed_events(), reference=independent.reference_events())
     return independent.best_fit(nll, starts=(1.0,))[0]
 
 

@@ -131,7 +131,7 @@ def test_result_prints_and_serialises(model, data):
     payload = json.loads(json.dumps(result.to_dict()))
     assert list(payload) == ["parameters", "values", "errors", "covariance", "fixed", "poi", "twice_nll",
                              "valid", "covariance_valid", "edm", "nfev", "message", "method", "backend",
-                             "minos"]
+                             "minos", "other_minima", "at_bound", "local_fits", "warnings"]
     assert payload["poi"] == "mu"
     assert isinstance(payload["values"][0], float)
     assert result.correlation[0, 0] == pytest.approx(1.0)

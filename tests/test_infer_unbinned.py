@@ -46,7 +46,7 @@ def _densities(x):
     return p_s, p_b, 0.5 * (p_s + p_b)
 
 
-def _build(root, background_density=P_B, name="toy"):
+def _build(root, background_density=P_B, name="toy", ratio_normalisation=None):
     root.mkdir(parents=True, exist_ok=True)
     (root / "S.onnx").write_bytes(ratio_model(P_S, P_REF, output="log_ratio"))
     (root / "B.onnx").write_bytes(ratio_model(background_density, P_REF, output="ratio"))
@@ -74,6 +74,8 @@ def _build(root, background_density=P_B, name="toy"):
             {"name": "mu", "bounds": [[-5.0, 10.0]]},
             {"name": "lumi", "auxdata": [1.0], "sigmas": [LUMI_SIGMA], "bounds": [[0.5, 1.5]], "inits": [1.0]}]}}],
     }
+    if ratio_normalisation is not None:
+        spec["unbinned_channels"][0]["ratio_normalisation"] = ratio_normalisation
     (root / "workspace.json").write_text(json.dumps(spec))
     ws = ratiofactory.Workspace.load(root / "workspace.json")
     model = ws.model()
@@ -203,7 +205,9 @@ def test_nonpositive_density_at_init_is_a_clear_error(toy):
 
 
 def test_asimov_warns_when_ratios_and_yields_disagree(tmp_path):
-    model, _, _ = _build(tmp_path / "far", background_density=P_FAR, name="far")
+    """Without normalisation on the reference sample (``ratio_normalisation: "none"``) a
+    ratio that does not integrate to one makes Σ w^A ≠ ν(θ): AsimovYieldWarning."""
+    model, _, _ = _build(tmp_path / "far", background_density=P_FAR, name="far", ratio_normalisation="none")
     init = model.config.suggested_init()
     check = infer.asimov_yield_checks(model, init)[0]
     # 31 % of the background falls outside the observable range: Σ w^A ≈ 50 + 0.69·500
@@ -211,3 +215,23 @@ def test_asimov_warns_when_ratios_and_yields_disagree(tmp_path):
     assert check.pull < -20
     with pytest.warns(infer.AsimovYieldWarning, match=r"unbinned channel 'SR': the Asimov weights sum to"):
         infer.asimov_data(model, init)
+
+
+def test_normalisation_reports_the_misnormalised_ratio_and_divides_it_out(tmp_path):
+    """By default the same ratio is divided by its integral over the reference sample,
+    N_B = Φ(0.5) (the grid integrates to ~1e-8): the yields and the Asimov data agree, and
+    the report names the sample."""
+    model, _, _ = _build(tmp_path / "far", background_density=P_FAR, name="far")
+    init = model.config.suggested_init()
+    report = model.normalisation()
+    background = report.channels[0].samples[1]
+    assert background.sample == "B"
+    assert background.factor == pytest.approx(stats.norm.cdf(0.5), rel=1e-6)
+    assert background.pull < -20
+    assert [line for line in report.warnings() if "'B'" in line] == [
+        (f"channel 'SR', sample 'B': the ratio integrates to {background.factor:.6g} ± "
+        f"{background.standard_error:.2g} over the reference sample ({background.pull:+.1f} standard errors from 1); "
+        "the likelihood divides it out (ratio_normalisation 'reference')")]
+    check = infer.asimov_yield_checks(model, init)[0]
+    assert check.asimov_sum == pytest.approx(NU_S + NU_B, rel=1e-12)
+    assert check.pull == 0.0

@@ -89,15 +89,24 @@ def _code4(alpha: float, hi: float, lo: float) -> float:
         pyhf.set_backend(*prev)
 
 
-def _reference_logpdf(pars: dict, x: np.ndarray, binned_model: pyhf.Model, binned_data) -> float:
-    """pyhf's logpdf of the binned channel + the exact unbinned extended likelihood."""
-    binned_pars = [v for n in binned_model.config.par_order for v in np.atleast_1d(pars[n])]
-    binned = float(binned_model.logpdf(pyhf.tensorlib.astensor(binned_pars), binned_data)[0])
+def _exact_ratios(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     p_s = stats.norm.pdf(x, 5.0, 0.5)
     p_b = stats.truncexpon(b=3.0, scale=1 / 0.3).pdf(x)
     p_ref = 0.5 * p_s + 0.5 * p_b
+    return p_s / p_ref, p_b / p_ref
+
+
+def _reference_logpdf(pars: dict, x: np.ndarray, binned_model: pyhf.Model, binned_data,
+                      reference: np.ndarray) -> float:
+    """pyhf's logpdf of the binned channel + the exact unbinned extended likelihood, each
+    ratio divided by its mean over the (equal-weight) ``reference`` events, as
+    ``ratio_normalisation: "reference"`` (the default) prescribes."""
+    binned_pars = [v for n in binned_model.config.par_order for v in np.atleast_1d(pars[n])]
+    binned = float(binned_model.logpdf(pyhf.tensorlib.astensor(binned_pars), binned_data)[0])
+    r_s, r_b = _exact_ratios(x)
+    n_s, n_b = (float(np.mean(r)) for r in _exact_ratios(reference))
     c_s, c_b = pars["mu"] * NU_S, NU_B * _code4(pars["bkg_xs"], XS_HI, XS_LO)
-    unbinned_nll = c_s + c_b - np.sum(np.log((c_s * p_s + c_b * p_b) / p_ref))
+    unbinned_nll = c_s + c_b - np.sum(np.log(c_s * r_s / n_s + c_b * r_b / n_b))
     return binned - unbinned_nll
 
 
@@ -106,6 +115,7 @@ def test_nll_is_pyhf_plus_exact_unbinned(mixed, backend):
     ws = ratiofactory.Workspace.load(root / "workspace.json")
     model = ws.model()
     data = ws.data(model)
+    reference_events = np.load(root / "data" / "reference.npz")["x"]
     binned_only = {k: v for k, v in _spec().items() if k != "unbinned_channels"}
     reference = pyhf.Workspace({**binned_only, "observations": [_spec()["observations"][0]]})
     binned_model = reference.model()
@@ -117,7 +127,7 @@ def test_nll_is_pyhf_plus_exact_unbinned(mixed, backend):
     for _ in range(8 if backend == "numpy" else 3):
         pars = {"mu": rng.uniform(0.2, 3.0), "bkg_xs": rng.uniform(-2.0, 2.0), "stat": rng.uniform(0.9, 1.1, 2)}
         vector = [v for n in model.config.par_order for v in np.atleast_1d(pars[n])]
-        expected = _reference_logpdf(pars, x, binned_model, binned_data)
+        expected = _reference_logpdf(pars, x, binned_model, binned_data, reference_events)
         assert float(model.logpdf(vector, data)) == pytest.approx(expected, rel=1e-10)
 
 

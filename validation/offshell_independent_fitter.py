@@ -11,6 +11,12 @@ with its own code4 interpolation (polynomial coefficients from a 6×6 linear sol
 minimises it with scipy (Nelder–Mead, tight tolerances), profiles μ and finds the
 t_μ = 1 and 4 crossings with Brent's method. ratiofactory runs on exact.json.
 
+exact.json uses the default normalisations on its reference sample (x_k, weights w_k,
+docs/schema.md): each sample's density is divided by N_j = Σ_k w_k p_j(x_k)/p_ref(x_k),
+each g^± by K_j^± = Σ_k w_k p_j g^±/p_ref / N_j, and the S and SBI terms by
+I_j(α) = Σ_k w_k (p_j/p_ref)(x_k) g_j(x_k, α) / N_j; here p_j/p_ref on the reference
+events come from physics.py too (``ExactLikelihood(x, reference=reference_events())``).
+
     python validation/offshell_independent_fitter.py
 
 Agreement required: μ̂ and both 68.27 % interval edges within 1e-3.
@@ -71,6 +77,8 @@ class ExactLikelihood:
     """−2 ln L(μ, lumi, α) of events x (N, 2) with the exact densities of physics.py."""
 
     x: np.ndarray
+    reference: tuple[np.ndarray, np.ndarray] | None = None
+    """(events, weights summing to one) to normalise on, or None for the raw densities."""
 
     @cached_property
     def physics(self):
@@ -99,17 +107,52 @@ class ExactLikelihood:
             out[name] = (hi, lo, code4_coefficients(hi, lo))
         return out
 
+    @cached_property
+    def normalisation(self) -> dict[str, tuple[float, float, float, np.ndarray, tuple]]:
+        """Per sample (N_j, K_j^+, K_j^-, w_k r_j(x_k)/N_j, (g^+/K^+, g^-/K^-, code4 coefficients)
+        on the reference events); N = K = 1 and no reference arrays without a reference."""
+        if self.reference is None:
+            return {name: (1.0, 1.0, 1.0, np.zeros(0), ()) for name in COEFFICIENTS}
+        events, weights = self.reference
+        out = {}
+        for name in COEFFICIENTS:
+            weighted = weights * self.physics.ratio(name, events)
+            norm = float(np.sum(weighted))
+            if name not in self.shape_ratios:
+                out[name] = (norm, 1.0, 1.0, weighted / norm, ())
+                continue
+            hi = self.physics.ratio(f"{name}_kf_up", events, name)
+            lo = self.physics.ratio(f"{name}_kf_dn", events, name)
+            k_hi, k_lo = float(np.sum(weighted * hi)) / norm, float(np.sum(weighted * lo)) / norm
+            hi, lo = hi / k_hi, lo / k_lo
+            out[name] = (norm, k_hi, k_lo, weighted / norm, (hi, lo, code4_coefficients(hi, lo)))
+        return out
+
+    @cached_property
+    def normalised_shape_ratios(self) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The observed events' (g⁺/K⁺, g⁻/K⁻, code4 coefficients)."""
+        out = {}
+        for name, (hi, lo, _) in self.shape_ratios.items():
+            _, k_hi, k_lo, _, _ = self.normalisation[name]
+            out[name] = (hi / k_hi, lo / k_lo, code4_coefficients(hi / k_hi, lo / k_lo))
+        return out
+
     def __call__(self, mu: float, lumi: float, alpha: float) -> float:
         if mu < 0 or lumi <= 0:
             return np.inf
         total, s = 0.0, np.zeros(len(self.x))
         for name, coefficient in COEFFICIENTS.items():
             scale = coefficient(mu) * self.physics.yields[name] * lumi
+            norm, _, _, reference_weights, reference_shapes = self.normalisation[name]
             if name in self.normsys:
                 scale = scale * float(code4(alpha, *self.normsys[name])[0])
-                s = s + scale * self.densities[name] * code4(alpha, *self.shape_ratios[name])
+                shape = 1.0
+                if reference_shapes:  # shape normalisation: I_j(α) over the reference events
+                    shape = float(np.sum(reference_weights * code4(alpha, *reference_shapes)))
+                s = s + scale / (norm * shape) * self.densities[name] * code4(
+                    alpha, *self.normalised_shape_ratios[name])
             else:
-                s = s + scale * self.densities[name]
+                s = s + scale / norm * self.densities[name]
             total += scale
         if np.any(s <= 0):
             return np.inf
@@ -157,16 +200,28 @@ def observed_events() -> np.ndarray:
         return np.column_stack([f["m4l"], f["cos_theta"]])
 
 
-def ratiofactory_interval(workspace: Path, threshold_cl: float,
-                          backend: str = "jax") -> tuple[float, float, float]:
-    """ratiofactory's (μ̂, lower, upper) on a workspace (jax: exact gradients)."""
+def reference_events() -> tuple[np.ndarray, np.ndarray]:
+    """The workspace's reference sample: (events, weights normalised to sum one)."""
+    with np.load(EXAMPLE / "workspace" / "data" / "reference.npz") as f:
+        return np.column_stack([f["m4l"], f["cos_theta"]]), f["weight"] / np.sum(f["weight"])
+
+
+def ratiofactory_interval(workspace: Path, threshold_cl: float, backend: str = "jax",
+                          settings: dict | None = None) -> tuple[float, float, float]:
+    """ratiofactory's (μ̂, lower, upper) on a workspace (jax: exact gradients); ``settings``
+    (e.g. ``{"ratio_normalisation": "none"}``) override the unbinned channels' keys."""
+    import json
+
     import pyhf
 
     import ratiofactory
     from ratiofactory import infer
 
     pyhf.set_backend(backend)
-    ws = ratiofactory.Workspace.load(workspace)
+    spec = json.loads(Path(workspace).read_text())
+    for channel in spec.get("unbinned_channels", []):
+        channel.update(settings or {})
+    ws = ratiofactory.Workspace(spec, base_dir=Path(workspace).parent)
     model = ws.model()
     data = ws.data(model)
     scan = infer.profile_scan(model, data, np.linspace(0.0, 3.0, 16))
@@ -175,7 +230,7 @@ def ratiofactory_interval(workspace: Path, threshold_cl: float,
 
 
 def main() -> int:
-    nll = ExactLikelihood(observed_events())
+    nll = ExactLikelihood(observed_events(), reference=reference_events())
     rows = []
     for label, threshold, cl in (("68.27%", 1.0, 0.682689492137), ("95.45%", 4.0, 0.954499736104)):
         independent = interval(nll, threshold)

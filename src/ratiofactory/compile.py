@@ -70,7 +70,10 @@ class UnbinnedChannel:
     """An unbinned channel compiled to arrays.
 
     The event set is ``n_observed`` observed events followed by ``n_reference``
-    reference events; ``reference_weights`` sum to one.
+    reference events; ``reference_weights`` sum to one. ``ratio_normalisation`` and
+    ``shape_normalisation`` are the channel's settings with their defaults resolved
+    (``"reference"`` for both when the channel has a reference sample, else ``"none"``
+    and ``"nominal"``); the arrays here are the networks' raw outputs either way.
     """
 
     name: str
@@ -81,6 +84,7 @@ class UnbinnedChannel:
     observed_weights: np.ndarray
     reference_weights: np.ndarray
     shape_normalisation: str
+    ratio_normalisation: str = "none"
     spurious_signal: SpuriousSignal | None = None
 
     @property
@@ -246,7 +250,8 @@ def compile_unbinned_channel(
         reference=reference,
         observed_weights=observed_weights,
         reference_weights=reference_weights,
-        shape_normalisation=channel.get("shape_normalisation", "nominal"),
+        shape_normalisation=channel.get("shape_normalisation", "nominal" if reference is None else "reference"),
+        ratio_normalisation=channel.get("ratio_normalisation", "none" if reference is None else "reference"),
         spurious_signal=spurious,
     )
 

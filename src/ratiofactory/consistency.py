@@ -42,8 +42,9 @@ def check_consistency(spec: Mapping[str, Any]) -> None:
     measurement names; one observation per channel, of the channel's kind (``data`` for
     binned, ``events`` for unbinned) and bin count; no modifier (name, type) twice on a
     sample; formula expressions in the formula language (binned and unbinned samples);
-    no modifier name with the reserved placeholder prefix; observable bounds lower < upper; ``shape_normalisation: "reference"`` only
-    with a reference sample. Data only: no file is opened. Call it on a spec that passed
+    no modifier name with the reserved placeholder prefix; observable bounds lower < upper;
+    ``shape_normalisation`` or ``ratio_normalisation`` ``"reference"`` only with a
+    reference sample. Data only: no file is opened. Call it on a spec that passed
     :func:`validate`.
 
     A binned (``data``) observation of a channel that does not exist is ignored, as pyhf
@@ -171,12 +172,13 @@ def _check_unbinned_channel(channel: Mapping[str, Any], pointer: str) -> None:
             )
     _check_samples(channel["samples"], pointer)
     spurious_signal_of(channel, pointer)  # grid strictly increasing, one delta per point
-    if channel.get("shape_normalisation") == "reference" and "reference" not in channel:
-        raise InvalidSpecification(
-            "shape_normalisation 'reference' needs a reference sample: add "
-            '"reference": {"events": {"path": ...}} to the channel',
-            f"{pointer}/shape_normalisation",
-        )
+    for key in ("shape_normalisation", "ratio_normalisation"):
+        if channel.get(key) == "reference" and "reference" not in channel:
+            raise InvalidSpecification(
+                f"{key} 'reference' needs a reference sample: add "
+                '"reference": {"events": {"path": ...}} to the channel',
+                f"{pointer}/{key}",
+            )
 
 
 def _check_observations(

@@ -18,6 +18,7 @@ __all__ = [
     "InvalidModel",
     "InvalidONNXModel",
     "InvalidSpecification",
+    "NegativeAsimovWeights",
     "RatiofactoryError",
     "UnsafePath",
 ]
@@ -69,3 +70,16 @@ class InvalidExpression(RatiofactoryError, ValueError):
 class InvalidModel(RatiofactoryError, ValueError):
     """The workspace is valid JSON but does not describe a consistent model
     (conflicting shared parameters, missing observations, duplicate names...)."""
+
+
+class NegativeAsimovWeights(InvalidModel):
+    """The density s(x;θ) is negative on reference events, so the Asimov weights
+    w^ref·s would be negative: no Asimov data (or toys) exist at that θ.
+
+    ``channel``, ``sample`` (the one whose negative term dominates at the first such
+    event) and ``events`` (the first reference-event indices) say where.
+    """
+
+    def __init__(self, message: str, *, channel: str = "", sample: str = "", events: list[int] | None = None):
+        self.channel, self.sample, self.events = channel, sample, list(events or [])
+        super().__init__(message)

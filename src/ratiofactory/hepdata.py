@@ -296,14 +296,20 @@ def validate_submission(directory: str | os.PathLike[str]) -> bool:
 
 def _bundles(directory: Path) -> list[tuple[str, str]]:
     """(location, recorded sha256) of every ratiofactory bundle the submission lists."""
+    from .files import read_text
+
     yaml = _yaml()
+    text = read_text(directory / SUBMISSION, "the submission")  # size limit, UTF-8 checked
     try:
-        documents = list(yaml.safe_load_all((directory / SUBMISSION).read_text(encoding="utf-8")))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        documents = list(yaml.safe_load_all(text))
+    except yaml.YAMLError as err:
         raise InvalidFile(f"{directory / SUBMISSION}: cannot read ({err})") from None
     found = []
     for doc in documents:
-        for res in (doc or {}).get("additional_resources", []) if isinstance(doc, dict) else []:
+        resources = doc.get("additional_resources", []) if isinstance(doc, dict) else []
+        for index, res in enumerate(resources if isinstance(resources, list) else [resources]):
+            if not isinstance(res, dict):
+                raise InvalidFile(f"{directory / SUBMISSION}: additional_resources[{index}] is not a mapping")
             text = str(res.get("description", ""))
             if text.startswith(RESOURCE_PREFIX) and "sha256: " in text:
                 found.append((str(res.get("location", "")), text.split("sha256: ", 1)[1][:64]))

@@ -5,7 +5,8 @@ source and the JSON pointer (or line and column):
 
 - duplicate keys in an object (``json`` keeps the last one silently);
 - ``NaN``, ``Infinity`` and ``-Infinity`` (not JSON; ``json`` accepts them);
-- numbers that do not fit a float64 (``1e999``, a 5000-digit integer);
+- numbers that do not fit a float64 (``1e999``, a 5000-digit integer, ``1e-999``, which
+  would silently become 0);
 - nesting deeper than :data:`MAX_DEPTH` levels (``json`` and ``copy.deepcopy`` would
   otherwise stop with a ``RecursionError``).
 
@@ -75,9 +76,11 @@ def _integer(text: str) -> int | _Rejected:
 
 def _float(text: str) -> float | _Rejected:
     value = float(text)
+    shown = text if len(text) <= 24 else f"{text[:12]}…({len(text)} characters)"
     if not math.isfinite(value):
-        shown = text if len(text) <= 24 else f"{text[:12]}…({len(text)} characters)"
         return _Rejected(f"the number {shown} does not fit a float64 (it would become {value})")
+    if value == 0.0 and any(digit in "123456789" for digit in text.lower().partition("e")[0]):
+        return _Rejected(f"the number {shown} is too small for a float64 (it would become 0)")
     return value
 
 

@@ -7,8 +7,15 @@ factors r_j(x_i) Π_k g_jk(x_i, α_k):
     s(x_i;θ) = Σ_j c_j(θ) r_j(x_i) Π_k g_jk(x_i, α_k)
     −ln L    = ν(θ) − Σ_i w_i ln s(x_i;θ)
 
-An event with w_i > 0 and s(x_i;θ) ≤ 0 makes −ln L = +∞ (never NaN); events with
-w_i = 0 do not contribute whatever their s.
+r_j and g_jk^± are the networks' outputs, or, with ``ratio_normalisation: "reference"``,
+divided by their integrals over the reference sample (:class:`ChannelTensors`), so that
+Σ_i w_i^ref s(x_i^ref;θ) = ν(θ) at α = 0; with ``shape_normalisation: "reference"``
+each sample's term is also divided by I_j(α)/I_j(0), I_j(α) = Σ_i w_i^ref r_j Π_k g_jk(α),
+which makes it hold at every θ.
+
+Every event with w_i ≠ 0 counts, negative weights included (weighted pseudo-data); one
+with w_i ≠ 0 and s(x_i;θ) ≤ 0 makes −ln L = +∞ (never NaN); events with w_i = 0 do not
+contribute whatever their s.
 """
 
 from __future__ import annotations
@@ -22,8 +29,9 @@ import numpy as np
 
 from .compile import CompiledSample, UnbinnedChannel
 from .interpolation import _CODES, PreparedInterpolation, interpolate, prepare_interpolation
+from .normalisation import likelihood_arrays
 
-__all__ = ["ChannelTensors", "channel_nll", "event_densities", "expected_yield", "register_pytrees"]
+__all__ = ["ChannelTensors", "channel_nll", "event_densities", "expected_yield", "register_pytrees", "shape_drift"]
 
 
 @dataclass(frozen=True)
@@ -45,14 +53,15 @@ class ChannelTensors:
 
     @classmethod
     def build(cls, channel: UnbinnedChannel, index: Mapping[str, int], xp: Any) -> ChannelTensors:
+        """With ``ratio_normalisation: "reference"`` each r_j is divided by N_j = Σ w^ref r_j
+        and each g^± by K^± = Σ w^ref r_j g^± / N_j (:mod:`ratiofactory.normalisation`)."""
         ref = slice(channel.n_observed, channel.n_events)
         samples = []
-        for sample in channel.samples:
-            shapes = tuple(
-                (index[m.parameter], prepare_interpolation(m.code, m.hi, m.lo, xp)) for m in sample.shapesys
-            )
-            norm = float(np.dot(channel.reference_weights, sample.ratio[ref])) if channel.n_reference else 1.0
-            samples.append(_SampleTensors(xp.asarray(sample.ratio), shapes, norm))
+        for sample, (ratio, shape_arrays) in zip(channel.samples, likelihood_arrays(channel), strict=True):
+            shapes = tuple((index[m.parameter], prepare_interpolation(m.code, hi, lo, xp))
+                           for m, (hi, lo) in zip(sample.shapesys, shape_arrays, strict=True))
+            norm = float(np.dot(channel.reference_weights, ratio[ref])) if channel.n_reference else 1.0
+            samples.append(_SampleTensors(xp.asarray(ratio), shapes, norm))
         return cls(channel, tuple(samples), dict(index), xp.asarray(channel.reference_weights), ref)
 
 
@@ -127,50 +136,121 @@ CHUNKED_FROM = 2 * EVENT_CHUNK
 def channel_nll(tensors: ChannelTensors, pars: Any, weights: Any, xp: Any) -> Any:
     """−ln L of the channel for per-event ``weights`` (constant terms dropped).
 
-    On jax, channels of at least :data:`CHUNKED_FROM` events (and nominal shape
-    normalisation) are summed in chunks of :data:`EVENT_CHUNK` events whose derivatives
-    come from the same pass over the events (:func:`_fused_loglik`): the temporaries of a
-    chunk stay in cache and nothing per event is stored for reverse mode, which makes the
-    value+gradient ~4x faster at 10⁶ events.
+    On jax, channels of at least :data:`CHUNKED_FROM` events are summed in chunks of
+    :data:`EVENT_CHUNK` events whose derivatives come from the same pass over the events
+    (:func:`_fused_loglik`; with ``shape_normalisation: "reference"`` the shape integrals
+    I_j(α) come from a first such pass over the reference events, :func:`_fused_integrals`):
+    the temporaries of a chunk stay in cache and nothing per event is stored for reverse
+    mode, which makes the value+gradient ~4x faster at 10⁶ events.
     """
-    if xp is not np and weights.shape[0] >= CHUNKED_FROM and tensors.channel.shape_normalisation != "reference":
+    if xp is not np and weights.shape[0] >= CHUNKED_FROM:
         return _chunked_channel_nll(tensors, pars, weights)
     nu, s = event_densities(tensors, pars, xp)
     positive = s > 0
     log_s = xp.log(xp.where(positive, s, 1.0))
-    weighted = xp.where(weights > 0, weights * log_s, 0.0)
-    invalid = xp.any((weights > 0) & ~positive)
+    weighted = xp.where(weights != 0, weights * log_s, 0.0)
+    invalid = xp.any((weights != 0) & ~positive)
     return xp.where(invalid, xp.inf, nu - xp.sum(weighted))
 
 
-def _chunked_channel_nll(tensors: ChannelTensors, pars: Any, weights: Any) -> Any:
+def shape_drift(tensors: ChannelTensors, pars: Any, xp: Any) -> dict[str, Any]:
+    """Per sample with shape systematics, I_j(α)/I_j(0) with I_j(α) = Σ_i w_i^ref r_j Π_k g_jk(α)
+    over the reference sample (the per-event factors as the likelihood uses them)."""
+    drift = {}
+    for compiled, sample in zip(tensors.channel.samples, tensors.samples, strict=True):
+        if sample.shapesys and tensors.channel.n_reference:
+            factor = _shape_factor(sample, pars, xp)[tensors.reference_slice]
+            drift[compiled.name] = xp.sum(tensors.reference_weights * factor) / sample.reference_norm
+    return drift
+
+
+def _chunked_sum(n: int, size: int, body: Any) -> Any:
+    """Σ_k body(take, fresh) over chunks of ``size`` events covering n events; ``take(a,
+    offset)`` slices a chunk of a per-event array starting at ``offset``, ``fresh`` masks the
+    events a shifted last chunk has already summed."""
     import jax
     import jax.numpy as jnp
 
-    n, size = weights.shape[0], EVENT_CHUNK
+    size = min(size, n)
+
+    def chunk(k: Any) -> Any:
+        start = jnp.minimum(k * size, n - size)  # the last chunk is shifted back to fit ...
+        take = lambda a, offset=0: jax.lax.dynamic_slice_in_dim(a, offset + start, size) if jnp.ndim(a) == 1 else a
+        fresh = start + jnp.arange(size) >= k * size  # ... and skips the events already summed
+        return body(take, fresh)
+
+    return jnp.sum(jax.lax.map(chunk, jnp.arange(-(-n // size))), axis=0)
+
+
+def _chunked_channel_nll(tensors: ChannelTensors, pars: Any, weights: Any) -> Any:
+    import jax.numpy as jnp
+
     coefs = jnp.stack([_coefficient(c, tensors.index, pars, jnp) for c in tensors.channel.samples])
     params = sorted({i for sample in tensors.samples for i, _ in sample.shapesys})
     position = {i: k for k, i in enumerate(params)}
     structure = tuple(tuple((position[i], p.code) for i, p in sample.shapesys) for sample in tensors.samples)
     alphas = pars[np.asarray(params, dtype=int)]
+    arrays_of = lambda take, samples, offset=0: tuple(
+        tuple(tuple(take(a, offset) for a in p.arrays) for _, p in sample.shapesys) for sample in samples)
+    density_coefs = coefs
+    shaped = [j for j, sample in enumerate(tensors.samples) if sample.shapesys]
+    if tensors.channel.shape_normalisation == "reference" and shaped and tensors.channel.n_reference:
+        samples = [tensors.samples[j] for j in shaped]
+        integrals = _fused_integrals(tuple(structure[j] for j in shaped))
+        offset = tensors.reference_slice.start
+        integral = _chunked_sum(tensors.channel.n_reference, EVENT_CHUNK, lambda take, fresh: integrals(
+            alphas, tuple(take(sample.ratio, offset) for sample in samples), arrays_of(take, samples, offset),
+            jnp.where(fresh, take(tensors.reference_weights), 0.0)))
+        scale = [1.0] * len(tensors.samples)
+        for position_in, j in enumerate(shaped):
+            scale[j] = tensors.samples[j].reference_norm / integral[position_in]
+        density_coefs = coefs * jnp.stack([jnp.asarray(v, dtype=coefs.dtype) for v in scale])
     loglik = _fused_loglik(structure)
+    total = _chunked_sum(weights.shape[0], EVENT_CHUNK, lambda take, fresh: loglik(
+        density_coefs, alphas, tuple(take(sample.ratio) for sample in tensors.samples),
+        arrays_of(take, tensors.samples), jnp.where(fresh, take(weights), 0.0)))
+    return jnp.sum(coefs) - total
 
-    def chunk(k: Any) -> Any:
-        start = jnp.minimum(k * size, n - size)  # the last chunk is shifted back to fit ...
-        take = lambda a: jax.lax.dynamic_slice_in_dim(a, start, size) if jnp.ndim(a) == 1 else a
-        fresh = start + jnp.arange(size) >= k * size  # ... and skips the events already summed
-        ratios = tuple(take(sample.ratio) for sample in tensors.samples)
-        arrays = tuple(tuple(tuple(take(a) for a in p.arrays) for _, p in sample.shapesys)
-                       for sample in tensors.samples)
-        return loglik(coefs, alphas, ratios, arrays, jnp.where(fresh, take(weights), 0.0))
 
-    return jnp.sum(coefs) - jnp.sum(jax.lax.map(chunk, jnp.arange(-(-n // size))))
+def _event_factors(structure: tuple[tuple[tuple[int, str], ...], ...], alphas: Any, ratios: Any,
+                   arrays: Any) -> tuple[list[Any], list[tuple[int, int, Any]]]:
+    """Per sample r_j Π_k g_jk, and per (sample j, parameter p) r_j g'_jk Π_(k'≠k) g_jk'."""
+    import jax.numpy as jnp
+
+    products, slopes = [], []
+    for j, shapes in enumerate(structure):
+        values, derivatives = [], []
+        for (p, code), arr in zip(shapes, arrays[j], strict=True):
+            value = _CODES[code].value(alphas[p], arr, jnp)
+            values.append(value)
+            derivatives.append(_CODES[code].slope(alphas[p], arr, value, jnp))
+        products.append(functools.reduce(lambda a, b: a * b, values, ratios[j]))
+        for k, (p, _) in enumerate(shapes):
+            others = functools.reduce(lambda a, b: a * b, values[:k] + values[k + 1:], ratios[j])
+            slopes.append((j, p, others * derivatives[k]))
+    return products, slopes
+
+
+def _instantiate(tangent: Any, like: Any) -> Any:
+    import jax.numpy as jnp
+    from jax.custom_derivatives import SymbolicZero
+
+    return jnp.zeros_like(like) if isinstance(tangent, SymbolicZero) else tangent
+
+
+def _refuse_event_tangents(tangents: Any) -> None:
+    import jax
+    from jax.custom_derivatives import SymbolicZero
+
+    leaves = jax.tree_util.tree_leaves(tangents, is_leaf=lambda t: isinstance(t, SymbolicZero))
+    if not all(isinstance(t, SymbolicZero) for t in leaves):
+        raise NotImplementedError("the chunked likelihood is differentiable in the parameters only")
 
 
 @functools.cache
 def _fused_loglik(structure: tuple[tuple[tuple[int, str], ...], ...]) -> Any:
     """``f(c, α, ratios, arrays, w) = Σ_i w_i ln s_i`` on one chunk of events, with
-    ``s_i = Σ_j c_j r_ij Π_k g_jk(x_i, α_p(j,k))`` (−∞ where some w_i > 0 has s_i ≤ 0).
+    ``s_i = Σ_j c_j r_ij Π_k g_jk(x_i, α_p(j,k))`` (−∞ where some w_i ≠ 0 has s_i ≤ 0).
     ``structure[j]`` lists sample j's shape systematics as (position p in α, code).
 
     Its JVP is ``Σ_j A_j dc_j + Σ_p B_p dα_p`` with ``A_j = Σ_i (w_i/s_i) r_ij Π_k g_ijk``
@@ -180,29 +260,10 @@ def _fused_loglik(structure: tuple[tuple[tuple[int, str], ...], ...]) -> Any:
     """
     import jax
     import jax.numpy as jnp
-    from jax.custom_derivatives import SymbolicZero
-
-    def instantiate(tangent: Any, like: Any) -> Any:
-        return jnp.zeros_like(like) if isinstance(tangent, SymbolicZero) else tangent
-
-    def factors(alphas: Any, ratios: Any, arrays: Any) -> tuple[list[Any], list[tuple[int, int, Any]]]:
-        """Per sample r_j Π_k g_jk, and per (sample j, parameter p) r_j g'_jk Π_(k'≠k) g_jk'."""
-        products, slopes = [], []
-        for j, shapes in enumerate(structure):
-            values, derivatives = [], []
-            for (p, code), arr in zip(shapes, arrays[j], strict=True):
-                value = _CODES[code].value(alphas[p], arr, jnp)
-                values.append(value)
-                derivatives.append(_CODES[code].slope(alphas[p], arr, value, jnp))
-            products.append(functools.reduce(lambda a, b: a * b, values, ratios[j]))
-            for k, (p, _) in enumerate(shapes):
-                others = functools.reduce(lambda a, b: a * b, values[:k] + values[k + 1:], ratios[j])
-                slopes.append((j, p, others * derivatives[k]))
-        return products, slopes
 
     def value_and_q(coefs: Any, products: list[Any], weights: Any) -> tuple[Any, Any]:
         s = sum(coefs[j] * product for j, product in enumerate(products))
-        positive, live = s > 0, weights > 0
+        positive, live = s > 0, weights != 0
         safe = jnp.where(positive, s, 1.0)
         total = jnp.sum(jnp.where(live, weights * jnp.log(safe), 0.0))
         return (jnp.where(jnp.any(live & ~positive), -jnp.inf, total),
@@ -210,23 +271,48 @@ def _fused_loglik(structure: tuple[tuple[tuple[int, str], ...], ...]) -> Any:
 
     @jax.custom_jvp
     def loglik(coefs: Any, alphas: Any, ratios: Any, arrays: Any, weights: Any) -> Any:
-        return value_and_q(coefs, factors(alphas, ratios, arrays)[0], weights)[0]
+        return value_and_q(coefs, _event_factors(structure, alphas, ratios, arrays)[0], weights)[0]
 
     def loglik_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> tuple[Any, Any]:
         coefs, alphas, ratios, arrays, weights = primals
-        event_tangents = jax.tree_util.tree_leaves(tangents[2:], is_leaf=lambda t: isinstance(t, SymbolicZero))
-        if not all(isinstance(t, SymbolicZero) for t in event_tangents):
-            raise NotImplementedError("the chunked likelihood is differentiable in the parameters only")
-        products, slopes = factors(alphas, ratios, arrays)
+        _refuse_event_tangents(tangents[2:])
+        products, slopes = _event_factors(structure, alphas, ratios, arrays)
         value, q = value_and_q(coefs, products, weights)
         along_coefs = jnp.stack([jnp.sum(q * product) for product in products])
         along_alphas = jnp.zeros_like(alphas)
         for j, p, slope in slopes:
             along_alphas = along_alphas.at[p].add(coefs[j] * jnp.sum(q * slope))
-        return value, along_coefs @ instantiate(tangents[0], coefs) + along_alphas @ instantiate(tangents[1], alphas)
+        return value, along_coefs @ _instantiate(tangents[0], coefs) + along_alphas @ _instantiate(tangents[1], alphas)
 
     loglik.defjvp(loglik_jvp, symbolic_zeros=True)
     return loglik
+
+
+@functools.cache
+def _fused_integrals(structure: tuple[tuple[tuple[int, str], ...], ...]) -> Any:
+    """``f(α, ratios, arrays, w) = [Σ_i w_i r_ij Π_k g_jk(x_i, α)]_j`` on one chunk of
+    reference events, with a JVP ``Σ_p (Σ_i w_i r_ij g'_jk Π_(k'≠k) g_jk') dα_p`` from the
+    same pass (the shape integrals of ``shape_normalisation: "reference"``)."""
+    import jax
+    import jax.numpy as jnp
+
+    @jax.custom_jvp
+    def integrals(alphas: Any, ratios: Any, arrays: Any, weights: Any) -> Any:
+        products, _ = _event_factors(structure, alphas, ratios, arrays)
+        return jnp.stack([jnp.sum(weights * product) for product in products])
+
+    def integrals_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> tuple[Any, Any]:
+        alphas, ratios, arrays, weights = primals
+        _refuse_event_tangents(tangents[1:])
+        products, slopes = _event_factors(structure, alphas, ratios, arrays)
+        jacobian = jnp.zeros((len(products), alphas.shape[0]), dtype=alphas.dtype)
+        for j, p, slope in slopes:
+            jacobian = jacobian.at[j, p].add(jnp.sum(weights * slope))
+        value = jnp.stack([jnp.sum(weights * product) for product in products])
+        return value, jacobian @ _instantiate(tangents[0], alphas)
+
+    integrals.defjvp(integrals_jvp, symbolic_zeros=True)
+    return integrals
 
 
 class _Static:

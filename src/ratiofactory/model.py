@@ -23,8 +23,15 @@ import pyhf
 from .binned_formulas import BinnedParameters
 from .compile import UnbinnedChannel
 from .config import ModelConfig
-from .errors import InvalidModel
-from .likelihood import ChannelTensors, channel_nll, event_densities, register_pytrees
+from .errors import InvalidModel, NegativeAsimovWeights
+from .likelihood import (
+    ChannelTensors,
+    _sample_terms,
+    channel_nll,
+    event_densities,
+    register_pytrees,
+    shape_drift,
+)
 
 __all__ = ["Model", "array_namespace", "traceable_logpdf"]
 
@@ -162,6 +169,7 @@ class Model:
         for tensors in self._channel_tensors(xp):
             _, s = event_densities(tensors, pars, xp)
             ref = tensors.reference_weights * s[tensors.reference_slice]
+            _check_asimov_weights(tensors, pars, ref)
             parts.append(xp.concatenate([xp.zeros(tensors.channel.n_observed), ref]))
         return xp.concatenate(parts) if parts else xp.zeros(0)
 
@@ -198,6 +206,26 @@ class Model:
             raise InvalidModel(f"no unbinned channel '{channel}'; unbinned channels: {', '.join(names)}")
         return event_densities(self._channel_tensors(xp)[names.index(channel)], pars, xp)
 
+    def shape_drift(self, pars: Any) -> dict[str, dict[str, float]]:
+        """Per unbinned channel (with a reference sample) and sample with shape systematics,
+        ∫ p_j Π_k g_jk(α) relative to nominal over the reference sample,
+        Σ_i w_i^ref r_j Π_k g_jk(x_i, α) / Σ_i w_i^ref r_j (1 at α = 0).
+
+        With ``shape_normalisation: "nominal"`` a drift away from 1 is a yield the density
+        carries and ν(θ) does not (docs/schema.md); with ``"reference"`` the likelihood
+        divides it out. ``{channel: {sample: drift}}``.
+        """
+        pars = self._prepare(pars, np)
+        return {t.channel.name: {name: float(v) for name, v in shape_drift(t, pars, np).items()}
+                for t in self._channel_tensors(np) if t.channel.n_reference}
+
+    def normalisation(self) -> Any:
+        """The reference-sample normalisation of every sample, with its Monte Carlo error and
+        the Kish effective sample sizes (:func:`ratiofactory.normalisation.normalisation_report`)."""
+        from .normalisation import normalisation_report
+
+        return normalisation_report(self)
+
     def nonpositive_events(self, pars: Any, data: Any | None = None) -> list[dict[str, Any]]:
         """The events whose density s(x_i;θ) ≤ 0 at ``pars`` (and, with ``data``, only
         those with a positive weight there): what makes the likelihood +∞.
@@ -225,6 +253,34 @@ class Model:
 
     def __repr__(self) -> str:
         return f"Model({self.config!r})"
+
+
+def _check_asimov_weights(tensors: ChannelTensors, pars: Any, weights: Any) -> None:
+    """Refuse negative Asimov weights w_i^ref s(x_i;θ) (where the values are concrete)."""
+    try:
+        weights = np.asarray(weights)
+        pars = np.asarray(pars)
+    except TypeError:  # a jax tracer (TracerArrayConversionError): nothing to check at trace time
+        return
+    negative = np.flatnonzero(weights < 0)
+    if not negative.size:
+        return
+    channel = tensors.channel
+    first = negative[:3]
+    events = ", ".join(f"{i} (w_ref s = {weights[i]:.4g})" for i in first)
+    # the sample whose term is most negative at the first such event
+    index = channel.n_observed + int(first[0])
+    terms = [(float(density_coef) * float(np.asarray(factor)[index]), compiled.name, float(coef))
+             for compiled, (coef, density_coef, factor) in zip(channel.samples, _sample_terms(tensors, pars, np),
+                                                               strict=True)]
+    _, name, coef = min(terms)
+    raise NegativeAsimovWeights(
+        f"unbinned channel {channel.name!r}: s(x;θ) < 0 on {negative.size} of {channel.n_reference} "
+        f"reference events at θ = [{', '.join(f'{v:.6g}' for v in pars)}] (first: reference events {events}), "
+        f"so no Asimov data exists there; sample {name!r} (coefficient {coef:.6g}) makes the density negative: "
+        "keep the parameters where every sample's sum stays positive (bounds), or retrain the ratio models",
+        channel=channel.name, sample=name, events=[int(i) for i in negative[:10]],
+    )
 
 
 def traceable_logpdf(model: Any) -> tuple[Callable[[Any, Any, Any], Any], Any]:

@@ -126,7 +126,8 @@ _FUNCTION_NODE = 7
 def graph_operators(content: bytes) -> Iterator[tuple[str, str]]:
     """(domain, op_type) of every node: main graph, subgraphs, model-local functions."""
     data = memoryview(content)
-    graphs, nodes = [], []
+    graphs: list[memoryview] = []
+    nodes: list[memoryview] = []
     for field, value in _fields(data):
         if field == _MODEL_GRAPH:
             graphs.append(value)

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -99,20 +100,30 @@ class RatioCache:
     @staticmethod
     def _read(path: Path, key: str, n_events: int) -> np.ndarray | None:
         if path.is_symlink() or not path.is_file():
-            return _refuse(path, "not a regular file")
+            _refuse(path, "not a regular file")
+            return None
         if path.stat().st_size > 8 * n_events + _OVERHEAD_BYTES:
-            return _refuse(path, f"{path.stat().st_size} bytes is too large for {n_events} ratios")
+            _refuse(path, f"{path.stat().st_size} bytes is too large for {n_events} ratios")
+            return None
         try:
+            with zipfile.ZipFile(path) as archive:  # the sizes a compressed member would expand to
+                if sum(info.file_size for info in archive.infolist()) > 8 * n_events + _OVERHEAD_BYTES:
+                    _refuse(path, f"expands beyond the size of {n_events} ratios")
+                    return None
             with np.load(path, allow_pickle=False) as entry:
                 values, recorded = entry["ratios"], str(entry["sha256"])
         except Exception as err:  # noqa: BLE001 (unreadable entry: recompute)
-            return _refuse(path, f"unreadable ({type(err).__name__})")
+            _refuse(path, f"unreadable ({type(err).__name__})")
+            return None
         if not (values.dtype == np.float64 and values.shape == (n_events,)):
-            return _refuse(path, f"holds {values.dtype} {values.shape}, not {n_events} ratios")
+            _refuse(path, f"holds {values.dtype} {values.shape}, not {n_events} ratios")
+            return None
         if content_digest(key, values) != recorded:
-            return _refuse(path, "its content does not match its sha256 (replaced or edited)")
+            _refuse(path, "its content does not match its sha256 (replaced or edited)")
+            return None
         if not (np.all(values > 0) and np.all(np.isfinite(values))):
-            return _refuse(path, "holds ratios outside (0, inf)")
+            _refuse(path, "holds ratios outside (0, inf)")
+            return None
         return values
 
     def put(self, key: str, values: np.ndarray) -> None:

@@ -26,6 +26,8 @@ class Settings:
     def __init__(self) -> None:
         self.quiet = False
         self.verbose = False
+        self.starts: int | None = None
+        self.global_search = True
 
 
 def _set_flag(name: str) -> Callable[[click.Context, click.Parameter, bool], bool]:
@@ -45,8 +47,37 @@ def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
                         callback=_set_flag("quiet"), help="No tables or progress, only errors.")(func)
 
 
+def _set_value(name: str, value: Any = None) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    def callback(ctx: click.Context, _param: click.Parameter, given: Any) -> Any:
+        if given is not None and given is not False:
+            setattr(ctx.ensure_object(Settings), name, given if value is None else value)
+        return given
+
+    return callback
+
+
+def global_search_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--starts N`` and ``--no-global``: the global minimum search of every fit."""
+    func = click.option("--no-global", is_flag=True, expose_value=False, callback=_set_value("global_search", False),
+                        help="One local fit from the start point (no global minimum search; faster).")(func)
+    return click.option("--starts", type=click.IntRange(1), default=None, expose_value=False,
+                        callback=_set_value("starts"), metavar="N",
+                        help="Points of the coarse POI curve seeding the global search [default: 9].")(func)
+
+
+def fit_settings() -> dict[str, Any]:
+    """``global_search`` and ``starts`` for ``FitOptions``/``infer.fit`` from the command line."""
+    current = settings()
+    chosen: dict[str, Any] = {"global_search": current.global_search}
+    if current.starts is not None:
+        chosen["starts"] = current.starts
+    return chosen
+
+
 def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``--backend``, ``--measurement``, ``--optimizer``, ``--fixed``, ``--output-file``."""
+    """``--backend``, ``--measurement``, ``--optimizer``, ``--starts``, ``--no-global``,
+    ``--fixed``, ``--output-file``."""
+    func = global_search_options(func)
     options = [
         click.option("--backend", type=click.Choice(["numpy", "jax"]), default="numpy", show_default=True,
                      help="pyhf tensor backend (float64)."),
@@ -97,8 +128,9 @@ def check_parameters(model: Any, names: Sequence[str], option: str) -> None:
                 param_hint=option)
 
 
-_OUTPUT_PARAMETERS = {"output_file": "--output-file", "plot": "--plot", "bundle": "BUNDLE"}
-"""The parameters through which commands write files, with the name shown in errors."""
+_OUTPUT_PARAMETERS = {"output_file": "--output-file", "output": "--output", "plot": "--plot", "bundle": "BUNDLE"}
+"""The parameters through which commands write files, with the name shown in errors
+(tests/test_bad_input.py checks that every file-path parameter is here or a known input)."""
 
 
 def workspace_inputs(ws: Any, source: str) -> dict[Path, str]:
@@ -242,6 +274,12 @@ def show(text: Any) -> None:
             out.print(text, markup=False, soft_wrap=True)
         else:
             out.print(text)
+
+
+def warn(line: str) -> None:
+    """One ``warning: ...`` line on stderr (also with ``--quiet``): diagnostics the user must
+    see, without a Python warning's source line."""
+    click.echo(f"warning: {line}", err=True)
 
 
 def write_json_atomic(path: str | os.PathLike[str], payload: Any) -> Path:

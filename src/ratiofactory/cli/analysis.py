@@ -13,12 +13,14 @@ from ._common import (
     check_parameters,
     common_options,
     emit,
+    fit_settings,
     load_model,
     model_options,
     output_option,
     parse_fixed,
     progress,
     show,
+    warn,
 )
 
 
@@ -33,7 +35,7 @@ def _setup(workspace: str, backend: str, measurement: str | None, fixed: tuple[s
 def _options(optimizer: str) -> Any:
     from ..infer import FitOptions
 
-    return FitOptions(method=optimizer)
+    return FitOptions(method=optimizer, **fit_settings())
 
 
 def _plot(kind: str, path: str | None, *args: Any, **kwargs: Any) -> None:
@@ -95,7 +97,8 @@ def describe(ws: Any, model: Any) -> dict[str, Any]:
 
     spreads = [s.to_dict() for s in ratio_spreads(model) if s.members > 1]
     return {"channels": channels, "parameters": parameters, "poi": config.poi_name,
-            "measurements": ws.measurement_names, "ratio_spreads": spreads}
+            "measurements": ws.measurement_names, "normalisation": model.normalisation().to_dict(),
+            "ratio_spreads": spreads}
 
 
 def _inspect_tables(info: dict[str, Any]) -> Any:
@@ -117,15 +120,39 @@ def _inspect_tables(info: dict[str, Any]) -> Any:
     for p in info["parameters"]:
         pars.add_row(p["name"], str(p["size"]), ", ".join(f"{v:g}" for v in p["init"]),
                      ", ".join(f"[{lo:g}, {hi:g}]" for lo, hi in p["bounds"]), str(any(p["fixed"])))
-    if not info.get("ratio_spreads"):
-        return Group(chans, pars)
-    spread = Table(title="Ensemble spread of the ratios, std_k(r_k)/mean per event")
-    for column in ("channel", "sample", "members", "median", "95% quantile", "of the mean (median/sqrt K)"):
-        spread.add_column(column)
-    for s in info["ratio_spreads"]:
-        spread.add_row(s["channel"], s["sample"], str(s["members"]), f"{s['median']:.2%}",
-                       f"{s['quantile_95']:.2%}", f"{s['of_mean_median']:.2%}")
-    return Group(chans, pars, spread)
+    tables = [chans, pars]
+    if info["normalisation"]["channels"]:
+        tables.append(_normalisation_table(info["normalisation"]))
+    if info.get("ratio_spreads"):
+        tables.append(_spread_table(info["ratio_spreads"]))
+    return Group(*tables)
+
+
+def _spread_table(spreads: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    table = Table(title="Ensemble spread of the ratios: std_k(r_k) / mean per event")
+    for column in ("channel", "sample", "members", "median", "95% quantile", "of the mean (median/√K)"):
+        table.add_column(column)
+    for s in spreads:
+        table.add_row(s["channel"], s["sample"], str(s["members"]), f"{s['median']:.2%}",
+                      f"{s['quantile_95']:.2%}", f"{s['of_mean_median']:.2%}")
+    return table
+
+
+def _normalisation_table(report: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    table = Table(title="Ratios over the reference sample: N = Σ w_ref r ± MC error, Kish effective size")
+    for column in ("channel", "sample", "N", "± error", "pull", "ESS", "normalisation (ratio, shape)"):
+        table.add_column(column)
+    for c in report["channels"]:
+        modes = f"{c['ratio_normalisation']}, {c['shape_normalisation']}"
+        table.add_row(c["channel"], "(reference)", "", "", "", f"{c['effective_events']:.1f}", modes)
+        for s in c["samples"]:
+            table.add_row("", s["sample"], f"{s['factor']:.6f}", f"{s['standard_error']:.2g}",
+                          f"{s['pull']:+.2f}", f"{s['effective_events']:.1f}", "")
+    return table
 
 
 @click.command()
@@ -134,10 +161,14 @@ def _inspect_tables(info: dict[str, Any]) -> Any:
 @output_option
 @common_options
 def inspect(workspace: str, measurement: str | None, output_file: str | None) -> None:
-    """Channels, samples, modifiers, parameters and event counts of WORKSPACE."""
+    """Channels, samples, modifiers, parameters and event counts of WORKSPACE, and each
+    sample's ratio integrated over the reference sample (with its Monte Carlo error and the
+    Kish effective sample size); a warning on stderr where one is off."""
     ws, model, _ = load_model(workspace, "numpy", measurement)
     info = describe(ws, model)
     emit(info, output_file, _inspect_tables(info))
+    for line in info["normalisation"]["warnings"]:
+        warn(line)
 
 
 @click.command()
@@ -152,8 +183,24 @@ def fit(workspace: str, backend: str, measurement: str | None, optimizer: str, f
     _, model, data, fixed_values = _setup(workspace, backend, measurement, fixed)
     with progress("fitting"):
         result = infer.fit(model, data, fixed=fixed_values or None, method=optimizer,
-                           minos=[model.config.poi_name] if minos and model.config.poi_name else False)
-    emit(result.to_dict(), output_file, str(result))
+                           minos=[model.config.poi_name] if minos and model.config.poi_name else False,
+                           **fit_settings())
+    payload = result.to_dict()
+    drift = model.shape_drift(result.values) if hasattr(model, "shape_drift") else {}
+    if drift:
+        payload["shape_drift"] = drift
+    emit(payload, output_file, result.table() + _drift_text(drift))
+    from ..normalisation import drift_warnings
+
+    for line in [*result.warnings, *drift_warnings(model, drift)]:
+        warn(line)
+
+
+def _drift_text(drift: dict[str, dict[str, float]]) -> str:
+    if not drift:
+        return ""
+    items = ", ".join(f"{c}/{s} {v:.4f}" for c, samples in drift.items() for s, v in samples.items())
+    return f"\nshape drift at the best fit (Σ w_ref r Π g(α̂) / Σ w_ref r): {items}"
 
 
 @click.command()
@@ -180,6 +227,8 @@ def scan(workspace: str, backend: str, measurement: str | None, optimizer: str, 
     payload = result.to_dict()
     payload["intervals"] = [i.to_dict() for i in intervals]
     emit(payload, output_file, "\n\n".join([str(result), *map(str, intervals)]))
+    for line in result.bestfit.warnings:
+        warn(line)
     _plot("plot_scan", plot, result, intervals=intervals)
 
 

@@ -22,7 +22,7 @@ from ._common import (
 
 @click.command("spurious-signal")
 @WORKSPACE
-@click.option("--output", "new_workspace", required=True, type=click.Path(dir_okay=False),
+@click.option("--output", "output", required=True, type=click.Path(dir_okay=False),
               help="The new workspace file (WORKSPACE itself is never modified).")
 @click.option("--grid", nargs=3, type=(float, float, int), default=(0.0, 3.0, 7), show_default=True,
               metavar="LO HI N", help="POI grid: N points from LO to HI.")
@@ -39,7 +39,7 @@ from ._common import (
 @click.option("--plot", default=None, type=click.Path(dir_okay=False), help="Write the plot of delta mu_hat (PNG).")
 @output_option
 @common_options
-def spurious_signal(workspace: str, new_workspace: str, grid: tuple[float, float, int], n_bootstrap: int,
+def spurious_signal(workspace: str, output: str, grid: tuple[float, float, int], n_bootstrap: int,
                     estimator: str, spread: str, channel: str | None, measurement: str | None, name: str, seed: int,
                     plot: str | None, output_file: str | None) -> None:
     """Compute delta mu_hat(mu) from the ratio-model ensembles of WORKSPACE (Asimov fits
@@ -54,9 +54,7 @@ def spurious_signal(workspace: str, new_workspace: str, grid: tuple[float, float
     with progress("Asimov fits"):
         table = spurious_signal_table(ws, np.linspace(lo, hi, points), channel=channel, measurement=measurement,
                                       n_bootstrap=n_bootstrap, estimator=estimator, seed=seed, spread=spread)
-    target = Path(new_workspace)
-    if target.resolve() == Path(workspace).resolve():
-        raise click.UsageError("--output must differ from WORKSPACE (the input is never modified)")
+    target = Path(output)  # load_workspace refused an --output that is an input
     spec = rebase_paths(add_spurious_signal(ws.spec, table, name=name), ws.base_dir, target.parent)
     Workspace(spec, base_dir=target.parent)  # checked before it is written
     write_json_atomic(target, spec)

@@ -36,6 +36,8 @@ def digest(workspace: str, in_place: bool, update: bool, output_file: str | None
 
     if in_place and output_file:
         raise click.UsageError("give either --in-place or --output-file, not both")
+    if in_place and workspace == "-":
+        raise click.UsageError("--in-place needs a workspace file, not stdin")
     load_workspace(workspace)  # an --output-file may not overwrite the workspace or its files
     spec, added = record_digests(workspace, update=update)
     target = workspace if in_place else output_file

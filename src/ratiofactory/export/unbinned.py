@@ -6,6 +6,9 @@ the compiled model itself (so they are the exact per-event numbers ratiofactory 
 
 - ``<channel>_r_<sample>``: the ratio r_j(x_i),
 - ``<channel>_g_<sample>_<parameter>_hi`` / ``_lo``: the shape-systematic ratios g^±(x_i),
+
+both as the likelihood uses them (divided by their reference-sample integrals with
+``ratio_normalisation: "reference"``, :func:`ratiofactory.normalisation.likelihood_arrays`),
 - ``<channel>_<observable>``: the observables themselves (spectators, for plots).
 
 With c_j(θ) = ν_j f_j(θ) Π normfactors · lumi · Π FlexibleInterpVar(normsys) and the
@@ -31,6 +34,7 @@ import numpy as np
 
 from ..compile import UnbinnedChannel
 from ..expressions import Expression
+from ..normalisation import likelihood_arrays
 from ._root import ExportError
 from .formula import roofit_formula
 from .parameters import RooParameters
@@ -149,6 +153,7 @@ def build_unbinned_channel(
         add_column(key, observable, values, {"observable": observable})
 
     coefficients, terms = [], []
+    shape_arrays = [shapes for _, shapes in likelihood_arrays(channel)]  # g^± as the likelihood uses them
     for j, (sample, ratio) in enumerate(zip(channel.samples, ratios, strict=True)):
         spec = channel_spec["samples"][j]
         prefix = f"{ch}_{safe_name(sample.name)}_"
@@ -157,14 +162,14 @@ def build_unbinned_channel(
         factors = [r_var]
         if sample.shapesys:
             lows, highs, alphas = R.RooArgList(), R.RooArgList(), R.RooArgList()
-            for m in sample.shapesys:
+            for m, (g_hi, g_lo) in zip(sample.shapesys, shape_arrays[j], strict=True):
                 base = f"{ch}_g_{safe_name(sample.name)}_{safe_name(m.parameter)}"
                 ratiosys = next(mod for mod in spec.get("modifiers", [])
                             if mod["type"] == "ratiosys" and mod["name"] == m.parameter)
-                highs.add(add_column(f"{base}_hi", f"g+_{sample.name}_{m.parameter}(x)", m.hi,
+                highs.add(add_column(f"{base}_hi", f"g+_{sample.name}_{m.parameter}(x)", g_hi,
                                      {"sample": sample.name, "ratiosys": m.parameter, "side": "hi",
                                       "ratio": ratiosys["data"]["hi"]}))
-                lows.add(add_column(f"{base}_lo", f"g-_{sample.name}_{m.parameter}(x)", m.lo,
+                lows.add(add_column(f"{base}_lo", f"g-_{sample.name}_{m.parameter}(x)", g_lo,
                                     {"sample": sample.name, "ratiosys": m.parameter, "side": "lo",
                                      "ratio": ratiosys["data"]["lo"]}))
                 alphas.add(params.var(m.parameter))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .asimov import AsimovYieldWarning, YieldCheck, asimov_data, asimov_yield_checks
 from .errors import FitFailed, InvalidFitSetup
-from .fitting import DEFAULT_TOLERANCE, FitOptions, fit
+from .fitting import DEFAULT_STARTS, DEFAULT_TOLERANCE, FitOptions, fit
 from .hypotests import TEST_STATISTICS, asymptotic_pvalues, compute_teststat, hypotest
 from .limits import NonMonotoneCLsWarning, significance, upper_limit
 from .nuisance import impacts, prefit_constraints
@@ -22,6 +22,7 @@ from .results import (
     ImpactRow,
     ImpactsResult,
     IntervalResult,
+    LocalMinimum,
     ScanResult,
     ScanResult2D,
     SignificanceResult,
@@ -33,6 +34,7 @@ __all__ = [
     "BANDS",
     "CL_1SIGMA",
     "CL_2SIGMA",
+    "DEFAULT_STARTS",
     "DEFAULT_TOLERANCE",
     "TEST_STATISTICS",
     "AsimovYieldWarning",
@@ -44,6 +46,7 @@ __all__ = [
     "ImpactsResult",
     "IntervalResult",
     "InvalidFitSetup",
+    "LocalMinimum",
     "NonMonotoneCLsWarning",
     "ScanResult",
     "ScanResult2D",

@@ -5,10 +5,15 @@ reference events carry the Asimov weights ``w_i^A(θ) = w_i^ref · s(x_i^ref; θ
 observed events weigh 0 (design notes, section 2), so a fit to the Asimov data evaluates
 the same likelihood on the reweighted reference sample, never on a histogram.
 
-Because ``Σ_i w_i^A`` only estimates ``ν(θ) = ∫ s(x;θ) p_ref(x) dx`` from a finite
-reference sample, :func:`asimov_data` checks the two agree within the sample's
-statistical precision and warns (:class:`AsimovYieldWarning`) when they do not: the
-ratio models and the yields then disagree.
+Where the ratios are normalised on the reference sample (``ratio_normalisation:
+"reference"`` and ``shape_normalisation: "reference"``, the defaults with a reference
+sample) ``Σ_i w_i^A = ν(θ)`` exactly and a fit to the Asimov data of θ₀ returns θ₀.
+Otherwise ``Σ_i w_i^A`` only estimates ``ν(θ) = ∫ s(x;θ) p_ref(x) dx`` from a finite
+reference sample: :func:`asimov_data` checks the two agree within the sample's statistical
+precision and warns (:class:`AsimovYieldWarning`) when they do not: the ratio models and
+the yields then disagree. A density s(x;θ) < 0 on reference events has no Asimov data:
+:class:`ratiofactory.errors.NegativeAsimovWeights` names the channel, the sample and the
+events.
 
 >>> import pyhf
 >>> model = pyhf.simplemodels.uncorrelated_background([5.0], [50.0], [5.0], validate=False)
@@ -25,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from ..normalisation import ROUNDING, weighted_mean_and_error
 from .fitting import FitOptions, minimize
 from .objective import FitSetup, Objective
 from .results import FitResult
@@ -50,25 +56,26 @@ class YieldCheck:
 
     @property
     def pull(self) -> float:
+        """(Σ w^A − ν) in standard errors; 0 within rounding (1e-10 relative), ±inf when
+        the reference sample has no spread (a constant density) and they still differ."""
         diff = self.asimov_sum - self.expected_yield
-        if self.standard_error > 0:
-            return diff / self.standard_error
-        return 0.0 if abs(diff) <= 1e-9 * max(abs(self.expected_yield), 1.0) else float("inf")
+        if abs(diff) <= ROUNDING * max(abs(self.expected_yield), 1.0):
+            return 0.0
+        return diff / self.standard_error if self.standard_error > 0 else float(np.copysign(np.inf, diff))
 
 
 def asimov_yield_checks(model: Any, pars: Sequence[float]) -> list[YieldCheck]:
     """One :class:`YieldCheck` per unbinned channel of ``model`` (none for pyhf models).
 
     The standard error of ``Σ w_i^ref s_i`` (reference weights summing to one) is
-    ``sqrt(Σ (w_i^ref)² (s_i − Σ w^ref s)²)``.
+    ``sqrt(Σ (w_i^ref)² (s_i − Σ w^ref s)²)``, the spread taken so that a constant s has
+    none (:func:`ratiofactory.normalisation.weighted_mean_and_error`).
     """
     checks = []
     for channel in getattr(model, "unbinned_channels", ()):
         nu, s = model.event_densities(np.asarray(pars, dtype=float), channel.name)
         s_ref = np.asarray(s, dtype=float)[channel.n_observed:]
-        w_ref = np.asarray(channel.reference_weights, dtype=float)
-        total = float(np.sum(w_ref * s_ref))
-        error = float(np.sqrt(np.sum(w_ref**2 * (s_ref - total) ** 2)))
+        total, error = weighted_mean_and_error(np.asarray(channel.reference_weights, dtype=float), s_ref)
         checks.append(YieldCheck(channel.name, float(np.reshape(nu, ())), total, error))
     return checks
 
@@ -76,10 +83,13 @@ def asimov_yield_checks(model: Any, pars: Sequence[float]) -> list[YieldCheck]:
 def asimov_data(model: Any, pars: Sequence[float], *, check: bool = True) -> Any:
     """Asimov data at ``pars`` (main data then auxdata): ``model.expected_data(pars)``.
 
-    With ``check`` (default) every unbinned channel's Σ w^A is compared with ν(θ); a
-    difference above 5 standard errors of the reference sample emits
-    :class:`AsimovYieldWarning` naming the channel.
+    Raises :class:`ratiofactory.errors.NegativeAsimovWeights` where s(x;θ) < 0 on
+    reference events. With ``check`` (default) every unbinned channel's Σ w^A is compared
+    with ν(θ); a difference above 5 standard errors of the reference sample emits
+    :class:`AsimovYieldWarning` naming the channel (it cannot happen with both
+    normalisations ``"reference"``).
     """
+    data = model.expected_data(pars)
     if check:
         for item in asimov_yield_checks(model, pars):
             if abs(item.pull) > YIELD_PULL_LIMIT:
@@ -91,7 +101,7 @@ def asimov_data(model: Any, pars: Sequence[float], *, check: bool = True) -> Any
                     AsimovYieldWarning,
                     stacklevel=2,
                 )
-    return model.expected_data(pars)
+    return data
 
 
 def conditional_asimov(

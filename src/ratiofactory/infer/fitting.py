@@ -14,8 +14,8 @@ an unconverged fit are never returned as if they were a measurement.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -23,33 +23,56 @@ import scipy.optimize
 from iminuit import Minuit
 
 from .errors import FitFailed, InvalidFitSetup
+from .minima import TIE, LocalFit, distinct_minima, search
 from .objective import FitSetup, Objective, make_setup
-from .results import FitResult
+from .results import FitResult, LocalMinimum
 
-__all__ = ["DEFAULT_TOLERANCE", "FitOptions", "fit", "minimize"]
+__all__ = ["DEFAULT_STARTS", "DEFAULT_TOLERANCE", "FitOptions", "fit", "minimize"]
 
 #: MIGRAD stops when the estimated distance to the minimum is below 0.002·tolerance
 #: (in units of −2 ln L): 2e-7 by default, so that test statistics, CLs and limits are
 #: accurate to ~1e-6 even with numerical gradients (pyhf's default, 0.1, gives ~1e-4).
 DEFAULT_TOLERANCE = 1e-4
 
+#: points of the coarse 1-D curve along the POI that seeds the global search
+DEFAULT_STARTS = 9
+
+#: a free parameter this close to a bound (relative to the bound width) is "at the bound"
+AT_BOUND = 1e-5
+
 
 @dataclass(frozen=True)
 class FitOptions:
     """How to minimise: ``method`` ``"minuit"`` (MIGRAD) or ``"scipy"`` (L-BFGS-B);
     MINUIT ``strategy`` (None: 0 with exact gradients, 1 without) and ``tolerance``;
-    ``maxiter`` bounds the number of function calls."""
+    ``maxiter`` bounds the number of function calls of each local fit.
+
+    ``global_search`` (default True) looks for the global minimum inside the bounds
+    (:mod:`ratiofactory.infer.minima`): ``starts`` points on a coarse curve along the
+    POI (and other free unconstrained scalars) seed extra local fits wherever that curve
+    has another minimum. ``global_search=False`` (or ``starts=1``) runs one local fit
+    from the start point, as MINUIT alone does.
+    """
 
     method: str = "minuit"
     strategy: int | None = None
     tolerance: float = DEFAULT_TOLERANCE
     maxiter: int = 100_000
+    global_search: bool = True
+    starts: int = DEFAULT_STARTS
 
     def __post_init__(self) -> None:
         if self.method not in ("minuit", "scipy"):
             raise InvalidFitSetup(f"unknown fit method {self.method!r}; use 'minuit' or 'scipy'")
         if not self.tolerance > 0:
             raise InvalidFitSetup(f"tolerance must be positive, got {self.tolerance}")
+        if isinstance(self.starts, bool) or not isinstance(self.starts, (int, np.integer)) or self.starts < 1:
+            raise InvalidFitSetup(f"starts must be a positive integer (1: no global search), got {self.starts!r}")
+
+    @property
+    def curve_points(self) -> int:
+        """Points of the global search's curve; 1 means a single local fit."""
+        return int(self.starts) if self.global_search else 1
 
 
 def fit(
@@ -66,18 +89,26 @@ def fit(
     strategy: int | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
     maxiter: int = 100_000,
+    global_search: bool = True,
+    starts: int = DEFAULT_STARTS,
+    seeds: Sequence[Sequence[float]] = (),
 ) -> FitResult:
     """Maximum-likelihood fit of ``model`` to ``data`` (minimises ``−2 ln L``).
 
     ``init``, ``fixed`` and ``bounds`` override the model's suggestions, by parameter
     name (dict) or for the full vector; ``fixed={"lumi": 1.0}`` fixes a parameter at a
     value. ``poi`` names the parameter reported as POI (default: the model's). ``minos``
-    is True for all free parameters or a list of names. Raises :class:`FitFailed` when
-    MIGRAD does not converge and :class:`InvalidFitSetup` for inconsistent input.
+    is True for all free parameters or a list of names. The fit searches for the global
+    minimum inside the bounds (``global_search``, ``starts``: see :class:`FitOptions`);
+    ``seeds`` are extra full parameter vectors to start from when they are already below
+    the first minimum found (e.g. the point Asimov data were generated at). Raises
+    :class:`FitFailed` when no local fit converges and :class:`InvalidFitSetup` for
+    inconsistent input.
     """
     setup = make_setup(model, init=init, fixed=fixed, bounds=bounds, poi=poi)
-    options = FitOptions(method=method, strategy=strategy, tolerance=tolerance, maxiter=maxiter)
-    return minimize(Objective(model, data), setup, options, hesse=hesse, minos=minos)
+    options = FitOptions(method=method, strategy=strategy, tolerance=tolerance, maxiter=maxiter,
+                         global_search=global_search, starts=starts)
+    return minimize(Objective(model, data), setup, options, hesse=hesse, minos=minos, seeds=seeds)
 
 
 def minimize(
@@ -88,8 +119,12 @@ def minimize(
     hesse: bool = True,
     minos: bool | Sequence[str] = False,
     context: str = "",
+    seeds: Sequence[Sequence[float]] = (),
 ) -> FitResult:
-    """Minimise a prepared objective from a prepared setup (the engine behind every fit).
+    """Minimise a prepared objective from a prepared setup (the engine behind every fit):
+    a local fit from ``setup.init`` and, unless ``options.global_search`` is off, the
+    global search of :mod:`ratiofactory.infer.minima` (also from ``setup.origin`` and
+    ``seeds`` when they lie below the first minimum).
 
     ``context`` prefixes error messages (e.g. ``"profile scan at mu=1.5: "``).
     """
@@ -97,9 +132,56 @@ def minimize(
     _check_finite_start(objective, setup, context)
     if setup.fixed.all():
         return _all_fixed(objective, setup)
-    if options.method == "scipy":
-        return _scipy(objective, setup, options, hesse, context)
-    return _migrad(objective, setup, options, hesse, minos, context)
+    local = _scipy_local if options.method == "scipy" else _migrad_local
+
+    def run(start: FitSetup) -> LocalFit:
+        return local(objective, start, options)
+
+    if options.curve_points > 1 or seeds:
+        fits, evaluations = search(objective, setup, options.curve_points, seeds, run)
+    else:
+        fits, evaluations = [run(setup)], 0
+    minima = distinct_minima(fits, setup)
+    best = minima[0] if minima else fits[0]
+    if options.global_search and best.valid and _at_bound(setup, best.values):
+        best = _polish_at_bound(objective, setup, best, run)
+        fits.append(best)
+    nfev = evaluations + sum(f.nfev for f in fits)
+    finish = _scipy_finish if options.method == "scipy" else _migrad_finish
+    result = finish(objective, setup, options, best, hesse, minos)
+    others = tuple(LocalMinimum(m.values, m.twice_nll, m.twice_nll - result.twice_nll) for m in minima[1:])
+    result = replace(result, nfev=nfev, other_minima=others, local_fits=len(fits),
+                     at_bound=_at_bound(setup, result.values))
+    return _checked(result, context)
+
+
+def _polish_at_bound(objective: Objective, setup: FitSetup, best: LocalFit,
+                     run: Callable[[FitSetup], LocalFit]) -> LocalFit:
+    """MIGRAD converges slowly onto a bound (its sine transformation flattens there): refit
+    with the parameters on a bound pinned to it, and keep that point unless it is higher."""
+    pinned = setup.with_init(best.values)
+    for name, side in _at_bound(setup, best.values).items():
+        k = setup.index(name)
+        pinned = pinned.with_fixed(k, float(setup.bounds[k][0 if side == "lower" else 1]))
+    if pinned.fixed.all():
+        return best
+    again = run(pinned)
+    return again if again.valid and again.twice_nll <= best.twice_nll + TIE else best
+
+
+def _at_bound(setup: FitSetup, values: np.ndarray) -> dict[str, str]:
+    """Free parameters within ``AT_BOUND`` (relative to the bound width) of a bound."""
+    found = {}
+    for i, name in enumerate(setup.names):
+        lo, hi = setup.bounds[i]
+        if setup.fixed[i] or not (np.isfinite(lo) and np.isfinite(hi)):
+            continue
+        tol = AT_BOUND * (hi - lo)
+        if values[i] - lo <= tol:
+            found[name] = "lower"
+        elif hi - values[i] <= tol:
+            found[name] = "upper"
+    return found
 
 
 def _check_finite_start(objective: Objective, setup: FitSetup, context: str) -> None:
@@ -151,27 +233,33 @@ def _make_minuit(objective: Objective, setup: FitSetup, x0: np.ndarray, options:
     m.fixed = [bool(f) for f in setup.fixed]
     m.strategy = options.strategy if options.strategy is not None else (0 if objective.has_grad else 1)
     m.tol = options.tolerance
-    m.print_level = 0
+    m.print_level = -1  # Minuit2 prints internal diagnostics to stdout even at 0 (they broke --quiet)
     return m
 
 
-def _migrad(objective, setup, options, hesse, minos, context) -> FitResult:
+def _migrad_local(objective: Objective, setup: FitSetup, options: FitOptions) -> LocalFit:
     m = _make_minuit(objective, setup, setup.init, options)
-    notes: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         m.migrad(ncall=options.maxiter)
         if not m.valid:  # one retry from where MIGRAD stopped, as MINUIT users commonly do
             m.migrad(ncall=options.maxiter)
-        values = np.array(m.values, dtype=float)
-        cov, cov_ok = (None, False)
+    values = np.array(m.values, dtype=float)
+    notes = sorted({str(w.message).splitlines()[0] for w in caught})
+    return LocalFit(setup.init, values, float(m.fval), bool(m.valid), int(m.nfcn), m, notes)
+
+
+def _migrad_finish(objective, setup, options, local: LocalFit, hesse, minos) -> FitResult:
+    m, notes = local.state, list(local.notes)
+    cov, cov_ok = (None, False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         if m.valid and hesse:
-            cov, cov_ok = _covariance(objective, setup, values, m)
+            cov, cov_ok = _covariance(objective, setup, local.values, m)
         minos_errors = _minos(m, setup, minos, notes) if m.valid and minos else {}
-    notes += sorted({str(w.message).splitlines()[0] for w in caught})
-    result = _result(objective, setup, values, cov, cov_ok, m.valid, m.fmin.edm, m.nfcn,
-                     _migrad_message(m, objective, notes), "minuit", minos_errors)
-    return _checked(result, context)
+    notes += sorted({str(w.message).splitlines()[0] for w in caught} - set(notes))
+    return _result(objective, setup, local.values, cov, cov_ok, m.valid, m.fmin.edm, m.nfcn,
+                   _migrad_message(m, objective, notes), "minuit", minos_errors)
 
 
 def _migrad_message(m: Minuit, objective: Objective, notes: list[str]) -> str:
@@ -234,7 +322,7 @@ def _minos(m: Minuit, setup: FitSetup, minos: bool | Sequence[str], notes: list[
     return result
 
 
-def _scipy(objective, setup, options, hesse, context) -> FitResult:
+def _scipy_local(objective: Objective, setup: FitSetup, options: FitOptions) -> LocalFit:
     free = ~setup.fixed
 
     def full(x_free: np.ndarray) -> np.ndarray:
@@ -251,34 +339,55 @@ def _scipy(objective, setup, options, hesse, context) -> FitResult:
         options={"maxfun": options.maxiter, "ftol": 1e-15, "gtol": options.tolerance * 1e-3},
     )
     values = full(res.x)
-    cov, cov_ok = _covariance(objective, setup, values, None) if hesse or not res.success else (None, False)
-    edm = _edm(objective, values, cov, free) if cov_ok else None
-    # L-BFGS-B often stops "ABNORMAL" in the line search when already at the minimum to
-    # machine precision: accept it when the EDM meets MIGRAD's criterion
-    valid = bool(res.success) or (edm is not None and edm < 0.002 * options.tolerance)
-    message = "converged" if valid else f"scipy L-BFGS-B did not converge: {res.message}"
+    valid, cov, cov_ok, edm = bool(res.success), None, False, None
+    if not valid:
+        # L-BFGS-B often stops "ABNORMAL" in the line search when already at the minimum to
+        # machine precision: accept it when the EDM meets MIGRAD's criterion
+        cov, cov_ok = _covariance(objective, setup, values, None)
+        edm = _edm(objective, setup, values, cov) if cov_ok else None
+        valid = edm is not None and edm < 0.002 * options.tolerance
+    return LocalFit(setup.init, values, float(objective(values)), valid, int(res.nfev),
+                    (res, cov, cov_ok, edm))
+
+
+def _scipy_finish(objective, setup, options, local: LocalFit, hesse, minos) -> FitResult:
+    res, cov, cov_ok, edm = local.state
+    if hesse and cov is None:
+        cov, cov_ok = _covariance(objective, setup, local.values, None)
+    if cov_ok and edm is None:
+        edm = _edm(objective, setup, local.values, cov)
+    message = "converged" if local.valid else f"scipy L-BFGS-B did not converge: {res.message}"
     if objective.nonfinite_calls:
         message += f"; -2 ln L was not finite at {objective.nonfinite_calls} evaluated points"
     if not hesse:
         cov, cov_ok = None, False
-    result = _result(objective, setup, values, cov, cov_ok, valid, edm, int(res.nfev),
-                     message, "scipy", {})
-    return _checked(result, context)
+    return _result(objective, setup, local.values, cov, cov_ok, local.valid, edm, local.nfev,
+                   message, "scipy", {})
 
 
-def _edm(objective: Objective, values: np.ndarray, cov: np.ndarray, free: np.ndarray) -> float:
+def _edm(objective: Objective, setup: FitSetup, values: np.ndarray, cov: np.ndarray) -> float:
     """Estimated distance to the minimum, ``g·C·g/4`` (MINUIT's ``g·V·g/2`` with ``V = C/2``
-    for errordef 1); the gradient is exact on jax, central differences on numpy."""
+    for errordef 1); the gradient is exact on jax, differences on numpy (one-sided at a
+    bound). A parameter on a bound whose gradient points out of the allowed range is at a
+    constrained minimum in that direction: its component is dropped."""
+    free = ~setup.fixed
+    sides = _at_bound(setup, values)
     if objective.has_grad:
-        grad = objective.grad(values)[free]
+        grad = np.array(objective.grad(values), dtype=float)
     else:
-        step = 1e-6 * np.maximum(1.0, np.abs(values[free]))
-        grad = np.empty(step.size)
-        for i, (k, h) in enumerate(zip(np.flatnonzero(free), step, strict=True)):
+        grad = np.zeros(values.size)
+        for k in np.flatnonzero(free):
+            h = 1e-6 * max(1.0, abs(values[k]))
+            side = sides.get(setup.names[k])
             up, down = values.copy(), values.copy()
-            up[k] += h
-            down[k] -= h
-            grad[i] = (objective(up) - objective(down)) / (2 * h)
+            up[k] += 0.0 if side == "upper" else h
+            down[k] -= 0.0 if side == "lower" else h
+            grad[k] = (objective(up) - objective(down)) / (up[k] - down[k])
+    for name, side in sides.items():
+        k = setup.index(name)
+        if (side == "lower" and grad[k] > 0) or (side == "upper" and grad[k] < 0):
+            grad[k] = 0.0
+    grad = grad[free]
     sub = cov[np.ix_(free, free)]
     return float(0.25 * grad @ sub @ grad)
 

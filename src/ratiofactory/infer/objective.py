@@ -76,7 +76,15 @@ def _per_component(value: Any, n: int, name: str, what: str) -> list[Any]:
 
 @dataclass(frozen=True)
 class FitSetup:
-    """Starting point, bounds, fixed flags and POI of a fit (full parameter vector)."""
+    """Starting point, bounds, fixed flags and POI of a fit (full parameter vector).
+
+    ``origin`` is the user's (or the model's) initial point; warm starts
+    (:meth:`with_init`) keep it, so that a global search can also start from there.
+    ``unconstrained`` lists the scalar parameters without a constraint term (normfactors,
+    formula parameters) and ``interpolated`` the scalar nuisance parameters constrained
+    around 0 (normsys, histosys, ratiosys: the ones entering through interpolation):
+    with the POI, the directions a global search scans.
+    """
 
     names: tuple[str, ...]
     init: np.ndarray
@@ -84,6 +92,14 @@ class FitSetup:
     fixed: np.ndarray
     poi_index: int | None
     poi_name: str | None
+    origin: np.ndarray | None = None
+    unconstrained: tuple[int, ...] = ()
+    interpolated: tuple[int, ...] = ()
+
+    def start_points(self) -> np.ndarray:
+        """The origin with the fixed parameters at their fixed values, inside the bounds."""
+        origin = self.init if self.origin is None else self.origin
+        return np.where(self.fixed, self.init, np.clip(origin, self.bounds[:, 0], self.bounds[:, 1]))
 
     def index(self, name: str) -> int:
         """Position of an expanded parameter name in the parameter vector."""
@@ -153,7 +169,7 @@ def make_setup(
     if fixed is not None:
         _apply_fixed(config, indices, fixed, flags, values)
     poi_index, poi_name = _resolve_poi(config, indices, poi)
-    setup = FitSetup(names, values, limits, flags, poi_index, poi_name)
+    setup = FitSetup(names, values, limits, flags, poi_index, poi_name, values.copy(), *_search_axes(config))
     _check_inside_bounds(setup)
     return setup
 
@@ -223,6 +239,24 @@ def _resolve_poi(config: Any, indices: Mapping, poi: str | None) -> tuple[int | 
     return idx[0], _par_names(config)[idx[0]]
 
 
+def _search_axes(config: Any) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Indices of the scalar parameters without a constraint term, and of the scalar
+    parameters constrained around 0 (auxdata 0: interpolated normsys/histosys/ratiosys)."""
+    constrained = set(getattr(config, "auxdata_order", ()))
+    free, interpolated = [], []
+    for name in config.par_order:
+        sl = config.par_slice(name)
+        if sl.stop - sl.start != 1:
+            continue
+        if name not in constrained:
+            free.append(sl.start)
+            continue
+        auxdata = getattr(config.param_set(name), "auxdata", None)
+        if auxdata is not None and len(auxdata) == 1 and float(auxdata[0]) == 0.0:
+            interpolated.append(sl.start)
+    return tuple(free), tuple(interpolated)
+
+
 def _check_inside_bounds(setup: FitSetup) -> None:
     for i, name in enumerate(setup.names):
         lo, hi = setup.bounds[i]
@@ -238,6 +272,9 @@ def _check_inside_bounds(setup: FitSetup) -> None:
 # ----------------------------------------------------------------------------- objective
 
 _JAX_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+#: parameter points per vectorised evaluation of :meth:`Objective.values` on jax
+BATCH_POINTS = 32
 
 
 def _jax_functions(model: Any, pars: Any = None, data: Any = None) -> dict[str, Callable]:
@@ -260,9 +297,11 @@ def _jax_functions(model: Any, pars: Any = None, data: Any = None) -> dict[str, 
         return -2.0 * jnp.reshape(logpdf(pars, data, arrays), (-1,))[0]
 
     value_and_grad, hessian = jax.jit(jax.value_and_grad(twice_nll)), jax.jit(jax.hessian(twice_nll))
+    batch = jax.jit(jax.vmap(twice_nll, in_axes=(0, None, None)))  # compiled on first use only
     functions = {
         "value_and_grad": lambda pars, data: value_and_grad(pars, data, arrays),
         "hessian": lambda pars, data: hessian(pars, data, arrays),
+        "values": lambda batch_pars, data: batch(batch_pars, data, arrays),
     }
     _JAX_FUNCTIONS[model] = functions
     return functions
@@ -305,6 +344,27 @@ class Objective:
         self.calls += 1
         value = -2.0 * np.reshape(np.asarray(self.model.logpdf(np.asarray(pars, dtype=float), self.data)), (-1,))[0]
         return self._count(float(value))
+
+    def values(self, points: np.ndarray) -> np.ndarray:
+        """``−2 ln L`` at each row of ``points`` (+inf where not finite; not counted as fit
+        problems). On jax one vectorised call per ``BATCH_POINTS`` rows (padded, so that it
+        compiles once per model); on numpy a loop."""
+        points = np.asarray(points, dtype=float).reshape(-1, len(self.model.config.suggested_init()))
+        if not self.has_grad:
+            nonfinite = self.nonfinite_calls
+            out = np.array([self(p) for p in points])
+            self.nonfinite_calls = nonfinite
+        else:
+            import jax.numpy as jnp
+
+            batch = _jax_functions(self.model)["values"]
+            out = np.empty(len(points))
+            for start in range(0, len(points), BATCH_POINTS):
+                chunk = points[start:start + BATCH_POINTS]
+                padded = np.concatenate([chunk, np.repeat(chunk[-1:], BATCH_POINTS - len(chunk), axis=0)])
+                out[start:start + len(chunk)] = np.asarray(batch(jnp.asarray(padded), self.data))[:len(chunk)]
+            self.calls += len(points)
+        return np.where(np.isfinite(out), out, np.inf)
 
     def grad(self, pars: np.ndarray) -> np.ndarray:
         """Exact gradient (jax only)."""

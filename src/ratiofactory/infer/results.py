@@ -24,6 +24,7 @@ __all__ = [
     "ImpactRow",
     "ImpactsResult",
     "IntervalResult",
+    "LocalMinimum",
     "ScanResult",
     "ScanResult2D",
     "SignificanceResult",
@@ -44,10 +45,34 @@ def _frozen(obj: Any, *names: str) -> None:
 
 
 @dataclass(frozen=True, eq=False)
+class LocalMinimum:
+    """Another local minimum found by the global search: its parameter values and
+    ``−2 ln L`` (``delta_twice_nll`` above the best fit)."""
+
+    values: np.ndarray
+    twice_nll: float
+    delta_twice_nll: float
+
+    def __post_init__(self) -> None:
+        _frozen(self, "values")
+
+    def to_dict(self, parameters: tuple[str, ...]) -> dict[str, Any]:
+        """Plain JSON: ``values`` by parameter name, ``twice_nll``, ``delta_twice_nll``."""
+        return {"values": dict(zip(parameters, self.values.tolist(), strict=True)),
+                "twice_nll": self.twice_nll, "delta_twice_nll": self.delta_twice_nll}
+
+
+@dataclass(frozen=True, eq=False)
 class FitResult:
     """A maximum-likelihood fit. ``twice_nll`` is ``−2 ln L`` at the minimum;
     ``errors``/``covariance`` are zero for fixed parameters and None without Hesse;
-    ``minos`` maps names to (lower, upper) errors (lower is negative)."""
+    ``minos`` maps names to (lower, upper) errors (lower is negative).
+
+    ``other_minima`` lists the other distinct local minima the global search found
+    (lowest first), ``local_fits`` how many local minimisations it ran, and ``at_bound``
+    maps each free parameter whose best-fit value lies on one of its bounds to
+    ``"lower"`` or ``"upper"``. ``warnings`` says both in one line each.
+    """
 
     parameters: tuple[str, ...]
     values: np.ndarray
@@ -64,9 +89,35 @@ class FitResult:
     backend: str
     covariance_valid: bool = False
     minos: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    other_minima: tuple[LocalMinimum, ...] = ()
+    at_bound: Mapping[str, str] = field(default_factory=dict)
+    local_fits: int = 1
 
     def __post_init__(self) -> None:
         _frozen(self, "values", "errors", "covariance", "fixed")
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """One line per thing a physicist must know: a best fit on a bound, other minima."""
+        lines = []
+        if self.at_bound:
+            where = ", ".join(f"{name} = {fmt(self.value(name))} ({side} bound)"
+                              for name, side in self.at_bound.items())
+            lines.append(f"the best fit lies on a bound: {where}; the minimum may lie outside"
+                         " (widen the bounds) and Hesse errors there are not reliable")
+        if self.other_minima:
+            shown = "; ".join(self._describe(m) for m in self.other_minima[:3])
+            more = f" (and {len(self.other_minima) - 3} more)" if len(self.other_minima) > 3 else ""
+            lines.append(f"{len(self.other_minima)} other local minim{'um' if len(self.other_minima) == 1 else 'a'}"
+                         f" found: {shown}{more}")
+        return tuple(lines)
+
+    def _describe(self, minimum: LocalMinimum) -> str:
+        changed = np.argsort(-np.abs(minimum.values - self.values))[:3]
+        names = [self.poi] if self.poi is not None else []
+        names += [self.parameters[i] for i in changed if self.parameters[i] not in names][: 3 - len(names)]
+        where = ", ".join(f"{n}={fmt(minimum.values[self.index(n)], 4)}" for n in names)
+        return f"{where} at -2lnL +{fmt(minimum.delta_twice_nll, 4)}"
 
     def index(self, name: str) -> int:
         """Position of parameter ``name`` (expanded name, e.g. ``'uncorr[0]'``)."""
@@ -124,17 +175,26 @@ class FitResult:
             "method": self.method,
             "backend": self.backend,
             "minos": {k: list(v) for k, v in self.minos.items()},
+            "other_minima": [m.to_dict(self.parameters) for m in self.other_minima],
+            "at_bound": dict(self.at_bound),
+            "local_fits": self.local_fits,
+            "warnings": list(self.warnings),
         })
 
     def __str__(self) -> str:
+        return "\n".join([self.table(), *(f"warning: {line}" for line in self.warnings)])
+
+    def table(self) -> str:
+        """The parameter table alone (``str(result)`` adds the :attr:`warnings`)."""
         rows = []
         for i, name in enumerate(self.parameters):
             err = None if self.errors is None or self.fixed[i] else self.errors[i]
             lo, hi = self.minos.get(name, (None, None))
-            rows.append([name, self.values[i], err, lo, hi, bool(self.fixed[i])])
+            rows.append([name, self.values[i], err, lo, hi, bool(self.fixed[i]), self.at_bound.get(name, "")])
         title = (f"FitResult ({self.method}, {self.backend}): valid={fmt(self.valid)}, "
-                 f"-2lnL={fmt(self.twice_nll, 10)}, edm={fmt(self.edm, 3)}, nfev={self.nfev}")
-        return table(["parameter", "value", "error", "minos-", "minos+", "fixed"], rows, title)
+                 f"-2lnL={fmt(self.twice_nll, 10)}, edm={fmt(self.edm, 3)}, nfev={self.nfev}, "
+                 f"local fits={self.local_fits}")
+        return table(["parameter", "value", "error", "minos-", "minos+", "fixed", "at bound"], rows, title)
 
 
 @dataclass(frozen=True, eq=False)
