@@ -43,6 +43,7 @@ def _spec(spurious: bool = True, ensemble: int = 1) -> dict:
         "name": "SR",
         "observables": [{"name": "x", "bounds": [0.0, 10.0]}],
         "reference": {"events": {"path": "data/reference.npz", "weight": "weight"}},
+        "ratio_normalisation": "none",  # the exact ratios, as the reference likelihood uses them
         "samples": [
             {"name": "S", "yield": NU_S, "ratio": ratio("S"),
              "modifiers": [{"name": "f_S", "type": "formula", "data": {"expression": "mu"}}]},
