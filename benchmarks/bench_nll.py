@@ -102,7 +102,7 @@ def bench(n_events: int, repeat: int) -> dict[str, float]:
     pyhf.set_backend("jax")
     data_j = jax.numpy.asarray(data)
     logpdf, arrays = traceable_logpdf(model)
-    fn = jax.jit(jax.value_and_grad(lambda p, a: -logpdf(p, data_j, a)))
+    fn = jax.jit(jax.value_and_grad(lambda p, a: -logpdf(p, data_j, a)[0]))
     t0 = time.perf_counter()
     jax.block_until_ready(fn(pars, arrays))
     compile_time = time.perf_counter() - t0

@@ -11,10 +11,27 @@ values are marked ``slow``.
 from __future__ import annotations
 
 import gc
+import os
 import sys
 
 import pyhf
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property-based tests (tests/test_properties.py): reproducible examples without time
+# limits (jax compiles on first use) in every run; the tests set how many. Another
+# profile: HYPOTHESIS_PROFILE=... or pytest's --hypothesis-profile.
+settings.register_profile(
+    "ratiofactory",
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    # the autouse cache fixture below is per test, harmless to share between examples
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                           HealthCheck.data_too_large],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ratiofactory"))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -159,9 +159,9 @@ def test_combine_unbinned_from_another_directory(tmp_path):
     for _ in range(3):
         values = {"mu": rng.uniform(0.5, 2), "lumi": rng.uniform(0.95, 1.05),
                   "bkg_xs": rng.uniform(-1, 1), "bkg_4l": rng.uniform(-1, 1)}
-        total = sum(float(p.logpdf([values[n] for n in p.config.par_order], ws.data(p)))
+        total = sum(float(p.logpdf([values[n] for n in p.config.par_order], ws.data(p))[0])
                     for p, ws in zip(parts, [binned, unbinned], strict=True))
-        assert float(model.logpdf([values[n] for n in model.config.par_order], data)) == pytest.approx(total, rel=1e-12)
+        assert float(model.logpdf([values[n] for n in model.config.par_order], data)[0]) == pytest.approx(total, rel=1e-12)
 
 
 def test_combine_refuses_files_outside_the_combined_directory(tmp_path):

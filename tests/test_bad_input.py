@@ -330,7 +330,7 @@ def test_setting_for_the_poi_of_a_background_only_workspace_is_kept():
 def test_prune_of_a_formula_parameter_is_refused(workdir):
     _build(workdir)
     result = cli_toy.run(["prune", workdir / "workspace.json", "-m", "mu"])
-    cli_toy.one_line_error(result, "prune: 'mu' is a parameter of the formula at",
+    cli_toy.one_line_error(result, "prune: 'mu' is a parameter of the formula or ratio model at",
                            "/unbinned_channels/0/samples/0/modifiers/0/data/expression")
     with pytest.raises(ratiofactory.algebra.InvalidWorkspaceOperation):
         ratiofactory.algebra.prune(SPEC, modifiers=["mu"])
@@ -531,7 +531,7 @@ def test_replaced_ratio_cache_entry_is_detected_and_recomputed(workdir, tmp_path
     ws = ratiofactory.Workspace.load(path)
     model = ws.model(cache=RatioCache(tmp_path / "cache"))
     data = ws.data(model)
-    reference = float(model.logpdf([1.3], data))
+    reference = float(model.logpdf([1.3], data)[0])
     entries = sorted((tmp_path / "cache" / "ratios").glob("*.npz"))
     assert len(entries) == 2  # the observed and the reference events
     for entry_path in entries:
@@ -540,7 +540,7 @@ def test_replaced_ratio_cache_entry_is_detected_and_recomputed(workdir, tmp_path
         np.savez(entry_path, ratios=ratios[::-1].copy(), sha256=digest)  # valid ratios of other events
     with pytest.warns(RatioCacheWarning, match="does not match its sha256"):
         again = ws.model(cache=RatioCache(tmp_path / "cache"))
-    assert float(again.logpdf([1.3], data)) == reference
+    assert float(again.logpdf([1.3], data)[0]) == reference
 
 
 # --------------------------------------------------------------------------- bundles: forged manifests, bombs
@@ -870,6 +870,8 @@ def test_cli_options_given_twice_are_refused(workdir, args, fragments):
 
 #: file-path parameters that commands read, not write
 _INPUT_PATHS = {("unpack", "bundle"), ("reweighting", "events_file")}
+#: file-path parameters that every command having them reads (--patch, patchsets)
+_INPUT_NAMES = {"patch", "patchset_file", "patch_files"}
 
 
 def _commands(group, prefix=()):
@@ -893,9 +895,11 @@ def test_every_file_output_of_every_command_is_protected():
     for name, command in _commands(cli):
         for param in command.params:
             kind = param.type
-            if isinstance(kind, click.Path) and not kind.dir_okay and not kind.exists:
-                if param.name not in _OUTPUT_PARAMETERS and (name.split()[-1], param.name) not in _INPUT_PATHS:
-                    unprotected.append(f"{name} {param.name}")
+            is_file = isinstance(kind, click.Path) and not kind.dir_okay and not kind.exists
+            known = (param.name in _OUTPUT_PARAMETERS or param.name in _INPUT_NAMES
+                     or (name.split()[-1], param.name) in _INPUT_PATHS)
+            if is_file and not known:
+                unprotected.append(f"{name} {param.name}")
     assert unprotected == []
 
 
@@ -903,3 +907,38 @@ def test_export_output_over_an_input_is_refused(workdir):
     _build(workdir)
     result = cli_toy.run(["export", "roofit", workdir / "workspace.json", "-o", workdir / "data" / "observed.npz"])
     cli_toy.one_line_error(result, "--output", "/observations/0/events", "refusing to overwrite an input")
+
+
+@pytest.mark.parametrize(
+    ("setting", "fragments"),
+    [
+        ({"name": "mu", "bounds": [[2.0]]}, ["/measurements/0/config/parameters/0/bounds/0", "a pair [lower, upper]"]),
+        ({"name": "mu", "bounds": [[2.0, 1.0]]}, ["/bounds/0", "lower bound 2.0 must be below upper bound 1.0"]),
+        ({"name": "mu", "bounds": [[0.0, 1.0]], "inits": [2.0]}, ["/inits/0", "init 2.0 lies outside the bounds [0.0, 1.0]"]),
+    ],
+)
+def test_measurement_bounds_pyhf_schema_lets_through(setting, fragments):
+    spec = copy.deepcopy(BINNED)
+    spec["measurements"][0]["config"]["parameters"] = [setting]
+    with pytest.raises(errors.InvalidSpecification) as excinfo:
+        ratiofactory.Workspace(spec)
+    _one_line(excinfo, *fragments)
+
+
+def test_spec_built_with_numpy_values_is_read_as_json():
+    """numpy scalars and arrays (as pyhf users write them) become JSON numbers and lists:
+    pyhf, the digest and the messages never see numpy types."""
+    spec = copy.deepcopy(BINNED)
+    spec["channels"][0]["samples"][0]["data"] = np.array([5.0, 6.0])
+    spec["observations"][0]["data"] = np.array([55, 66])
+    spec["measurements"][0]["config"]["parameters"] = [
+        {"name": "mu", "fixed": np.bool_(False), "bounds": np.array([[0.0, 5.0]]), "inits": [np.float64(1.0)]}]
+    ws = ratiofactory.Workspace(spec)
+    assert ws.digest() == ratiofactory.Workspace(json.loads(json.dumps(ws.spec))).digest()
+    assert ws.model().config.suggested_bounds()[0] == (0.0, 5.0)
+    spec["channels"][0]["samples"][0]["modifiers"][0]["type"] = np.str_("normfactorr")
+    spec["measurements"][0]["config"]["parameters"][0]["inits"] = np.array([[1.0]])
+    with pytest.raises(errors.InvalidSpecification) as excinfo:
+        ratiofactory.Workspace(spec)
+    assert "np." not in str(excinfo.value)
+    assert "array(" not in str(excinfo.value)

@@ -211,7 +211,7 @@ def test_nll_equals_independent_computation(toy, backend, modes):
     data = ws.data(model)
     assert sorted(model.config.par_order) == ["bkg_norm", "k", "lumi", "mu", "shift"]
     for pars in _random_points(model, 24, seed=11):
-        ours = -float(model.logpdf(_vector(model, pars), data))
+        ours = float(model.nll(_vector(model, pars), data))
         expected = reference_nll(pars, observed, reference, modes)
         assert ours == pytest.approx(expected, rel=1e-9), pars
 
@@ -223,7 +223,7 @@ def test_default_normalisation_is_reference_for_both(toy):
     assert (channel.ratio_normalisation, channel.shape_normalisation) == MODES[0]
     data = ratiofactory.Workspace.load(root / "workspace.json").data(model)
     pars = _random_points(model, 1, seed=1)[0]
-    assert -float(model.logpdf(_vector(model, pars), data)) == pytest.approx(
+    assert -float(model.logpdf(_vector(model, pars), data)[0]) == pytest.approx(
         reference_nll(pars, observed, reference), rel=1e-9)
 
 
@@ -240,7 +240,7 @@ def test_jax_gradient_matches_finite_differences(toy):
         for pars in _random_points(model, 5, seed=3):
             x = np.asarray(_vector(model, pars))
             value, grad = value_and_grad(x)
-            assert float(value) == pytest.approx(-float(model.logpdf(x, data)), rel=1e-12)
+            assert float(value) == pytest.approx(float(model.nll(x, data)), rel=1e-12)
             for i in range(len(x)):
                 h = 1e-5 * max(1.0, abs(x[i]))
                 up, dn = x.copy(), x.copy()
@@ -276,7 +276,7 @@ def test_nonpositive_density_gives_inf_and_names_events(toy, backend):
     pars = dict(zip(model.config.par_order, model.config.suggested_init(), strict=True))
     # μ = 4 makes 1 − √μ = −1: with bkg_norm = 5 the B term outweighs SBI away from the peak
     pars["mu"], pars["bkg_norm"] = 4.0, 5.0
-    logpdf = float(model.logpdf(_vector(model, pars), data))
+    logpdf = float(model.logpdf(_vector(model, pars), data)[0])
     assert logpdf == -np.inf
     bad = model.nonpositive_events(_vector(model, pars), data)
     assert bad
@@ -297,9 +297,9 @@ def test_negative_weights_where_s_is_not_positive_make_the_likelihood_infinite(t
     pars["mu"], pars["bkg_norm"] = 4.0, 5.0
     bad = [entry["event"] for entry in model.nonpositive_events(_vector(model, pars), data)]
     data[bad] = -1.0
-    assert float(model.logpdf(_vector(model, pars), data)) == -np.inf
+    assert float(model.logpdf(_vector(model, pars), data)[0]) == -np.inf
     data[bad] = 0.0
-    assert np.isfinite(float(model.logpdf(_vector(model, pars), data)))
+    assert np.isfinite(float(model.logpdf(_vector(model, pars), data)[0]))
 
 
 def test_negative_asimov_weights_are_an_error_naming_the_sample_and_events(toy, backend):
@@ -381,19 +381,18 @@ def test_chunked_jax_likelihood_equals_the_one_pass_sum(toy, monkeypatch, modes)
         assert float(value) == np.inf
         assert np.all(np.isfinite(grad))
         # vectorised toy fits (vmap of Newton with exact Hessians) through the chunked sum
+        from ratiofactory.infer import FitOptions
         from ratiofactory.infer.objective import make_setup
         from ratiofactory.toys import fit_toys, generate_toys
-
-        from ratiofactory.infer import FitOptions
 
         # one local MIGRAD refit per unconverged toy, so that both sums follow the same path:
         # the global search's extra fits agree only to the fit precision (~1e-4 here)
         local = FitOptions(global_search=False)
         toys = generate_toys(model, model.config.suggested_init(), 3, seed=2)
-        fits = fit_toys(model, toys, make_setup(model), options=local)
+        fits = fit_toys(model, toys, make_setup(model), options=local, sparse=False)  # the dense chunked sum
         monkeypatch.setattr(likelihood, "CHUNKED_FROM", 10**9)
         model_one_pass = ws.model()
-        reference = fit_toys(model_one_pass, toys, make_setup(model_one_pass), options=local)
+        reference = fit_toys(model_one_pass, toys, make_setup(model_one_pass), options=local, sparse=False)
         assert fits.converged.all()
         np.testing.assert_allclose(fits.values, reference.values, rtol=1e-7, atol=1e-7)
     finally:

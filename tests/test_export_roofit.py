@@ -4,7 +4,7 @@ constant, and RooFit's MIGRAD/MINOS reproduce ratiofactory's fit.
 Workspaces: the off-shell example's exact-density model (968 observed events, three
 samples with a formula in μ, lumi, a normsys and a per-event ratiosys k_factor); a
 mixed workspace built here (an unbinned channel with formula, normsys, ratiosys and lumi,
-and a binned channel with normfactor, normsys, histosys, staterror and lumi, sharing mu,
+and a binned channel with normfactor, normsys, histosys, staterror, lumi and a formula, sharing mu,
 lumi and bkg_xs); and the published sbottom likelihood (binned only, against pyhf).
 Skipped without ROOT (``pip install root``).
 """
@@ -138,7 +138,9 @@ def _mixed_spec() -> dict:
                                                                 "lo_data": [38.0, 29.5, 12.5]}},
                 {"name": "stat", "type": "staterror", "data": [3.0, 2.5, 1.5]}]},
             {"name": "fakes", "data": [5.0, 4.0, 3.0], "modifiers": [
-                {"name": "stat", "type": "staterror", "data": [1.0, 1.0, 1.0]}]}]}],
+                {"name": "stat", "type": "staterror", "data": [1.0, 1.0, 1.0]}]},
+            {"name": "interference", "data": [2.0, 1.0, 0.5], "modifiers": [
+                {"name": "f_I", "type": "formula", "data": {"expression": "1 - sqrt(mu)/4"}}]}]}],
         "unbinned_channels": [{
             "name": "SR_unbin",
             "observables": [{"name": "x", "bounds": [0.0, 10.0]}],
@@ -196,6 +198,9 @@ def test_mixed_shares_parameters_between_binned_and_unbinned_channels(mixed):
     assert constraints.count("lumi_constraint") == 1
     assert constraints.count("alpha_bkg_xsConstraint") == 1
     assert export.metadata["parameters"]["stat"] == [f"gamma_stat_SR_bin_bin_{i}" for i in range(3)]
+    # the binned formula's placeholder normfactor is replaced by the formula of mu
+    assert not pdf.getVariables().find("binned_formula_0")
+    assert binned.getComponents().find("binned_formula_0_function")
 
 
 @pytest.mark.slow

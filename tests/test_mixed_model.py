@@ -3,7 +3,7 @@ the POI ``mu`` and a normsys ``bkg_xs``.
 
 The reference NLL is pyhf's logpdf of the binned channel alone plus an independent
 unbinned computation from scipy.stats densities; pyhf.infer runs on the mixed model
-through :func:`ratiofactory.pyhf_compat.as_pyhf`.
+directly (the model has pyhf.Model's interface).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from scipy import stats
 import ratiofactory
 import ratiofactory.infer
 from ratiofactory.errors import InvalidModel, InvalidSpecification
-from ratiofactory.pyhf_compat import as_pyhf
 from ratiofactory.testing import Exponential, Normal, ratio_model, sample_mixture
 
 NU_S, NU_B = 30.0, 300.0
@@ -128,7 +127,7 @@ def test_nll_is_pyhf_plus_exact_unbinned(mixed, backend):
         pars = {"mu": rng.uniform(0.2, 3.0), "bkg_xs": rng.uniform(-2.0, 2.0), "stat": rng.uniform(0.9, 1.1, 2)}
         vector = [v for n in model.config.par_order for v in np.atleast_1d(pars[n])]
         expected = _reference_logpdf(pars, x, binned_model, binned_data, reference_events)
-        assert float(model.logpdf(vector, data)) == pytest.approx(expected, rel=1e-10)
+        assert float(model.logpdf(vector, data)[0]) == pytest.approx(expected, rel=1e-10)
 
 
 def test_pyhf_infer_runs_on_mixed_model(mixed):
@@ -136,7 +135,7 @@ def test_pyhf_infer_runs_on_mixed_model(mixed):
     ws = ratiofactory.Workspace.load(root / "workspace.json")
     model = ws.model()
     data = ws.data(model)
-    pdf = as_pyhf(model)
+    pdf = model  # a pyhf.Model stand-in as it is
     pyhf.set_backend("numpy", pyhf.optimize.minuit_optimizer(strategy=1, tolerance=1e-4))
     try:
         bestfit = np.asarray(pyhf.infer.mle.fit(data, pdf))
@@ -173,7 +172,7 @@ def test_toys_are_poisson_around_asimov(mixed):
     np.testing.assert_allclose(toys[:, :n_binned].mean(axis=0), expected[:n_binned], rtol=0.05)
     # auxdata: the staterror constraints (Normal) and the normsys (Normal around 0)
     np.testing.assert_allclose(toys[:, main.stop:].mean(axis=0), expected[main.stop:], atol=0.1)
-    assert float(model.make_pdf(pars).log_prob(expected)) == pytest.approx(float(model.logpdf(pars, expected)))
+    assert float(model.make_pdf(pars).log_prob(expected)) == pytest.approx(float(model.logpdf(pars, expected)[0]))
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -249,4 +248,5 @@ def test_sparse_toys_are_the_dense_toys_and_fit_the_same(mixed):
     finally:
         pyhf.set_backend("numpy", precision="64b")
     assert from_sparse.converged.all()
-    np.testing.assert_allclose(from_sparse.values, from_dense.values, rtol=1e-12, atol=1e-12)
+    # the events are summed in another order: the minimum moves by round-off only
+    np.testing.assert_allclose(from_sparse.values, from_dense.values, rtol=1e-9, atol=1e-9)

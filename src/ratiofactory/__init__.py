@@ -11,7 +11,7 @@ Main classes (imported on first use):
 
 - ``Workspace``: load and validate a workspace (``Workspace.load(path)``), build its
   ``model()`` and ``data(model)``, ``digest()``.
-- ``Model``: ``logpdf(pars, data)``, ``nll``, ``expected_data(pars)`` and a pyhf-style
+- ``Model``: ``logpdf(pars, data)`` (pyhf's shape (1,)), scalar ``nll``, ``expected_data(pars)`` and a pyhf-style
   ``config`` (``par_order``, ``suggested_init()``, ``poi_index``, ...).
 - ``RatiofactoryError``: the base of every error about the user's input.
 

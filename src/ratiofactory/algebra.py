@@ -233,6 +233,7 @@ def _names(spec: Mapping[str, Any]) -> dict[str, set[str]]:
     modifiers, types, parameters = set(), set(), set()
     for channel in channels:
         for sample in channel["samples"]:
+            parameters.update(sample.get("ratio", {}).get("parameters", []))
             for modifier in sample.get("modifiers", []):
                 modifiers.add(modifier["name"])
                 types.add(modifier["type"])
@@ -295,15 +296,18 @@ def prune(
 
 
 def _formula_uses(spec: Mapping[str, Any]) -> dict[str, str]:
-    """Parameter name → pointer of the first formula modifier that uses it."""
+    """Parameter name → pointer of the first formula expression or parameterised ratio
+    that uses it."""
     uses: dict[str, str] = {}
     for key in _CHANNEL_LISTS:
         for c, channel in enumerate(spec.get(key, [])):
             for s, sample in enumerate(channel["samples"]):
+                for k, name in enumerate(sample.get("ratio", {}).get("parameters", [])):
+                    uses.setdefault(name, f"/{key}/{c}/samples/{s}/ratio/parameters/{k}")
                 for m, modifier in enumerate(sample.get("modifiers", [])):
                     if modifier["type"] == "formula":
                         for name in parse_expression(modifier["data"]["expression"]).parameters:
-                            uses.setdefault(name, f"/{key}/{c}/samples/{s}/modifiers/{m}")
+                            uses.setdefault(name, f"/{key}/{c}/samples/{s}/modifiers/{m}/data/expression")
     return uses
 
 
@@ -312,7 +316,7 @@ def _refuse_pruned_formula_parameters(spec: Mapping[str, Any], modifiers: Iterab
     for name in sorted(modifiers):
         if name in uses:
             raise InvalidWorkspaceOperation(
-                f"prune: {name!r} is a parameter of the formula at {uses[name]}/data/expression, which "
+                f"prune: {name!r} is a parameter of the formula or ratio model at {uses[name]}, which "
                 "stays; pruning its modifiers and settings would not remove it. Prune the formula "
                 "modifier (by its own name), its sample or its channel instead"
             )
@@ -334,8 +338,8 @@ def rename(
     channels: Mapping[str, str] | None = None,
     measurements: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """``spec`` with modifiers/parameters (also inside formula expressions, measurement
-    settings and the POI), samples, channels (and their observations) and measurements
+    """``spec`` with modifiers/parameters (also inside formula expressions, the inputs of
+    parameterised ratios, measurement settings and the POI), samples, channels (and their observations) and measurements
     renamed by ``{old: new}`` maps."""
     modifiers, samples = dict(modifiers or {}), dict(samples or {})
     channels, measurements = dict(channels or {}), dict(measurements or {})
@@ -350,6 +354,8 @@ def rename(
         channel["name"] = channels.get(channel["name"], channel["name"])
         for sample in channel["samples"]:
             sample["name"] = samples.get(sample["name"], sample["name"])
+            if "parameters" in sample.get("ratio", {}):
+                sample["ratio"]["parameters"] = [modifiers.get(n, n) for n in sample["ratio"]["parameters"]]
             for modifier in sample.get("modifiers", []):
                 modifier["name"] = modifiers.get(modifier["name"], modifier["name"])
                 if modifier["type"] == "formula":

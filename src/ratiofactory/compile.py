@@ -17,10 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidEvents, InvalidModel
+from .errors import InvalidEvents, InvalidModel, InvalidONNXModel
 from .events import EventSet, load_events
 from .expressions import Expression, parse_expression
+from .files import read_file_ref
+from .onnx_check import check_operators
 from .onnx_eval import evaluate_ratio
+from .parameterised import ParameterisedRatio
 from .ratio_cache import RatioCache
 from .spurious_signal import SpuriousSignal, spurious_signal_of
 
@@ -63,6 +66,9 @@ class CompiledSample:
     normsys: tuple[NormSystematic, ...]
     shapesys: tuple[ShapeSystematic, ...]
     spurious: SpuriousSignal | None = None  # shifts `spurious.parameter` in the coefficients
+    parameterised: ParameterisedRatio | None = None
+    """The network of a ratio r(x | θ) (:mod:`ratiofactory.parameterised`); ``ratio`` and
+    ``ratio_members`` are then NaN: the likelihood evaluates the network at every θ."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,7 @@ class UnbinnedChannel:
                 names |= expr.parameters
             names.update(sample.normfactors)
             names.update(m.parameter for m in (*sample.normsys, *sample.shapesys))
+            names.update(sample.parameterised.parameters if sample.parameterised else ())
             if sample.lumi:
                 names.add(sample.lumi)
         if self.spurious_signal is not None:
@@ -173,8 +180,26 @@ class _Evaluator:
         return mean, members
 
 
+def _parameterised(spec: Mapping[str, Any], pointer: str, base_dir: Path) -> ParameterisedRatio:
+    """A ratio model with parameter inputs: read (digest checked), operators allow-listed."""
+    content, _ = read_file_ref(base_dir, spec["onnx"], pointer=f"{pointer}/onnx")
+    try:
+        refused = check_operators(content)
+    except ValueError:
+        refused = "not an ONNX model"
+    if refused:
+        raise InvalidONNXModel(f"{pointer}: {spec['onnx']['path']}: {refused}")
+    return ParameterisedRatio(content, spec["output"], tuple(spec["parameters"]), spec["onnx"]["path"], pointer)
+
+
 def _compile_sample(sample: Mapping[str, Any], pointer: str, evaluate: _Evaluator) -> CompiledSample:
-    ratio, members = evaluate(sample["ratio"], f"{pointer}/ratio")
+    parameterised = None
+    if "parameters" in sample["ratio"]:
+        parameterised = _parameterised(sample["ratio"], f"{pointer}/ratio", evaluate.base_dir)
+        n = sum(len(events.values) for events in evaluate.sets)
+        ratio, members = np.full(n, np.nan), np.full((1, n), np.nan)
+    else:
+        ratio, members = evaluate(sample["ratio"], f"{pointer}/ratio")
     formulas, normfactors, normsys, shapesys, lumi = [], [], [], [], None
     for m_idx, modifier in enumerate(sample.get("modifiers", [])):
         where = f"{pointer}/modifiers/{m_idx}"
@@ -205,6 +230,7 @@ def _compile_sample(sample: Mapping[str, Any], pointer: str, evaluate: _Evaluato
         lumi=lumi,
         normsys=tuple(normsys),
         shapesys=tuple(shapesys),
+        parameterised=parameterised,
     )
 
 

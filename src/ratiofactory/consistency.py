@@ -29,7 +29,7 @@ from typing import Any
 from ratiofactory.binned_formulas import PLACEHOLDER_PREFIX
 from ratiofactory.errors import InvalidSpecification
 from ratiofactory.expressions import parse_expression
-from ratiofactory.schema import _is_array, json_pointer
+from ratiofactory.schema import _is_array, json_pointer, plain_value
 from ratiofactory.spurious_signal import spurious_signal_of
 
 __all__ = ["check_consistency"]
@@ -64,11 +64,13 @@ def check_consistency(spec: Mapping[str, Any]) -> None:
         ((m["name"], f"/measurements/{i}/name") for i, m in enumerate(measurements)),
         "measurement",
     )
+    for index, measurement in enumerate(measurements):
+        _check_parameter_settings(measurement["config"].get("parameters", []), f"/measurements/{index}/config")
 
 
 def _check_finite(value: Any, path: list[str | int]) -> None:
     if isinstance(value, numbers.Real) and not math.isfinite(value):
-        raise InvalidSpecification(f"{value} is not a finite number", json_pointer(path))
+        raise InvalidSpecification(f"{plain_value(value)} is not a finite number", json_pointer(path))
     items: Iterable[tuple[str | int, Any]] = ()
     if isinstance(value, Mapping):
         items = value.items()
@@ -76,6 +78,33 @@ def _check_finite(value: Any, path: list[str | int]) -> None:
         items = enumerate(value)
     for key, item in items:
         _check_finite(item, [*path, key])
+
+
+def _check_parameter_settings(parameters: Sequence[Mapping[str, Any]], pointer: str) -> None:
+    """Each bound is a pair lower < upper (pyhf's schema lets ``[[2.0]]`` through) and each
+    init lies inside the bounds given beside it."""
+    for index, entry in enumerate(parameters):
+        where = f"{pointer}/parameters/{index}"
+        bounds = entry.get("bounds")
+        for k, pair in enumerate(bounds if _is_array(None, bounds) else []):
+            if not (_is_array(None, pair) and len(pair) == 2):
+                raise InvalidSpecification(
+                    f"a bound is a pair [lower, upper], got {plain_value(pair)!r}", f"{where}/bounds/{k}"
+                )
+            if not pair[0] < pair[1]:
+                raise InvalidSpecification(
+                    f"lower bound {plain_value(pair[0])} must be below upper bound {plain_value(pair[1])}",
+                    f"{where}/bounds/{k}",
+                )
+        inits = entry.get("inits")
+        if _is_array(None, bounds) and _is_array(None, inits) and len(inits) == len(bounds):
+            for k, (init, (lower, upper)) in enumerate(zip(inits, bounds, strict=True)):
+                if not lower <= init <= upper:
+                    raise InvalidSpecification(
+                        f"init {plain_value(init)} lies outside the bounds [{plain_value(lower)}, {plain_value(upper)}] "
+                        f"of parameter {entry['name']!r}",
+                        f"{where}/inits/{k}",
+                    )
 
 
 def _channels(spec: Mapping[str, Any]) -> list[tuple[str, str, int | None]]:
@@ -172,6 +201,8 @@ def _check_unbinned_channel(channel: Mapping[str, Any], pointer: str) -> None:
             )
     _check_samples(channel["samples"], pointer)
     spurious_signal_of(channel, pointer)  # grid strictly increasing, one delta per point
+    for j, sample in enumerate(channel["samples"]):
+        _check_parameterised_ratios(sample, f"{pointer}/samples/{j}")
     for key in ("shape_normalisation", "ratio_normalisation"):
         if channel.get(key) == "reference" and "reference" not in channel:
             raise InvalidSpecification(
@@ -179,6 +210,25 @@ def _check_unbinned_channel(channel: Mapping[str, Any], pointer: str) -> None:
                 '"reference": {"events": {"path": ...}} to the channel',
                 f"{pointer}/{key}",
             )
+
+
+def _check_parameterised_ratios(sample: Mapping[str, Any], pointer: str) -> None:
+    """Parameter inputs (r(x | θ)) only on a sample's own single ratio, without ratiosys."""
+    for i, member in enumerate(sample["ratio"].get("ensemble", [])):
+        if "parameters" in member:
+            raise InvalidSpecification("ensemble members cannot take parameter inputs; use one"
+                                       " parameterised model", f"{pointer}/ratio/ensemble/{i}/parameters")
+    for m, modifier in enumerate(sample.get("modifiers", [])):
+        if modifier["type"] != "ratiosys":
+            continue
+        if "parameters" in sample["ratio"]:
+            raise InvalidSpecification("a sample with a parameterised ratio cannot have ratiosys"
+                                       " modifiers (the shape variations of r(x | θ) are not defined)",
+                                       f"{pointer}/modifiers/{m}")
+        for side in ("hi", "lo"):
+            if "parameters" in modifier["data"][side]:
+                raise InvalidSpecification("ratiosys variations cannot take parameter inputs",
+                                           f"{pointer}/modifiers/{m}/data/{side}/parameters")
 
 
 def _check_observations(

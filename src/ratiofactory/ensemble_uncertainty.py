@@ -68,7 +68,7 @@ def ratio_spreads(model: Any) -> list[RatioSpread]:
         for sample in channel.samples:
             members = np.asarray(sample.ratio_members)
             k = members.shape[0]
-            if k < 2 or members.shape[1] == 0:
+            if k < 2 or members.shape[1] == 0 or getattr(sample, "parameterised", None) is not None:
                 spreads.append(RatioSpread(channel.name, sample.name, k, None, None, None))
                 continue
             relative = members.std(axis=0, ddof=1) / members.mean(axis=0)
@@ -214,6 +214,9 @@ def _ensemble_channel(model: Any, name: str | None) -> tuple[int, Any]:
         target = matches[0]
         if target not in with_ensembles:
             raise InvalidModel(f"channel '{name}' has no ensemble of ratio models to vary")
+    if any(getattr(s, "parameterised", None) is not None for s in target.samples):
+        raise InvalidModel(f"channel '{target.name}' has a parameterised ratio r(x | θ): its ensembles "
+                           "cannot be resampled from cached arrays")
     if model.config.poi_name is None:
         raise InvalidModel("the measurement has no POI: the spurious signal is a spread of the POI's fit")
     return channels.index(target), target

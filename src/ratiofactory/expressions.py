@@ -224,6 +224,8 @@ class FunctionCall:
         if self.function in ("min", "max"):
             pairwise = xp.minimum if self.function == "min" else xp.maximum
             return functools.reduce(pairwise, args)
+        if self.function == "sqrt" and xp is not np:
+            return _jax_sqrt()(args[0])
         return getattr(xp, _XP_NAMES.get(self.function, self.function))(args[0])
 
 
@@ -236,6 +238,34 @@ _COMPARE: Mapping[str, Callable[[Any, Any], Any]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
     "===": operator.eq, "!==": operator.ne,
 }  # fmt: skip
+
+
+_STEEP = 1e30
+"""The slope of ``sqrt`` at 0 on jax (finite, so that 0 · slope is 0, not NaN)."""
+
+
+@functools.cache
+def _jax_sqrt() -> Callable[[Any], Any]:
+    """``sqrt`` whose derivative at 0 is a large finite number instead of +∞: a zero tangent
+    through ``sqrt(0)`` (the derivative of ``sqrt(mu)`` in another parameter's direction,
+    forward-mode Hessians) stays 0 instead of becoming NaN, and at μ = 0 the gradient in μ
+    keeps its sign (a fit then sees that the bound holds it)."""
+    import jax
+    import jax.numpy as jnp
+
+    @jax.custom_jvp
+    def sqrt(x: Any) -> Any:
+        return jnp.sqrt(x)
+
+    @sqrt.defjvp
+    def sqrt_jvp(primals: tuple[Any, ...], tangents: tuple[Any, ...]) -> tuple[Any, Any]:
+        (x,), (dx,) = primals, tangents
+        y = sqrt(x)  # itself: its derivatives (Hessians) keep the finite slope at 0
+        positive = y > 0
+        slope = jnp.where(positive, 0.5 / jnp.where(positive, y, 1.0), _STEEP)
+        return y, slope * dx
+
+    return sqrt
 
 
 def _power(base: Any, exponent: Any, xp: Any) -> Any:

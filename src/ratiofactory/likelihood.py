@@ -30,6 +30,7 @@ import numpy as np
 from .compile import CompiledSample, UnbinnedChannel
 from .interpolation import _CODES, PreparedInterpolation, interpolate, prepare_interpolation
 from .normalisation import likelihood_arrays
+from .parameterised import ParameterisedRatio
 
 __all__ = ["ChannelTensors", "channel_nll", "event_densities", "expected_yield", "register_pytrees", "shape_drift"]
 
@@ -39,6 +40,9 @@ class _SampleTensors:
     ratio: Any
     shapesys: tuple[tuple[int, PreparedInterpolation], ...]
     reference_norm: float
+    events: Any = None  # [N, D] observables of a parameterised ratio r(x | θ), else None
+    parameterised: ParameterisedRatio | None = None
+    parameter_indices: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,11 @@ class ChannelTensors:
     reference_weights: Any
     reference_slice: slice
 
+    @property
+    def parameterised(self) -> bool:
+        """Whether a sample's ratio depends on θ (evaluated in the likelihood)."""
+        return any(sample.parameterised is not None for sample in self.samples)
+
     @classmethod
     def build(cls, channel: UnbinnedChannel, index: Mapping[str, int], xp: Any) -> ChannelTensors:
         """With ``ratio_normalisation: "reference"`` each r_j is divided by N_j = Σ w^ref r_j
@@ -58,11 +67,32 @@ class ChannelTensors:
         ref = slice(channel.n_observed, channel.n_events)
         samples = []
         for sample, (ratio, shape_arrays) in zip(channel.samples, likelihood_arrays(channel), strict=True):
+            if sample.parameterised is not None:
+                samples.append(_parameterised_tensors(channel, sample, index, xp))
+                continue
             shapes = tuple((index[m.parameter], prepare_interpolation(m.code, hi, lo, xp))
                            for m, (hi, lo) in zip(sample.shapesys, shape_arrays, strict=True))
             norm = float(np.dot(channel.reference_weights, ratio[ref])) if channel.n_reference else 1.0
             samples.append(_SampleTensors(xp.asarray(ratio), shapes, norm))
         return cls(channel, tuple(samples), dict(index), xp.asarray(channel.reference_weights), ref)
+
+
+def _parameterised_tensors(channel: UnbinnedChannel, sample: CompiledSample, index: Mapping[str, int],
+                           xp: Any) -> _SampleTensors:
+    sets = [channel.observed.values] + ([channel.reference.values] if channel.reference is not None else [])
+    events = xp.asarray(np.concatenate(sets, axis=0))
+    indices = tuple(index[name] for name in sample.parameterised.parameters)
+    return _SampleTensors(None, (), 1.0, events, sample.parameterised, indices)
+
+
+def _ratio(tensors: ChannelTensors, sample: _SampleTensors, pars: Any, xp: Any) -> Any:
+    """r_j(x_i | θ) of a parameterised sample on every event, normalised on the reference
+    sample at this θ with ``ratio_normalisation: "reference"``."""
+    theta = pars[np.asarray(sample.parameter_indices)]
+    ratio = sample.parameterised.ratio(sample.events, theta, xp)
+    if tensors.channel.ratio_normalisation == "reference" and tensors.channel.n_reference:
+        ratio = ratio / xp.sum(tensors.reference_weights * ratio[tensors.reference_slice])
+    return ratio
 
 
 def _coefficient(sample: CompiledSample, index: Mapping[str, int], pars: Any, xp: Any) -> Any:
@@ -105,7 +135,7 @@ def _sample_terms(tensors: ChannelTensors, pars: Any, xp: Any) -> list[tuple[Any
     renormalise = tensors.channel.shape_normalisation == "reference"
     for compiled, sample in zip(tensors.channel.samples, tensors.samples, strict=True):
         coef = _coefficient(compiled, tensors.index, pars, xp)
-        factor = _shape_factor(sample, pars, xp)
+        factor = _ratio(tensors, sample, pars, xp) if sample.parameterised else _shape_factor(sample, pars, xp)
         density_coef = coef
         if renormalise and sample.shapesys:
             integral = xp.sum(tensors.reference_weights * factor[tensors.reference_slice])
@@ -143,7 +173,7 @@ def channel_nll(tensors: ChannelTensors, pars: Any, weights: Any, xp: Any) -> An
     the temporaries of a chunk stay in cache and nothing per event is stored for reverse
     mode, which makes the value+gradient ~4x faster at 10⁶ events.
     """
-    if xp is not np and weights.shape[0] >= CHUNKED_FROM:
+    if xp is not np and weights.shape[0] >= CHUNKED_FROM and not tensors.parameterised:
         return _chunked_channel_nll(tensors, pars, weights)
     nu, s = event_densities(tensors, pars, xp)
     positive = s > 0
@@ -341,8 +371,10 @@ def register_pytrees() -> None:
     )
     register_pytree_node(
         _SampleTensors,
-        lambda s: ((s.ratio, tuple(p for _, p in s.shapesys)), (tuple(i for i, _ in s.shapesys), s.reference_norm)),
-        lambda aux, leaves: _SampleTensors(leaves[0], tuple(zip(aux[0], leaves[1], strict=True)), aux[1]),
+        lambda s: ((s.ratio, tuple(p for _, p in s.shapesys), s.events),
+                   (tuple(i for i, _ in s.shapesys), s.reference_norm, s.parameterised, s.parameter_indices)),
+        lambda aux, leaves: _SampleTensors(leaves[0], tuple(zip(aux[0], leaves[1], strict=True)), aux[1],
+                                           leaves[2], aux[2], aux[3]),
     )
     register_pytree_node(
         ChannelTensors,

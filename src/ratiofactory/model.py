@@ -62,9 +62,10 @@ def array_namespace() -> Any:
 class Model:
     """A workspace measurement compiled into ``logpdf(pars, data)``.
 
-    Build it with :meth:`ratiofactory.Workspace.model`. ``logpdf`` returns a scalar
-    log-likelihood (constant terms of the unbinned channels dropped); binned channels
-    contribute pyhf's logpdf unchanged.
+    Build it with :meth:`ratiofactory.Workspace.model`. It has ``pyhf.Model``'s interface,
+    so ``pyhf.infer`` and cabinetry run on it directly: ``logpdf`` returns ln L with
+    pyhf's shape ``(1,)`` (constant terms of the unbinned channels dropped; binned channels
+    contribute pyhf's logpdf unchanged) and ``nll`` the scalar −ln L that fits minimise.
     """
 
     def __init__(
@@ -123,8 +124,10 @@ class Model:
         return pars
 
     def logpdf(self, pars: Any, data: Any) -> Any:
-        """Scalar log-likelihood ln L(θ) of ``data`` (a flat data vector)."""
-        return self._logpdf(pars, data, self._channel_tensors(array_namespace()))
+        """ln L(θ) of ``data`` (a flat data vector) as a tensor of shape ``(1,)``, like
+        ``pyhf.Model.logpdf``; :meth:`nll` is the scalar −ln L."""
+        xp = array_namespace()
+        return xp.reshape(self._logpdf(pars, data, self._channel_tensors(xp)), (1,))
 
     def _logpdf(self, pars: Any, data: Any, channel_tensors: Sequence[ChannelTensors]) -> Any:
         xp = array_namespace()
@@ -138,13 +141,21 @@ class Model:
         total = xp.asarray(0.0)
         if self.binned is not None:
             binned_data = xp.concatenate([data[self._binned_main], data[self._binned_aux]])
-            total = total + self.binned.logpdf(self.binned_pars(pars, xp), binned_data)[0]
+            total = total + self.binned_logpdf(pars, binned_data, xp)
         for tensors, events in zip(channel_tensors, self._event_slices, strict=True):
             total = total - channel_nll(tensors, pars, data[events], xp)
         for par_index, aux_index, sigma in self._constraints:
             pull = (data[aux_index] - pars[par_index]) / sigma
             total = total - 0.5 * pull**2 - np.log(sigma) - 0.5 * _LOG_2PI
         return total
+
+    def binned_logpdf(self, pars: Any, binned_data: Any, xp: Any) -> Any:
+        """pyhf's scalar logpdf of the binned channels (main counts then auxdata), −∞ where
+        pyhf's is NaN at finite ``pars``: a negative expected count (an additive histosys
+        or staterror far from nominal) has no Poisson probability, so the likelihood is 0
+        there, as where an unbinned density s(x;θ) ≤ 0."""
+        value = self.binned.logpdf(self.binned_pars(pars, xp), binned_data)[0]
+        return xp.where(xp.isnan(value) & xp.all(xp.isfinite(pars)), -xp.inf, value)
 
     def binned_pars(self, pars: Any, xp: Any = None) -> Any:
         """pyhf's parameter vector of the binned channels at the model's ``pars``: the
@@ -156,8 +167,8 @@ class Model:
         return self._binned_parameters(xp.asarray(pars, dtype=xp.float64), xp)
 
     def nll(self, pars: Any, data: Any) -> Any:
-        """−ln L(θ), the quantity fits minimise."""
-        return -self.logpdf(pars, data)
+        """−ln L(θ) as a scalar, the quantity fits minimise."""
+        return -self._logpdf(pars, data, self._channel_tensors(array_namespace()))
 
     def expected_actualdata(self, pars: Any) -> Any:
         """Expected main data: binned counts and per-event Asimov weights."""
@@ -304,4 +315,4 @@ def traceable_logpdf(model: Any) -> tuple[Callable[[Any, Any, Any], Any], Any]:
     import jax.numpy as jnp
 
     register_pytrees()
-    return (lambda pars, data, arrays: model_ref()._logpdf(pars, data, arrays)), model._channel_tensors(jnp)
+    return (lambda pars, data, arrays: jnp.reshape(model_ref()._logpdf(pars, data, arrays), (1,))), model._channel_tensors(jnp)

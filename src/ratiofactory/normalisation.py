@@ -96,6 +96,9 @@ def reference_factors(channel: UnbinnedChannel) -> list[tuple[float, list[tuple[
     w = channel.reference_weights
     factors = []
     for sample in channel.samples:
+        if sample.parameterised is not None:  # r(x | θ): normalised in the likelihood at each θ
+            factors.append((1.0, []))
+            continue
         ratio = sample.ratio[ref]
         norm = float(np.dot(w, ratio))
         shapes = [(float(np.dot(w, ratio * m.hi[ref])) / norm, float(np.dot(w, ratio * m.lo[ref])) / norm)
@@ -233,14 +236,16 @@ def _sample_normalisation(channel: UnbinnedChannel, j: int) -> SampleNormalisati
 
 
 def channel_normalisation(channel: UnbinnedChannel) -> ChannelNormalisation:
-    """The :class:`ChannelNormalisation` of a channel with a reference sample."""
+    """The :class:`ChannelNormalisation` of a channel with a reference sample (samples with
+    a parameterised ratio r(x | θ) left out: their integral depends on θ)."""
     return ChannelNormalisation(
         channel=channel.name,
         ratio_normalisation=channel.ratio_normalisation,
         shape_normalisation=channel.shape_normalisation,
         reference_events=channel.n_reference,
         effective_events=kish_effective_size(channel.reference_weights),
-        samples=tuple(_sample_normalisation(channel, j) for j in range(len(channel.samples))),
+        samples=tuple(_sample_normalisation(channel, j) for j, sample in enumerate(channel.samples)
+                      if sample.parameterised is None),  # r(x | θ) is normalised at every θ
     )
 
 

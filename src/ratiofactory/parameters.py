@@ -13,6 +13,8 @@ modifier        parameter kind               constraint
 ``normsys``     nuisance parameter α         standard normal
 ``ratiosys``    nuisance parameter α         standard normal (like histosys)
 spurious sig.   nuisance parameter α_ss      standard normal (like normsys)
+ratio inputs    each name in ``parameters``  none (free, like a normfactor)
+                of a parameterised ratio
 ==============  ===========================  ==================================
 
 >>> reqs = unbinned_requirements({"name": "SR", "samples": [{"name": "S", "modifiers": [
@@ -64,6 +66,10 @@ def unbinned_requirements(channel: Mapping[str, Any], pointer: str) -> dict[str,
     """Parameter requirements of one unbinned channel, keyed by parameter name."""
     reqs: dict[str, list[Requirement]] = {}
     for s_idx, sample in enumerate(channel["samples"]):
+        for k, name in enumerate(sample.get("ratio", {}).get("parameters", [])):
+            record = normfactor.required_parset(None, None)  # free, like a normfactor
+            where = f"{pointer}/samples/{s_idx}/ratio/parameters/{k}"
+            reqs.setdefault(name, []).append(Requirement(record, "ratio input", where))
         for m_idx, modifier in enumerate(sample.get("modifiers", [])):
             where = f"{pointer}/samples/{s_idx}/modifiers/{m_idx}"
             kind = modifier["type"]

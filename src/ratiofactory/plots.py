@@ -17,7 +17,8 @@ import numpy as np
 from .errors import InvalidModel
 from .files import atomic_write
 
-__all__ = ["plot_belt", "plot_impacts", "plot_reweighting", "plot_scan", "plot_spurious_signal", "save_figure"]
+__all__ = ["plot_belt", "plot_exclusion", "plot_impacts", "plot_reweighting", "plot_scan", "plot_spurious_signal",
+           "save_figure"]
 
 #: Wilks thresholds drawn on 1-D scans (68.27 % and 95.45 %) and 2-D contours
 LEVELS_1D = {"68.3%": 1.0, "95.4%": 4.0}
@@ -115,6 +116,49 @@ def _plot_scan_2d(scan: Any, path: Any, ax: Any) -> Any:
     ax.set_xlabel(scan.pois[0])
     ax.set_ylabel(scan.pois[1])
     ax.legend(loc="upper right")
+    return _finish(fig, path)
+
+
+def plot_exclusion(grid_result: Any, x: str | None = None, y: str | None = None,
+                   path: str | os.PathLike[str] | None = None, ax: Any = None) -> Any:
+    """Exclusion contour of a signal grid (a :class:`~ratiofactory.grid.GridResult`) in the
+    plane of labels ``x`` and ``y`` (default: the first two): the CLs = level contours of
+    the observed (solid) and median expected (dashed) CLs, the expected ±1σ band, and the
+    points, filled where excluded. The contours are drawn on the Delaunay triangulation
+    of the points (matplotlib's ``tricontour``), so they need three points off a line."""
+    labels = list(grid_result.labels)
+    x = x or labels[0]
+    y = y or (labels[1] if len(labels) > 1 else None)
+    if y is None or x not in labels or y not in labels:
+        raise InvalidModel(f"plot_exclusion needs two of the grid's labels {labels}, got x={x!r}, y={y!r}")
+    points = [p for p in grid_result.points if not p.error]
+    xs = np.array([p.values[labels.index(x)] for p in points], dtype=float)
+    ys = np.array([p.values[labels.index(y)] for p in points], dtype=float)
+    fig, ax = _figure(ax)
+    level = grid_result.level
+    excluded = np.array([p.excluded for p in points], dtype=bool)
+    ax.scatter(xs[~excluded], ys[~excluded], facecolors="none", edgecolors="grey", s=12, zorder=3,
+               label="not excluded", clip_on=False)
+    ax.scatter(xs[excluded], ys[excluded], color="grey", s=12, zorder=3, label=f"excluded (CLs < {level:g})",
+               clip_on=False)
+    ax.margins(0.05)
+    if len(points) >= 3 and np.ptp(xs) > 0 and np.ptp(ys) > 0:
+        expected = np.array([p.expected_cls for p in points], dtype=float)
+        observed = np.array([p.cls for p in points], dtype=float)
+        # inside the ±1σ band: excluded at the −1σ edge of the expectation, not at the +1σ one
+        inside = np.maximum(expected[:, 1] - level, level - expected[:, 3])
+        if inside.min() < 0:
+            ax.tricontourf(xs, ys, inside, levels=[float(inside.min()) - 1.0, 0.0], colors=["gold"], alpha=0.5)
+        for values, color, style in ((expected[:, 2], "black", "--"), (observed, "tab:red", "-")):
+            if values.min() < level < values.max():
+                ax.tricontour(xs, ys, values - level, levels=[0.0], colors=[color], linestyles=style)
+        ax.plot([], [], color="tab:red", label="observed")
+        ax.plot([], [], color="black", linestyle="--", label="expected")
+        ax.fill_between([], [], color="gold", alpha=0.5, label=r"expected $\pm 1\sigma$")
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.set_title(f"CLs of {grid_result.poi} = {grid_result.test_poi:g}", fontsize=10)
+    ax.legend(loc="best", fontsize=8)
     return _finish(fig, path)
 
 
@@ -235,6 +279,9 @@ def plot_reweighting(model: Any, channel: str, sample: str, events: Any = None, 
     with a lower panel of their ratio to the reweighted reference.
     """
     chan, comp = _lookup(model, channel, sample)
+    if comp.parameterised is not None:
+        raise InvalidModel(f"sample '{sample}' of channel '{channel}' has a parameterised ratio r(x | θ);"
+                           " the reweighting diagnostic needs a fixed ratio")
     if chan.reference is None or chan.n_reference == 0:
         raise InvalidModel(f"channel '{channel}' has no reference sample to reweight")
     ref = np.asarray(chan.reference.values)

@@ -88,9 +88,9 @@ class ModelPdf:
         """ln L(pars) of data ``value`` (one vector, or a batch along the leading axes)."""
         value = np.asarray(value, dtype=float)
         if value.ndim == 1:
-            return self.model.logpdf(self.pars, value)
+            return -self.model.nll(self.pars, value)
         flat = value.reshape(-1, value.shape[-1])
-        out = np.asarray([float(self.model.logpdf(self.pars, row)) for row in flat])
+        out = np.asarray([-float(self.model.nll(self.pars, row)) for row in flat])
         return pyhf.tensorlib.astensor(out.reshape(value.shape[:-1]))
 
 

@@ -46,6 +46,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "json_pointer",
     "load_schema",
+    "plain_value",
     "schema_versions",
     "validate",
 ]
@@ -190,7 +191,7 @@ def _explain(error: ValidationError) -> tuple[str, Sequence[str | int]]:
         if not matching and len(paths) == 1 and len(expected) == len(branches):
             (path,) = paths
             value = next(e.instance for e in error.context if tuple(e.absolute_path) == path)
-            return f"{_SHORT.repr(value)} is not one of {expected!r}", path
+            return f"{_SHORT.repr(plain_value(value))} is not one of {expected!r}", path
         break
     return _message(error), error.absolute_path
 
@@ -217,6 +218,24 @@ def _message(error: ValidationError) -> str:
         return f"{_SHORT.repr(error.instance)} is not {description}"
     message = error.message
     full = repr(error.instance)
-    if len(full) > 80 and full in message:
-        message = message.replace(full, _SHORT.repr(error.instance))
+    if full in message:
+        plain = plain_value(error.instance)
+        message = message.replace(full, _SHORT.repr(plain) if len(repr(plain)) > 80 else repr(plain))
     return " ".join(message.split())
+
+
+def plain_value(value: Any) -> Any:
+    """``value`` with numpy scalars and arrays as Python numbers and lists and tuples as
+    lists: what JSON would give, so that pyhf, ``json.dumps`` and messages (``1.5``, not
+    ``np.float64(1.5)``) see one kind of spec.
+
+    >>> plain_value({"a": [np.float64(1.5), np.array([1, 2])], "b": (np.True_,)})
+    {'a': [1.5, [1, 2]], 'b': [True]}
+    """
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.tolist()
+    if isinstance(value, Mapping):
+        return {key: plain_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_value(item) for item in value]
+    return value

@@ -41,6 +41,7 @@ __all__ = [
     "mixture_pdf",
     "ratio_model",
     "sample_mixture",
+    "shifted_normal_ratio_model",
 ]
 
 OPSET = 17
@@ -195,6 +196,37 @@ def ratio_model(
     )
     g.emit(log_ratio, output, "r")
     return g.finish(n_obs, path)
+
+
+def shifted_normal_ratio_model(
+    sigma: float,
+    denominator: Mixture,
+    output: str = "ratio",
+    dtype: str = "float64",
+    path: Path | str | None = None,
+) -> bytes:
+    """Parameterised ONNX model r(x | m) = N(x; m, ``sigma``) / denominator(x) for one
+    observable: input ``"x"`` [N, 2] holds the observable, then the mean m (a model
+    parameter the likelihood appends as a column); written to ``path`` if given.
+
+    >>> import onnxruntime
+    >>> content = shifted_normal_ratio_model(0.5, [(1.0, [Uniform(0.0, 4.0)])])
+    >>> session = onnxruntime.InferenceSession(content, providers=["CPUExecutionProvider"])
+    >>> x = np.array([[1.0, 1.0], [1.0, 1.5]])                # x = 1 at means 1 and 1.5
+    >>> r = session.run(None, {"x": x})[0]
+    >>> bool(np.allclose(r, 4 * np.exp(-0.5 * ((1.0 - x[:, 1]) / 0.5) ** 2) / (0.5 * np.sqrt(2 * np.pi))))
+    True
+    """
+    weights_den, terms_den = _normalised(denominator)
+    if len(terms_den[0]) != 1:
+        raise ValueError("shifted_normal_ratio_model has one observable")
+    g = _Graph(dtype)
+    x, mean = (g.op("Gather", "x", g.const(d, np.int64), axis=1) for d in (0, 1))
+    z = g.op("Div", g.op("Sub", x, mean), g.const(sigma))
+    log_num = g.op("Sub", g.op("Mul", g.op("Mul", z, z), g.const(-0.5)),
+                   g.const(math.log(sigma * math.sqrt(2 * math.pi))))
+    g.emit(g.op("Sub", log_num, g.log_mixture(weights_den, terms_den, [x])), output, "r")
+    return g.finish(2, path)
 
 
 def constant_model(

@@ -11,7 +11,7 @@
 >>> model = ws.model()
 >>> model.config.par_names
 ['mu']
->>> round(float(model.logpdf([1.0], ws.data(model))), 6)
+>>> round(float(model.logpdf([1.0], ws.data(model))[0]), 6)
 -2.92412
 """
 
@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyhf
 
 from . import consistency, jsontext, schema
@@ -33,6 +34,7 @@ from .config import ModelConfig
 from .errors import InvalidModel, InvalidSpecification
 from .files import file_references, open_file_ref, read_text, sha256_file
 from .model import Model, array_namespace
+from .parameterised import check_parameterised
 from .parameters import (
     binned_formula_requirements,
     binned_requirements,
@@ -102,7 +104,7 @@ class Workspace:
 
     def __init__(self, spec: Mapping[str, Any], *, base_dir: str | Path | None = None, validate: bool = True):
         jsontext.check_depth(spec)  # before deepcopy, which recurses
-        self._spec = copy.deepcopy(dict(spec))
+        self._spec = copy.deepcopy(schema.plain_value(dict(spec)))  # numpy values as JSON's
         self.base_dir = Path(base_dir if base_dir is not None else ".").resolve()
         if validate:
             schema.validate(self._spec)
@@ -165,6 +167,7 @@ class Workspace:
         measurement, m_pointer = self._measurement(measurement_name)
         user_parameters = measurement["config"].get("parameters", [])
         poi = measurement["config"]["poi"] if poi_name is _FROM_MEASUREMENT else poi_name
+        poi = None if poi == "" else poi  # pyhf's convention: "" is a measurement without a POI
         binned_specs = self._spec.get("channels", [])
         unbinned_specs = self._spec.get("unbinned_channels", [])
 
@@ -225,6 +228,7 @@ class Workspace:
             )
         except InvalidModel as err:
             raise InvalidModel(f"{m_pointer}/config/poi: {err}") from None
+        _check_parameterised_ratios(channels, config)
         binned_parameters = None
         if binned is not None:
             binned_parameters = BinnedParameters(
@@ -240,15 +244,15 @@ class Workspace:
         (1 for observed events, 0 for reference events) and auxdata."""
         xp = array_namespace()
         observations = self._observations()
-        parts: list[Any] = []
+        parts: list[Any] = []  # assembled in numpy: on jax one transfer, no compiled eager ops
         for name in model.config.binned_channels:
-            parts.append(xp.asarray(observations[name][0]["data"], dtype=xp.float64))
+            parts.append(np.asarray(observations[name][0]["data"], dtype=np.float64))
         for channel in model.unbinned_channels:
-            parts.append(xp.asarray(channel.observed_weights))
-            parts.append(xp.zeros(channel.n_reference))
+            parts.append(np.asarray(channel.observed_weights, dtype=np.float64))
+            parts.append(np.zeros(channel.n_reference))
         if include_auxdata:
-            parts.append(xp.asarray(model.config.auxdata, dtype=xp.float64))
-        return xp.concatenate(parts)
+            parts.append(np.asarray(model.config.auxdata, dtype=np.float64))
+        return xp.asarray(np.concatenate(parts))
 
     # -- workspace algebra (ratiofactory.algebra on the specs; file paths stay valid) --
 
@@ -286,10 +290,21 @@ class Workspace:
         return Workspace(algebra.sorted_spec(self._spec), base_dir=self.base_dir)
 
     def digest(self) -> str:
-        """sha256 of the canonical JSON and of every file the workspace references."""
+        """sha256 of the workspace: of its JSON serialised as ``pyhf digest`` does (sorted
+        keys, UTF-8), continued, for each file it references in document order, with the
+        reference's JSON pointer and the file's sha256 (hex). A pure pyhf workspace
+        references no files, so its digest is ``pyhf digest``'s.
+
+        >>> spec = {"version": "1.0.0", "channels": [{"name": "SR", "samples": [
+        ...     {"name": "b", "data": [50.0], "modifiers": []}]}],
+        ...     "observations": [{"name": "SR", "data": [55.0]}],
+        ...     "measurements": [{"name": "m", "config": {"poi": "", "parameters": []}}]}
+        >>> import pyhf
+        >>> Workspace(spec).digest() == pyhf.utils.digest(pyhf.Workspace(spec))
+        True
+        """
         if self._digest is None:
-            h = hashlib.sha256()
-            h.update(json.dumps(self._spec, sort_keys=True, separators=(",", ":")).encode())
+            h = hashlib.sha256(json.dumps(self._spec, sort_keys=True, ensure_ascii=False).encode("utf-8"))
             for pointer, ref in file_references(self._spec):
                 path = open_file_ref(self.base_dir, ref, pointer=pointer)
                 h.update(pointer.encode())
@@ -299,3 +314,15 @@ class Workspace:
 
     def __repr__(self) -> str:
         return f"Workspace(channels={self.channels}, measurements={self.measurement_names})"
+
+
+def _check_parameterised_ratios(channels: list[Any], config: ModelConfig) -> None:
+    """Parameterised ratios r(x | θ) checked at the parameters' inits and finite bounds."""
+    if not any(s.parameterised for c in channels for s in c.samples):
+        return
+    inits, bounds = config.suggested_init(), config.suggested_bounds()
+    values = {}
+    for name in config.par_order:
+        i = config.par_slice(name).start
+        values[name] = [inits[i], *(b for b in bounds[i] if np.isfinite(b) and b != inits[i])]
+    check_parameterised(channels, values)

@@ -18,7 +18,7 @@ import click
 
 from .. import __version__
 from ..errors import RatiofactoryError
-from ._common import Settings, common_options
+from ._common import Settings, common_options, warn
 
 __all__ = ["cli", "main"]
 
@@ -28,8 +28,13 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            with _one_line_warnings(ctx):
-                return super().invoke(ctx)
+            from .. import compilations
+
+            before = compilations.total()
+            with _one_line_warnings():
+                result = super().invoke(ctx)
+            _report_compilations(ctx, before)
+            return result
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except (RatiofactoryError, OSError) as err:
@@ -62,18 +67,30 @@ class _Group(click.Group):
         sys.exit(code if isinstance(code, int) else 0)
 
 
+def _report_compilations(ctx: click.Context, before: tuple[int, float]) -> None:
+    """With ``--verbose`` on the jax backend: the command's XLA compilations on stderr."""
+    from .. import compilations
+
+    settings = ctx.ensure_object(Settings)
+    import pyhf
+
+    on_jax = pyhf.get_backend()[0].name == "jax"
+    if settings.verbose and not settings.quiet and on_jax and compilations.watching():
+        count, seconds = compilations.total()
+        click.echo(f"jax: {count - before[0]} XLA compilations ({seconds - before[1]:.2f} s compiling)",
+                   err=True)
+
+
 @contextmanager
-def _one_line_warnings(ctx: click.Context) -> Iterator[None]:
+def _one_line_warnings() -> Iterator[None]:
     """Python warnings of the library (``UserWarning``: non-monotone CLs, Asimov yields, ...)
-    shown as one ``Warning: ...`` line each on stderr, without a source line; none with
-    ``--quiet``."""
-    settings = ctx.ensure_object(Settings)  # the subcommand's --quiet lands here later
+    shown as one ``warning: ...`` line each on stderr (:func:`._common.warn`, also with
+    ``--quiet``), without a Python warning's source line."""
 
     def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None,
              line: str | None = None) -> None:
-        if not settings.quiet:
-            text = str(message).strip().splitlines()
-            click.echo(f"Warning: {text[0] if text else category.__name__}", err=True)
+        text = str(message).strip().splitlines()
+        warn(text[0] if text else category.__name__)
 
     with warnings.catch_warnings():
         warnings.simplefilter("default", UserWarning)
@@ -90,9 +107,9 @@ def cli(ctx: click.Context) -> None:
     ctx.ensure_object(Settings)
 
 
-from . import algebra, analysis, ensembles, export, publishing, toys
+from . import algebra, analysis, ensembles, export, patchsets, publishing, toys
 
-for _module in (analysis, publishing, toys, algebra, export, ensembles):
+for _module in (analysis, publishing, toys, algebra, export, patchsets, ensembles):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

@@ -15,7 +15,7 @@ import click
 
 from .. import jsontext
 from ..errors import InvalidFile, InvalidSpecification
-from ..files import atomic_write, decode_utf8
+from ..files import atomic_write, decode_utf8, read_text
 
 WORKSPACE = click.argument("workspace", metavar="WORKSPACE")
 
@@ -26,6 +26,8 @@ class Settings:
     def __init__(self) -> None:
         self.quiet = False
         self.verbose = False
+        self.patches: list[str] = []
+        self.patch_name: str | None = None
         self.starts: int | None = None
         self.global_search = True
 
@@ -42,9 +44,50 @@ def _set_flag(name: str) -> Callable[[click.Context, click.Parameter, bool], boo
 def common_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """``--quiet`` and ``--verbose`` (also accepted before the subcommand)."""
     func = click.option("--verbose", "-v", is_flag=True, expose_value=False, is_eager=True,
-                        callback=_set_flag("verbose"), help="Show tracebacks on errors.")(func)
+                        callback=_set_flag("verbose"),
+                        help="Show tracebacks on errors and, on jax, the number of XLA compilations.")(func)
     return click.option("--quiet", "-q", is_flag=True, expose_value=False, is_eager=True,
                         callback=_set_flag("quiet"), help="No tables or progress, only errors.")(func)
+
+
+def _set_patches(ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    ctx.ensure_object(Settings).patches = list(value)
+    return value
+
+
+def _set_patch_name(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    ctx.ensure_object(Settings).patch_name = value
+    return value
+
+
+def patch_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--patch``/``-p`` (JSON patch files, or a patchset with ``--patch-name``), as pyhf's."""
+    func = click.option("--patch-name", default=None, expose_value=False, callback=_set_patch_name,
+                        help="With a patchset given to --patch: the patch (signal point) to apply.")(func)
+    return click.option("--patch", "-p", multiple=True, expose_value=False, callback=_set_patches,
+                        type=click.Path(dir_okay=False),
+                        help="Apply this JSON patch (or, with --patch-name, a patch of this patchset) to "
+                             "WORKSPACE first; repeatable, applied in order.")(func)
+
+
+def apply_patches(ws: Any, patches: Sequence[str], patch_name: str | None) -> Any:
+    """``ws`` with the ``--patch`` files applied in order (file references stay relative to
+    the workspace's directory)."""
+    from ..patchset import PatchSet, apply_patch, load_patch_operations
+
+    if patch_name is not None and len(patches) != 1:
+        raise click.UsageError("--patch-name selects a patch of one patchset: give exactly one --patch")
+    for path in patches:
+        text = jsontext.loads(read_text(path, "the patch file"), path)
+        if isinstance(text, dict):
+            if patch_name is None:
+                names = PatchSet(text, source=path).names
+                raise click.UsageError(f"{path} is a patchset: choose a patch with --patch-name "
+                                       f"({', '.join(names[:5])}{' ...' if len(names) > 5 else ''})")
+            ws = PatchSet(text, source=path).apply(ws, patch_name)
+        else:
+            ws = apply_patch(ws, load_patch_operations(path), name=path)
+    return ws
 
 
 def _set_value(name: str, value: Any = None) -> Callable[[click.Context, click.Parameter, Any], Any]:
@@ -90,7 +133,7 @@ def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
     ]
     for option in reversed(options):
         func = option(func)
-    return common_options(func)
+    return patch_options(common_options(func))
 
 
 output_option = click.option("--output-file", "-o", default=None, type=click.Path(dir_okay=False),
@@ -128,7 +171,8 @@ def check_parameters(model: Any, names: Sequence[str], option: str) -> None:
                 param_hint=option)
 
 
-_OUTPUT_PARAMETERS = {"output_file": "--output-file", "output": "--output", "plot": "--plot", "bundle": "BUNDLE"}
+_OUTPUT_PARAMETERS = {"output_file": "--output-file", "output": "--output", "plot": "--plot", "bundle": "BUNDLE",
+                      "table": "--table"}
 """The parameters through which commands write files, with the name shown in errors
 (tests/test_bad_input.py checks that every file-path parameter is here or a known input)."""
 
@@ -191,7 +235,13 @@ def load_workspace(source: str) -> Any:
     """
     ws = _read_workspace(source)
     if click.get_current_context(silent=True) is not None:
-        protect_inputs(workspace_inputs(ws, source))
+        chosen = settings()
+        inputs = workspace_inputs(ws, source)
+        inputs.update({Path(path): "a --patch file" for path in chosen.patches})
+        if chosen.patches:
+            ws = apply_patches(ws, chosen.patches, chosen.patch_name)
+            inputs.update({p: w for p, w in workspace_inputs(ws, source).items() if p not in inputs})
+        protect_inputs(inputs)
     return ws
 
 
@@ -217,6 +267,10 @@ def set_backend(name: str) -> None:
     import pyhf
 
     pyhf.set_backend(name, precision="64b")
+    if name == "jax":
+        from .. import compilations
+
+        compilations.watch()  # counted for --verbose
 
 
 def load_model(source: str, backend: str, measurement: str | None, poi: str | None = None) -> tuple[Any, Any, Any]:
@@ -247,6 +301,16 @@ def console() -> Any:
 def show_progress() -> bool:
     """Progress goes to stderr when both stdout and stderr are terminals and not ``--quiet``."""
     return interactive() and sys.stderr.isatty()
+
+
+@contextmanager
+def reporting() -> Iterator[None]:
+    """Progress of toys, scans and limits on stderr: a bar on a terminal, otherwise a line
+    every few seconds (done/total, rate); nothing with ``--quiet``."""
+    from ..progress import reporting as mode
+
+    with mode("off" if settings().quiet else "lines"):
+        yield
 
 
 @contextmanager

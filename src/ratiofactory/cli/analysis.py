@@ -18,7 +18,9 @@ from ._common import (
     model_options,
     output_option,
     parse_fixed,
+    patch_options,
     progress,
+    reporting,
     show,
     warn,
 )
@@ -49,6 +51,7 @@ def _plot(kind: str, path: str | None, *args: Any, **kwargs: Any) -> None:
 @WORKSPACE
 @click.option("--measurement", default=None, help="Also compile this measurement's model (ONNX checks).")
 @output_option
+@patch_options
 @common_options
 def validate(workspace: str, measurement: str | None, output_file: str | None) -> None:
     """Check the schema, the files (paths, sha256 digests) and the ONNX models of WORKSPACE."""
@@ -159,6 +162,7 @@ def _normalisation_table(report: dict[str, Any]) -> Any:
 @WORKSPACE
 @click.option("--measurement", default=None, help="Measurement name (default: the first).")
 @output_option
+@patch_options
 @common_options
 def inspect(workspace: str, measurement: str | None, output_file: str | None) -> None:
     """Channels, samples, modifiers, parameters and event counts of WORKSPACE, and each
@@ -220,7 +224,7 @@ def scan(workspace: str, backend: str, measurement: str | None, optimizer: str, 
     if poi is not None:
         check_parameters(model, [poi], "--poi")
     grid = np.linspace(poi_range[0], poi_range[1], points)
-    with progress(f"profile scan ({points} points)"):
+    with reporting():
         result = infer.profile_scan(model, data, grid, poi=poi, fixed=fixed_values or None,
                                     options=_options(optimizer))
         intervals = [infer.interval(result, cl) for cl in (infer.CL_1SIGMA, infer.CL_2SIGMA)]
@@ -265,7 +269,7 @@ def upper_limit(workspace: str, backend: str, measurement: str | None, optimizer
 
     _, model, data, fixed_values = _setup(workspace, backend, measurement, fixed)
     grid = None if poi_range is None else np.linspace(poi_range[0], poi_range[1], points)
-    with progress("upper limit"):
+    with reporting():
         result = infer.upper_limit(model, data, scan=grid, level=level, test_stat=test_stat,
                                    fixed=fixed_values or None, options=_options(optimizer))
     emit(result.to_dict(), output_file, str(result))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ._common import WORKSPACE, common_options, load_workspace, progress, show
+from ._common import WORKSPACE, common_options, load_workspace, patch_options, progress, show
 
 
 @click.group()
@@ -19,6 +19,7 @@ def export() -> None:
 @click.option("--measurement", default=None, help="Measurement name (default: the first).")
 @click.option("--name", default="w", show_default=True, help="Name of the RooWorkspace.")
 @click.option("--no-reference", is_flag=True, help="Leave out the datasets of reference events.")
+@patch_options
 @common_options
 def roofit(workspace: str, output: str, measurement: str | None, name: str, no_reference: bool) -> None:
     """Write WORKSPACE as a RooWorkspace (simPdf, data_obs, ModelConfig) to a ROOT file.

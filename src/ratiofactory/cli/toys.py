@@ -9,7 +9,7 @@ from typing import Any
 import click
 import numpy as np
 
-from ._common import WORKSPACE, emit, model_options, show_progress
+from ._common import WORKSPACE, emit, model_options, reporting, settings
 from .analysis import _options, _setup
 
 _TOY_OPTIONS = [
@@ -62,7 +62,7 @@ def toys(workspace: str, backend: str, measurement: str | None, optimizer: str, 
     from .. import toys as toy_module
 
     _, model, data, fixed_values = _setup(workspace, backend, measurement, fixed)
-    with toy_module.progress_bars(show_progress()), executor(dask_workers, scheduler) as runner:
+    with toy_module.progress_bars(not settings().quiet), reporting(), executor(dask_workers, scheduler) as runner:
         result = toy_module.toybased_hypotest(model, data, test_poi, ntoys, seed, test_stat=test_stat,
                                               fixed=fixed_values or None, batch_size=batch_size,
                                               executor=runner, options=_options(optimizer))
@@ -99,7 +99,7 @@ def neyman(workspace: str, backend: str, measurement: str | None, optimizer: str
 
     _, model, data, fixed_values = _setup(workspace, backend, measurement, fixed)
     grid = np.linspace(poi_range[0], poi_range[1], points)
-    with toy_module.progress_bars(show_progress()), executor(dask_workers, scheduler) as runner:
+    with toy_module.progress_bars(not settings().quiet), reporting(), executor(dask_workers, scheduler) as runner:
         result = toy_module.neyman_construction(model, data, grid, ntoys, seed, test_stat=test_stat,
                                                 directory=directory, expected_toys=expected_toys,
                                                 fixed=fixed_values or None, batch_size=batch_size,

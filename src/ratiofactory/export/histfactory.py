@@ -19,6 +19,9 @@ lumi            NormFactor (the luminosity parameter keeps its pyhf name), with 
 staterror       StatError (absolute errors on the nominal histogram, Gaussian, no threshold)
 shapesys        ShapeSys with relative errors σ_b/n_b, Poisson constraint
 shapefactor     ShapeFactor
+formula         NormFactor placeholder ``binned_formula_<k>``, replaced afterwards by
+                the RooFormulaVar of the formula (``RooWorkspace`` ``EDIT``; see
+                :func:`ratiofactory.export.roofit.to_roofit`)
 ==============  ==================================================================
 
 Afterwards every parameter gets the pyhf model's initial value, bounds and fixed flag,
@@ -56,10 +59,19 @@ def build_histfactory(
     model: Any,
     names: Mapping[str, list[str]],
     keep: list[Any],
-) -> Any:
-    """A RooWorkspace built by HistFactory from the binned channels of ``spec``; its
-    channel pdfs are ``model_<channel>``, its dataset ``obsData`` (index ``channelCat``)."""
+) -> tuple[Any, dict[str, Any]]:
+    """A RooWorkspace built by HistFactory from the binned channels of ``spec`` (channel
+    pdfs ``model_<channel>``), and the placeholder name → formula expression of every
+    binned ``formula`` modifier."""
+    from ..binned_formulas import split_binned_formulas
+
     HF = root.RooStats.HistFactory
+    channels, formulas = split_binned_formulas(spec["channels"])
+    placeholders = {f.placeholder: f"binned_formula_{k}" for k, f in enumerate(formulas)}
+    for channel in channels:
+        for sample in channel["samples"]:
+            for modifier in sample.get("modifiers", []):
+                modifier["name"] = placeholders.get(modifier["name"], modifier["name"])
     observations = {o["name"]: o for o in spec["observations"]}
     measurement = HF.Measurement("ratiofactory", "ratiofactory export")
     poi = model.config.poi_name
@@ -68,7 +80,7 @@ def build_histfactory(
     measurement.SetLumi(1.0)
     measurement.SetLumiRelErr(0.1)
     measurement.AddConstantParam("Lumi")
-    for channel_spec in spec["channels"]:
+    for channel_spec in channels:
         measurement.AddChannel(_channel(root, channel_spec, observations[channel_spec["name"]], keep))
     keep.append(measurement)
     factory = HF.HistoToWorkspaceFactoryFast(measurement)
@@ -77,7 +89,7 @@ def build_histfactory(
     if not workspace:
         raise ExportError("HistFactory could not build the binned channels (see ROOT's messages above)")
     _set_interpolation_codes(root, workspace, model)
-    return workspace
+    return workspace, {placeholders[f.placeholder]: f.expression for f in formulas}
 
 
 def _channel(root: Any, channel_spec: Mapping[str, Any], observation: Mapping[str, Any], keep: list[Any]) -> Any:

@@ -167,6 +167,11 @@ def to_roofit(workspace: Any, *, measurement: str | None = None, name: str = "w"
     R = load_root()
     if model is None:
         model = workspace.model(measurement)
+    for channel in model.unbinned_channels:
+        for sample in channel.samples:
+            if sample.parameterised is not None:
+                raise ExportError(f"channel {channel.name!r}, sample {sample.name!r}: a parameterised ratio"
+                                  " r(x | θ) has no fixed per-event values to export as dataset columns")
     spec = workspace.spec
     previous = pyhf.get_backend()
     pyhf.set_backend("numpy")
@@ -184,7 +189,7 @@ def to_roofit(workspace: Any, *, measurement: str | None = None, name: str = "w"
     datasets: dict[str, Any] = {}
     globs: list[Any] = []
     if spec.get("channels"):
-        hf = build_histfactory(R, spec, model, params.names, keep)
+        hf, formulas = build_histfactory(R, spec, model, params.names, keep)
         keep.append(hf)
         hf_globs = hf.obj("ModelConfig").GetGlobalObservables()
         observations = {o["name"]: o["data"] for o in spec["observations"] if "data" in o}
@@ -199,7 +204,7 @@ def to_roofit(workspace: Any, *, measurement: str | None = None, name: str = "w"
             out.Import(pdf, R.RooFit.RecycleConflictNodes(), R.RooFit.Silence())
             datasets[channel] = _binned_dataset(R, out.var(f"obs_x_{channel}"), observations[channel])
             keep.append(datasets[channel])
-            pdfs[channel] = out.pdf(pdf.GetName())
+            pdfs[channel] = _replace_formula_placeholders(R, out, out.pdf(pdf.GetName()), formulas, params, keep)
         globs += [out.var(g.GetName()) for g in hf_globs]
     unbinned: list[UnbinnedExport] = []
     specs = {c["name"]: c for c in spec.get("unbinned_channels", [])}
@@ -262,6 +267,26 @@ def _apply_settings(out: Any, model: Any, params: RooParameters) -> None:
             var.setRange(lo, hi)
             var.setVal(init)
             var.setConstant(fixed)
+
+
+def _replace_formula_placeholders(R: Any, out: Any, pdf: Any, formulas: Mapping[str, Any], params: RooParameters,
+                                  keep: list[Any]) -> Any:
+    """``pdf`` with the NormFactor placeholder of each binned formula it uses replaced by
+    the formula's RooFormulaVar (a new pdf ``<name>_formulas``, made by ``EDIT``)."""
+    from .unbinned import formula_var
+
+    used = [name for name in formulas if pdf.getVariables().find(name)]
+    if not used:
+        return pdf
+    for name in used:
+        function = formula_var(R, f"{name}_function", formulas[name], params)
+        keep.append(function)
+        out.Import(function, R.RooFit.RecycleConflictNodes(), R.RooFit.Silence())
+    edits = ", ".join(f"{name}={name}_function" for name in used)
+    edited = out.factory(f"EDIT::{pdf.GetName()}_formulas({pdf.GetName()}, {edits})")
+    if not edited:
+        raise ExportError(f"RooFit could not put the binned formulas into {pdf.GetName()}")
+    return out.pdf(f"{pdf.GetName()}_formulas")
 
 
 def _widen_global_observables(out: Any, globs: Any) -> None:

@@ -39,7 +39,7 @@ from ._root import ExportError
 from .formula import roofit_formula
 from .parameters import RooParameters
 
-__all__ = ["UnbinnedExport", "build_unbinned_channel", "safe_name"]
+__all__ = ["UnbinnedExport", "build_unbinned_channel", "formula_var", "safe_name"]
 
 _CODES = {"code0": (0, 0), "code1": (1, 1), "code4": (4, 5)}  # ours → (FlexibleInterpVar, PiecewiseInterpolation)
 
@@ -91,7 +91,7 @@ def _coefficient(root: Any, prefix: str, sample: Any, params: RooParameters, kee
     """c_j(θ) as a RooProduct."""
     factors = [root.RooConstVar(f"{prefix}nu", "nominal yield", sample.nominal_yield)]
     for k, expr in enumerate(sample.formulas):
-        factors.append(_formula(root, f"{prefix}f{k}", expr, params))
+        factors.append(formula_var(root, f"{prefix}f{k}", expr, params))
     factors += [params.var(name) for name in sample.normfactors]
     if sample.lumi is not None:
         factors.append(params.var(sample.lumi))
@@ -107,7 +107,8 @@ def _coefficient(root: Any, prefix: str, sample: Any, params: RooParameters, kee
     return product
 
 
-def _formula(root: Any, name: str, expr: Expression, params: RooParameters) -> Any:
+def formula_var(root: Any, name: str, expr: Expression, params: RooParameters) -> Any:
+    """The RooFormulaVar ``name`` of a formula expression over the parameters' RooRealVars."""
     names = sorted(expr.parameters)
     variables = root.RooArgList(*[params.var(n) for n in names])
     return root.RooFormulaVar(name, expr.text, roofit_formula(expr, names), variables)
@@ -135,6 +136,12 @@ def build_unbinned_channel(
             f"unbinned channel '{pointer_name}': its spurious_signal (mu -> mu + alpha * delta(mu), delta "
             "interpolated by pchip) is not exported to RooFit yet; export the workspace without it"
         )
+    for sample in channel.samples:
+        if getattr(sample, "parameterised", None) is not None:
+            raise ExportError(
+                f"unbinned channel '{pointer_name}', sample '{sample.name}': its ratio r(x | θ) is a network of "
+                f"the parameters {', '.join(sample.parameterised.parameters)}, evaluated at every θ; RooFit "
+                "cannot run it (the pip wheel's RooONNXFunc lacks the SOFIE parser), so it cannot be exported")
     ch = safe_name(channel.name)
     keep: list[Any] = []
     column_vars: dict[str, Any] = {}

@@ -20,6 +20,7 @@ import numpy as np
 from scipy.optimize import toms748
 from scipy.stats import norm
 
+from ..progress import Progress
 from .asimov import conditional_asimov
 from .errors import InvalidFitSetup
 from .fitting import FitOptions, minimize
@@ -135,13 +136,19 @@ def _root_excluded(calc: AsymptoticCalculator, level: float, targets: list[float
     level·Φ(−n_k))``: all five bands share the one function ``√q_A(μ)``; the observed
     excludes where ``CLs(μ) < level``.
     """
-    sqrt_qa = lambda mu: float(np.sqrt(max(calc.asimov_value(mu), 0.0)))
-    grid = _refined(_search_grid(lo, hi), sqrt_qa)
-    sets = []
-    for target in targets:
-        sets.append(_excluded(grid, lambda mu, t=target: sqrt_qa(mu) - t, rtol, atol))
-    observed_grid = _refined(grid, calc.observed_cls)
-    sets.insert(0, _excluded(observed_grid, lambda mu: level - calc.observed_cls(mu), rtol, atol))
+    with Progress(f"upper limit on {calc.setup.poi_name}", None, "POI values") as bar:
+        def tested(value: float) -> float:
+            bar.update(len({mu for _, mu in calc.cached_values()}))
+            return value
+
+        sqrt_qa = lambda mu: tested(float(np.sqrt(max(calc.asimov_value(mu), 0.0))))
+        observed_cls = lambda mu: tested(calc.observed_cls(mu))
+        grid = _refined(_search_grid(lo, hi), sqrt_qa)
+        sets = []
+        for target in targets:
+            sets.append(_excluded(grid, lambda mu, t=target: sqrt_qa(mu) - t, rtol, atol))
+        observed_grid = _refined(grid, observed_cls)
+        sets.insert(0, _excluded(observed_grid, lambda mu: level - observed_cls(mu), rtol, atol))
     return sets
 
 

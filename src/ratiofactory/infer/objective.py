@@ -28,7 +28,7 @@ import pyhf
 from ..model import traceable_logpdf
 from .errors import InvalidFitSetup
 
-__all__ = ["FitSetup", "Objective", "make_setup", "parameter_indices"]
+__all__ = ["FitSetup", "Objective", "difference_hessian", "make_setup", "parameter_indices"]
 
 
 # ----------------------------------------------------------------------------- names
@@ -142,7 +142,8 @@ class FitSetup:
 
     def _require_poi(self) -> int:
         if self.poi_index is None:
-            raise InvalidFitSetup("the model has no parameter of interest; pass poi='name'")
+            raise InvalidFitSetup('the model has no parameter of interest (measurement with "poi": "",'
+                                  " or poi_name=None): set the measurement's \"poi\", or pass poi='name'")
         return self.poi_index
 
 
@@ -280,8 +281,11 @@ BATCH_POINTS = 32
 def _jax_functions(model: Any, pars: Any = None, data: Any = None) -> dict[str, Callable]:
     """jit-compiled value-and-gradient and Hessian of −2 ln L, built once per model.
 
-    Given ``pars`` and ``data``, the model is first evaluated once eagerly, so that any
-    arrays it builds lazily and caches are concrete and not tracers of the first trace.
+    Both differentiate one traced function ``twice_nll(pars, data, arrays)`` whose
+    per-event arrays are arguments (:func:`~ratiofactory.model.traceable_logpdf`): one
+    compilation each per model and data length, shared by every fit, scan point, Asimov
+    fit and impact refit of that model (``pars``/``data`` are accepted for callers of the
+    earlier signature and unused). The arrays are built eagerly here, outside any trace.
     """
     cached = _JAX_FUNCTIONS.get(model)
     if cached is not None:
@@ -289,8 +293,6 @@ def _jax_functions(model: Any, pars: Any = None, data: Any = None) -> dict[str, 
     import jax
     import jax.numpy as jnp
 
-    if pars is not None:
-        model.logpdf(jnp.asarray(pars, dtype=jnp.float64), data)
     logpdf, arrays = traceable_logpdf(model)  # per-event arrays as arguments, not constants
 
     def twice_nll(pars: Any, data: Any, arrays: Any) -> Any:
@@ -371,10 +373,20 @@ class Objective:
         return self._value_and_grad(pars)[1]
 
     def hessian(self, pars: np.ndarray) -> np.ndarray:
-        """Exact Hessian of ``−2 ln L`` (jax only)."""
-        import jax.numpy as jnp
+        """Hessian of ``−2 ln L`` (jax only), through the compiled exact gradient.
 
-        hess = _jax_functions(self.model)["hessian"](jnp.asarray(pars, dtype=jnp.float64), self.data)
+        Central differences of the exact gradient, Richardson-extrapolated, with steps of
+        1 % of each parameter's curvature scale (agrees with forward-over-reverse
+        ``jax.hessian`` to ~1e-8 relative; 6 gradients per parameter, no second compiled
+        program). Where a step makes the likelihood non-finite (a bound, s(x;θ) ≤ 0), the
+        exact ``jax.hessian`` is compiled and used instead.
+        """
+        x = np.asarray(pars, dtype=float)
+        hess = difference_hessian(lambda p: self._value_and_grad(p)[1], x)
+        if hess is None:
+            import jax.numpy as jnp
+
+            hess = _jax_functions(self.model)["hessian"](jnp.asarray(x, dtype=jnp.float64), self.data)
         return np.asarray(hess, dtype=float)
 
     def _value_and_grad(self, pars: np.ndarray) -> tuple[float, np.ndarray]:
@@ -394,3 +406,35 @@ class Objective:
         if not np.isfinite(value):
             self.nonfinite_calls += 1
         return value
+
+
+def difference_hessian(grad: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
+                       fraction: float = 0.01) -> np.ndarray | None:
+    """Hessian from an exact gradient: ``(4 D(h/2) − D(h)) / 3`` with the central difference
+    ``D(h) = (g(x + h e_i) − g(x − h e_i)) / 2h`` (error O(h⁴)), ``h_i`` a ``fraction`` of
+    the curvature scale ``√(2/H_ii)`` estimated with a first small step. None where a
+    gradient is not finite.
+
+    >>> hess = difference_hessian(lambda x: np.array([2 * x[0] + x[1], x[0] + 6 * x[1] ** 2]),
+    ...                           np.array([1.0, 2.0]))
+    >>> np.round(hess, 9).tolist()
+    [[2.0, 1.0], [1.0, 24.0]]
+    """
+    n = x.size
+    hess = np.empty((n, n))
+
+    def column(i: int, h: float) -> np.ndarray:
+        step = np.zeros(n)
+        step[i] = h
+        return (grad(x + step) - grad(x - step)) / (2.0 * h)
+
+    for i in range(n):
+        h = 1e-5 * max(1.0, abs(x[i]))
+        curvature = column(i, h)[i]
+        if np.isfinite(curvature) and curvature > 0:
+            h = fraction * np.sqrt(2.0 / curvature)
+        coarse, fine = column(i, h), column(i, 0.5 * h)
+        hess[i] = (4.0 * fine - coarse) / 3.0
+    if not np.all(np.isfinite(hess)):
+        return None
+    return 0.5 * (hess + hess.T)

@@ -23,6 +23,7 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.stats import chi2
 
+from ..progress import Progress
 from .errors import InvalidFitSetup
 from .fitting import FitOptions, minimize
 from .objective import FitSetup, Objective, make_setup
@@ -94,14 +95,16 @@ def _scan_line(objective, setup, index, values, best, options) -> tuple[np.ndarr
     profiled = np.empty((values.size, len(setup.names)))
     twice = np.empty(values.size)
     start = int(np.argmin(np.abs(values - best.values[index])))
-    for order in (range(start, values.size), range(start - 1, -1, -1)):
-        previous = best.values
-        for i in order:
-            fixed_setup = setup.with_init(previous).with_poi_fixed(values[i])
-            result = minimize(objective, fixed_setup, options, hesse=False,
-                              context=f"profile scan at {setup.names[index]}={values[i]:g}: ")
-            profiled[i], twice[i] = result.values, result.twice_nll
-            previous = result.values
+    with Progress(f"profile scan of {setup.names[index]}", values.size, "points") as bar:
+        for order in (range(start, values.size), range(start - 1, -1, -1)):
+            previous = best.values
+            for i in order:
+                fixed_setup = setup.with_init(previous).with_poi_fixed(values[i])
+                result = minimize(objective, fixed_setup, options, hesse=False,
+                                  context=f"profile scan at {setup.names[index]}={values[i]:g}: ")
+                profiled[i], twice[i] = result.values, result.twice_nll
+                previous = result.values
+                bar.advance()
     return profiled, twice
 
 

@@ -10,7 +10,6 @@ depend on the executor, the number of workers or the batch size.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
@@ -33,7 +32,8 @@ class Executor(Protocol):
 
 @contextmanager
 def progress_bars(enabled: bool) -> Iterator[None]:
-    """Switch the toy progress bars on or off inside the block (the CLI's ``--quiet``)."""
+    """Switch the toy progress bars on or off inside the block (the CLI's ``--quiet``);
+    see :mod:`ratiofactory.progress` for progress lines off a terminal."""
     before, _SHOW_PROGRESS[0] = _SHOW_PROGRESS[0], bool(enabled)
     try:
         yield
@@ -42,13 +42,13 @@ def progress_bars(enabled: bool) -> Iterator[None]:
 
 
 def progress(items: Iterable[Any], total: int, desc: str) -> Iterable[Any]:
-    """A transient rich progress bar on stderr when it is a terminal; the plain iterable otherwise."""
-    if not (_SHOW_PROGRESS[0] and sys.stderr.isatty()):
+    """Report progress over ``items`` (:func:`ratiofactory.progress.progress`: a bar on a
+    terminal, lines off it where the CLI asks for them); the plain iterable when switched off."""
+    if not _SHOW_PROGRESS[0]:
         return items
-    from rich.console import Console
-    from rich.progress import track
+    from ..progress import progress as report
 
-    return track(items, total=total, description=desc, transient=True, console=Console(stderr=True))
+    return report(items, total, desc, unit="batches" if "toys" in desc else "")
 
 
 def batches(n_toys: int, batch_size: int, start: int = 0) -> list[tuple[int, int]]:

@@ -1,25 +1,19 @@
-"""Fits of many toys at once.
+"""Fits of many toys at once, each searching for the global minimum.
 
-On jax, a batch of toys is fitted by one compiled function, ``jax.vmap`` of a
-bounded-iteration projected Newton method on ``−2 ln L``:
+On jax, a batch of toys is fitted by one compiled function (:mod:`.newton`): ``jax.vmap``
+of projected Newton with exact Hessians, started from the given point and from the best
+points of a coarse scan along the POI (``starts``: number of starts, 1 or ``"off"`` for a
+single local fit), keeping the lowest minimum. Toys that do not converge within
+``max_iter`` are refitted one by one with MIGRAD (:mod:`ratiofactory.infer`) from the same
+starts; a toy that still fails is reported (``converged`` False, values NaN), never kept
+silently.
 
-* exact gradient and Hessian (forward-over-reverse, ``jax.jacfwd`` of ``jax.grad``),
-* box constraints by projection: a parameter at a bound whose gradient points outward
-  is held for that step, the step is clipped into the bounds,
-* Levenberg–Marquardt damping ``H + λ diag(H)`` (λ shrinks after an accepted step and
-  grows after a rejected one, so a step never increases ``−2 ln L`` and never lands where
-  it is +∞),
-* per-toy convergence: the Hessian on the free parameters is positive definite and the
-  estimated distance to the minimum ``½ gᵀH⁻¹g`` is below ``edm_tol``; then one more
-  undamped Newton step takes it to round-off (so results do not depend on the batching).
+On numpy every toy is fitted with MIGRAD in a loop, from the same starts (the same seeds on
+the same POI grid), on the sparse likelihood where it applies.
 
-Newton with exact Hessians converges in a handful of iterations on the few parameters of
-a toy fit, each iteration being one pass over the events per toy, so it vectorises
-without the data-dependent control flow of MIGRAD. Toys that do not converge within
-``max_iter`` are refitted one by one with MIGRAD (:mod:`ratiofactory.infer`); a toy that
-still fails is reported (``converged`` False, values NaN), never kept silently.
-
-On numpy every toy is fitted with MIGRAD in a loop.
+Why several starts: with interference the likelihood is quadratic in √μ and often has two
+minima along the POI; a free fit that stays in the wrong one gives a wrong test statistic
+(``q = 0`` for background-only toys of the off-shell example whose fit stopped at μ ≈ 2).
 """
 
 from __future__ import annotations
@@ -39,9 +33,13 @@ from ..infer.objective import FitSetup, Objective, _jax_functions
 from ..model import traceable_logpdf
 from .executors import batches
 from .generate import SparseToys, expected_main_data, generate_toys
+from .newton import GRID_POINTS, build_solver, poi_grid
 from .sparse import SparseLikelihood
 
-__all__ = ["BatchFit", "fit_toys", "generate_and_fit"]
+__all__ = ["DEFAULT_STARTS", "BatchFit", "fit_toys", "generate_and_fit", "poi_seeds"]
+
+DEFAULT_STARTS = 3
+"""Starts per toy fit with a free POI: the given start and the two best POI seeds."""
 
 _SOLVERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -49,120 +47,113 @@ _SOLVERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 @dataclass(frozen=True)
 class BatchFit:
     """Fits of a batch of toys: ``values`` (n, npars), ``twice_nll`` (n,), ``converged``
-    (n,), ``refitted`` (n,: finished by MIGRAD after Newton did not converge)."""
+    (n,), ``refitted`` (n,: finished by MIGRAD after Newton did not converge), and the
+    minimum each start reached: ``start_twice_nll`` and ``start_poi`` (n, starts; the first
+    start is the given one, so ``start_twice_nll[:, 0] − twice_nll`` shows what the global
+    search gained)."""
 
     values: np.ndarray
     twice_nll: np.ndarray
     converged: np.ndarray
     refitted: np.ndarray
+    start_twice_nll: np.ndarray | None = None
+    start_poi: np.ndarray | None = None
 
     @property
     def n_failed(self) -> int:
         """Toys whose fit did not converge (NaN values)."""
         return int((~self.converged).sum())
 
-
-def _build_solver(twice_nll: Any, max_iter: int, edm_tol: float):
-    """jit(vmap(projected Newton)) for ``twice_nll(x, (data, arrays))``: ``data`` (a pytree)
-    per toy, ``arrays`` (the model's per-event arrays, a pytree) shared by all toys."""
-    import jax
-    import jax.numpy as jnp
-
-    def grad_with_aux(x, data):
-        value, grad = jax.value_and_grad(twice_nll)(x, data)
-        return grad, (value, grad)
-
-    def value_grad_hess(x, data):
-        hess, (value, grad) = jax.jacfwd(grad_with_aux, has_aux=True)(x, data)
-        return value, grad, hess
-
-    def reduced(x, g, h, free, lo, hi):
-        """Gradient and Hessian on the parameters that may move (identity elsewhere)."""
-        held = ((x <= lo) & (g > 0)) | ((x >= hi) & (g < 0))
-        moving = free & ~held
-        g_m = jnp.where(moving, g, 0.0)
-        h_m = jnp.where(moving[:, None] & moving[None, :], h, 0.0) + jnp.diag(jnp.where(moving, 0.0, 1.0))
-        return g_m, h_m
-
-    def diagnose(x, value, g, h, box):
-        g_m, h_m = reduced(x, g, h, *box)
-        chol = jnp.linalg.cholesky(h_m)
-        posdef = jnp.all(jnp.isfinite(chol))
-        newton = jax.scipy.linalg.cho_solve((chol, True), g_m)
-        edm = 0.5 * jnp.dot(g_m, newton)
-        return posdef & jnp.isfinite(value) & (edm < edm_tol) & (edm >= 0)
-
-    def body(state, data, box):
-        free, lo, hi = box
-        x, value, g, h, lam, iteration, _ = state
-        g_m, h_m = reduced(x, g, h, *box)
-        diag = jnp.abs(jnp.diag(h_m)) + 1e-12
-        step = -jnp.linalg.solve(h_m + jnp.diag(lam * diag), g_m)
-        x_new = jnp.where(free, jnp.clip(x + step, lo, hi), x)
-        v_new, g_new, h_new = value_grad_hess(x_new, data)
-        accept = jnp.isfinite(v_new) & (v_new <= value + 1e-10) & jnp.all(jnp.isfinite(g_new))
-        pick = lambda new, old: jnp.where(accept, new, old)
-        x, value, g, h = pick(x_new, x), pick(v_new, value), pick(g_new, g), pick(h_new, h)
-        lam = jnp.where(accept, jnp.maximum(lam * 0.1, 0.0), jnp.maximum(lam * 10.0, 1e-3))
-        return x, value, g, h, lam, iteration + 1, diagnose(x, value, g, h, box)
-
-    def solve_one(x0, data, free, lo, hi, arrays):
-        data, box = (data, arrays), (free, lo, hi)
-        value, g, h = value_grad_hess(x0, data)
-        state = (x0, value, g, h, jnp.asarray(0.0), 0, diagnose(x0, value, g, h, box))
-        state = jax.lax.while_loop(lambda s: (~s[6]) & (s[5] < max_iter), lambda s: body(s, data, box), state)
-        converged = state[6]
-        # one more undamped step: quadratic convergence takes the EDM from < edm_tol to
-        # round-off, so the result no longer depends on where the loop happened to stop
-        polished = body((*state[:4], jnp.asarray(0.0), *state[5:]), data, box)
-        return polished[0], polished[1], converged
-
-    return jax.jit(jax.vmap(solve_one, in_axes=(0, 0, None, None, None, None)))
+    @property
+    def n_rescued(self) -> int:
+        """Toys whose best minimum is lower (by > 1e-6) than the one reached from the given start."""
+        if self.start_twice_nll is None:
+            return 0
+        first = np.where(np.isfinite(self.start_twice_nll[:, 0]), self.start_twice_nll[:, 0], np.inf)
+        return int(np.sum(self.twice_nll < first - 1e-6))
 
 
-def _dense_nll(model: Any) -> tuple[Any, Any]:
+def n_starts(setup: FitSetup, starts: int | str | None = None, options: FitOptions | None = None) -> int:
+    """Local fits per toy: ``starts`` (an int, or ``"off"`` for 1), else 1 where ``options``
+    (:class:`~ratiofactory.infer.FitOptions`) switch the global search off
+    (``global_search=False`` or ``starts=1``), else :data:`DEFAULT_STARTS`; always 1 when
+    the POI is fixed or absent."""
+    if starts is None:
+        local = options is not None and getattr(options, "curve_points", 2) <= 1
+        starts = 1 if local else DEFAULT_STARTS
+    if starts == "off":
+        starts = 1
+    if isinstance(starts, bool) or not isinstance(starts, (int, np.integer)) or starts < 1:
+        raise InvalidFitSetup(f"starts must be a positive number of starts or 'off', got {starts!r}")
+    if setup.poi_index is None or setup.fixed[setup.poi_index]:
+        return 1
+    return int(starts)
+
+
+def poi_seeds(twice_nll_at: Any, setup: FitSetup, start: np.ndarray, n_seeds: int) -> np.ndarray:
+    """The POI seeds of a toy on numpy, as :mod:`.newton` finds them on jax: the local
+    minima (best first) of ``twice_nll_at(pars)`` on :func:`~.newton.poi_grid` of the POI's
+    bounds, the other parameters at ``start``."""
+    lo, hi = setup.bounds[setup.poi_index]
+    grid = poi_grid(float(lo), float(hi), GRID_POINTS, np)
+    values = np.empty(GRID_POINTS)
+    for k, mu in enumerate(grid):
+        pars = start.copy()
+        pars[setup.poi_index] = mu
+        values[k] = twice_nll_at(pars)
+    finite = np.isfinite(values)
+    left, right = np.append(np.inf, values[:-1]), np.append(values[1:], np.inf)
+    local = finite & (values <= left) & (values <= right)
+    rank = np.where(local, values, np.where(finite, values + 1e12, np.inf))
+    return grid[np.argsort(rank, kind="stable")[:n_seeds]]
+
+
+def _dense_nll(model: Any) -> tuple[Any, Any, Any]:
     import jax.numpy as jnp
 
     logpdf, arrays = traceable_logpdf(model)
-    return (lambda x, inputs: -2.0 * jnp.reshape(logpdf(x, *inputs), (-1,))[0]), arrays
+    return (lambda x, data, arrays: -2.0 * jnp.reshape(logpdf(x, data, arrays), (-1,))[0]), (lambda d, a: d), arrays
 
 
-def _sparse_nll(sparse: SparseLikelihood) -> tuple[Any, Any]:
-    return (lambda x, inputs: sparse.twice_nll(x, *inputs)), sparse.ratios
+def _sparse_nll(sparse: SparseLikelihood) -> tuple[Any, Any, Any]:
+    return sparse.twice_nll_gathered, sparse.gather, sparse.arrays
 
 
-def _solver(model: Any, setup: FitSetup, max_iter: int, edm_tol: float, sparse: SparseLikelihood | None):
+def _solver(model: Any, setup: FitSetup, max_iter: int, edm_tol: float, sparse: SparseLikelihood | None,
+            starts: int):
     import jax.numpy as jnp
 
-    key = ("sparse" if sparse else "dense", max_iter, edm_tol)
+    key = ("sparse" if sparse else "dense", id(sparse), max_iter, edm_tol, starts, setup.poi_index)
     per_model = _SOLVERS.setdefault(model, {})
     if key not in per_model:
-        twice_nll, arrays = _sparse_nll(sparse) if sparse else _dense_nll(model)
-        per_model[key] = (_build_solver(twice_nll, max_iter, edm_tol), arrays)
+        twice_nll, prepare, arrays = _sparse_nll(sparse) if sparse else _dense_nll(model)
+        per_model[key] = (build_solver(twice_nll, prepare, max_iter, edm_tol, starts, setup.poi_index), arrays)
     solve, arrays = per_model[key]
     box = (jnp.asarray(~setup.fixed), jnp.asarray(setup.bounds[:, 0]), jnp.asarray(setup.bounds[:, 1]))
     return lambda x0, data: solve(x0, data, *box, arrays)
 
 
-def _sparse_likelihood(model: Any, toy: np.ndarray, pars: np.ndarray) -> SparseLikelihood | None:
-    """The sparse likelihood if it covers the model and agrees with the dense one on ``toy``
-    (checked on the first toy fitted with this model; the verdict is kept)."""
+def _sparse_likelihood(model: Any, toy: np.ndarray, pars: np.ndarray, setup: FitSetup | None = None,
+                       xp: Any = None) -> SparseLikelihood | None:
+    """The sparse likelihood (on ``xp``, default jax) for the bounds of ``setup`` if it covers
+    the model and agrees with the dense one on ``toy`` at ``pars`` (checked once per model,
+    backend and bounds; the verdict is kept)."""
     if not SparseLikelihood.supports(model):
         return None
-    import jax.numpy as jnp
-
+    if xp is None:
+        import jax.numpy as xp
+    bounds = np.asarray(model.config.suggested_bounds() if setup is None else setup.bounds, float)
+    key = ("sparse likelihood", xp.__name__, bounds[SparseLikelihood.shape_parameters(model)].tobytes())
     per_model = _SOLVERS.setdefault(model, {})
-    if "sparse likelihood" in per_model:
-        return per_model["sparse likelihood"]
-    per_model["sparse likelihood"] = None
-    sparse = SparseLikelihood(model)
-    rest, idx, w = sparse.pack(toy[None, :])
-    packed = (jnp.asarray(rest[0]), [jnp.asarray(i[0]) for i in idx], [jnp.asarray(v[0]) for v in w])
-    value = float(sparse.twice_nll(jnp.asarray(pars), packed, sparse.ratios))
-    dense = -2.0 * float(np.reshape(np.asarray(model.logpdf(jnp.asarray(pars), jnp.asarray(toy))), (-1,))[0])
-    if abs(value - dense) > 1e-9 * max(1.0, abs(dense)):
+    if key in per_model:
+        return per_model[key]
+    per_model[key] = None
+    sparse = SparseLikelihood(model, xp, bounds)
+    value = float(sparse.twice_nll(xp.asarray(pars), sparse.pack_one(toy), sparse.arrays))
+    dense = -2.0 * float(np.reshape(np.asarray(model.logpdf(xp.asarray(pars), xp.asarray(toy))), (-1,))[0])
+    if not abs(value - dense) <= 1e-9 * max(1.0, abs(dense)):
         return None
-    per_model["sparse likelihood"] = sparse
+    per_model[key] = sparse
     return sparse
 
 
@@ -187,20 +178,68 @@ def _starts(setup: FitSetup, n: int, init: np.ndarray | None) -> np.ndarray:
 
 
 def _migrad(model: Any, toy: np.ndarray, setup: FitSetup, start: np.ndarray,
-            options: FitOptions | None) -> tuple[np.ndarray, float, bool]:
+            options: FitOptions | None, objective: Objective | None = None) -> tuple[np.ndarray, float, bool]:
     try:
-        result = minimize(Objective(model, toy), setup.with_init(start), options, hesse=False)
+        result = minimize(objective or Objective(model, toy), setup.with_init(start), _single(options), hesse=False)
     except (FitFailed, InvalidFitSetup):
         return np.full(setup.init.size, np.nan), np.nan, False
     return np.asarray(result.values, dtype=float), float(result.twice_nll), True
 
 
-def _loop(model, toys, setup, starts, options) -> BatchFit:
-    fits = [_migrad(model, toy, setup, start, options) for toy, start in zip(toys, starts, strict=True)]
-    n = len(fits)
-    values = np.array([f[0] for f in fits]).reshape(n, setup.init.size)
-    return BatchFit(values, np.array([f[1] for f in fits], dtype=float),
-                    np.array([f[2] for f in fits], dtype=bool), np.zeros(n, dtype=bool))
+def _single(options: FitOptions | None) -> FitOptions:
+    """``options`` for one local fit: the starts are chosen here, the same on numpy and jax."""
+    from dataclasses import replace
+
+    return replace(options or FitOptions(), global_search=False)
+
+
+class _SparseObjective(Objective):
+    """``−2 ln L`` of one toy through the sparse likelihood on numpy (for MIGRAD)."""
+
+    def __init__(self, model: Any, toy: np.ndarray, sparse: SparseLikelihood) -> None:
+        self.model, self.backend, self.has_grad = model, "numpy", False
+        self.data = toy
+        self.calls = self.nonfinite_calls = 0
+        self._last = None
+        self._sparse = sparse
+        self._inputs = sparse.gather(sparse.pack_one(toy), sparse.arrays)
+
+    def __call__(self, pars: np.ndarray) -> float:
+        self.calls += 1
+        value = self._sparse.twice_nll_gathered(np.asarray(pars, dtype=float), self._inputs, self._sparse.arrays)
+        return self._count(float(value))
+
+
+def _fit_from_starts(model: Any, toy: np.ndarray, setup: FitSetup, start: np.ndarray, n: int,
+                     options: FitOptions | None, sparse: SparseLikelihood | None):
+    """MIGRAD from ``start`` and ``n − 1`` POI seeds; the best and every start's minimum."""
+    objective = _SparseObjective(model, toy, sparse) if sparse is not None else Objective(model, toy)
+    points = [np.asarray(start, float)]
+    if n > 1:
+        start_in = setup.with_init(start).init
+        for mu in poi_seeds(objective, setup, start_in, n - 1):
+            seeded = start_in.copy()
+            seeded[setup.poi_index] = mu
+            points.append(seeded)
+    fits = [_migrad(model, toy, setup, point, options, objective) for point in points]
+    values = np.array([f[1] for f in fits])
+    score = np.where(np.isfinite(values), values, np.inf)
+    best = int(np.argmin(score))
+    poi = [f[0][setup.poi_index] if setup.poi_index is not None else 0.0 for f in fits]
+    return fits[best], values, np.array(poi)
+
+
+def _loop(model, toys, setup, starts, options, n: int, sparse: bool) -> BatchFit:
+    likelihood = None
+    if sparse and len(toys):
+        likelihood = _sparse_likelihood(model, toys[0], starts[0], setup, np)
+    results = [_fit_from_starts(model, toy, setup, start, n, options, likelihood)
+               for toy, start in zip(toys, starts, strict=True)]
+    count = len(results)
+    values = np.array([r[0][0] for r in results]).reshape(count, setup.init.size)
+    return BatchFit(values, np.array([r[0][1] for r in results], dtype=float),
+                    np.array([r[0][2] for r in results], dtype=bool), np.zeros(count, dtype=bool),
+                    np.array([r[1] for r in results]).reshape(count, n), np.array([r[2] for r in results]).reshape(count, n))
 
 
 _IN_FLIGHT = 2  # batches sent to the solver and not yet collected (bounds the memory of packed toys)
@@ -208,7 +247,7 @@ _IN_FLIGHT = 2  # batches sent to the solver and not yet collected (bounds the m
 
 def _vectorised(model: Any, chunks: Iterable[tuple[np.ndarray | SparseToys, np.ndarray]], setup: FitSetup, *,
                 batch_size: int, max_iter: int, edm_tol: float, options: FitOptions | None,
-                sparse: bool) -> tuple[np.ndarray | SparseToys, BatchFit]:
+                sparse: bool, starts: int) -> tuple[np.ndarray | SparseToys, BatchFit]:
     """Fits on jax of toys arriving in ``chunks`` of (toys, starts). A batch goes to the
     compiled solver without waiting for the previous one: jax runs it while the next chunk is
     generated and packed. Then MIGRAD refits the toys Newton left unconverged. Returns all
@@ -216,15 +255,15 @@ def _vectorised(model: Any, chunks: Iterable[tuple[np.ndarray | SparseToys, np.n
     import jax.numpy as jnp
 
     received, pending, done, solver, size, likelihood = [], deque(), [], None, 0, None
-    for toys, starts in chunks:
+    for toys, first_points in chunks:
         if solver is None:
             first = _dense(toys[:1])[0]
             _jax_functions(model, setup.init, jnp.asarray(first))  # eager first evaluation
-            likelihood = _sparse_likelihood(model, first, starts[0]) if sparse else None
-            solver = _solver(model, setup, max_iter, edm_tol, likelihood)
+            likelihood = _sparse_likelihood(model, first, first_points[0], setup) if sparse else None
+            solver = _solver(model, setup, max_iter, edm_tol, likelihood, starts)
             size = _batch_shape(model, max(1, min(batch_size, 1 << (len(toys) - 1).bit_length())), batch_size)
         toys = toys if likelihood is not None else _dense(toys)
-        received.append((toys, starts))
+        received.append((toys, first_points))
         n = len(toys)
         for first in range(0, n, size):
             rows = slice(first, first + size) if first + size <= n else np.arange(first, first + size).clip(max=n - 1)
@@ -233,23 +272,24 @@ def _vectorised(model: Any, chunks: Iterable[tuple[np.ndarray | SparseToys, np.n
                 data = (jnp.asarray(rest), [jnp.asarray(i) for i in idx], [jnp.asarray(v) for v in w])
             else:
                 data = jnp.asarray(toys[rows])
-            pending.append((min(size, n - first), solver(jnp.asarray(starts[rows]), data)))
+            pending.append((min(size, n - first), solver(jnp.asarray(first_points[rows]), data)))
             while len(pending) > _IN_FLIGHT:
                 done.append(_fetch(*pending.popleft()))
     done += [_fetch(*p) for p in pending]
-    values, twice_nll, converged = (np.concatenate([d[k] for d in done]) for k in range(3))
+    values, twice_nll, converged, start_nll, start_poi = (np.concatenate([d[k] for d in done]) for k in range(5))
     toys = _concatenate([t for t, _ in received])
-    starts = np.concatenate([s for _, s in received])
+    first_points = np.concatenate([s for _, s in received])
     refitted = ~converged
     for i in np.flatnonzero(refitted):
-        start = values[i] if np.all(np.isfinite(values[i])) else starts[i]
-        values[i], twice_nll[i], converged[i] = _migrad(model, _dense(toys[i:i + 1])[0], setup, start, options)
-    return toys, BatchFit(values, twice_nll, converged, refitted)
+        best, start_nll[i], start_poi[i] = _fit_from_starts(model, _dense(toys[i:i + 1])[0], setup, first_points[i],
+                                                            starts, options, None)
+        values[i], twice_nll[i], converged[i] = best
+    return toys, BatchFit(values, twice_nll, converged, refitted, start_nll, start_poi)
 
 
 def _fetch(n: int, result: tuple[Any, ...]) -> tuple[np.ndarray, ...]:
-    """The first ``n`` rows of a solver call's (values, −2 ln L, converged), waiting for it."""
-    return tuple(np.asarray(a)[:n] for a in result)
+    """The first ``n`` rows of a solver call's outputs, waiting for it."""
+    return tuple(np.array(a)[:n] for a in result)
 
 
 def _concatenate(parts: list[np.ndarray | SparseToys]) -> np.ndarray | SparseToys:
@@ -258,28 +298,32 @@ def _concatenate(parts: list[np.ndarray | SparseToys]) -> np.ndarray | SparseToy
 
 def fit_toys(model: Any, toys: np.ndarray | SparseToys, setup: FitSetup, *, init: np.ndarray | None = None,
              batch_size: int = 256, max_iter: int = 50, edm_tol: float = 1e-8,
-             options: FitOptions | None = None, sparse: bool = True) -> BatchFit:
+             options: FitOptions | None = None, sparse: bool = True, starts: int | str | None = None) -> BatchFit:
     """Fit every toy of ``toys`` (rows of an (n, ndata) array, or :class:`SparseToys`) from
     ``setup`` (fixed parameters and bounds apply to all; ``init`` may give one start per toy).
 
-    On jax: vectorised Newton in batches of ``batch_size`` (batches are padded to a power of
-    two, so few compilations serve all), MIGRAD for the toys it leaves unconverged. On numpy:
-    MIGRAD per toy. ``sparse``: for unbinned models without per-event shape systematics,
-    evaluate each toy only on its events of non-zero weight (:mod:`.sparse`).
+    ``starts``: fits per toy with a free POI — the given start and ``starts − 1`` seeds from a
+    scan along the POI, keeping the lowest minimum (default :data:`DEFAULT_STARTS`, or the
+    ``starts`` of ``options``; ``"off"`` or 1: a single local fit). On jax: vectorised Newton
+    in batches of ``batch_size`` (padded to a power of two, so few compilations serve all),
+    MIGRAD for the toys it leaves unconverged. On numpy: MIGRAD per toy and start.
+    ``sparse``: evaluate each unbinned channel only on the toy's events of non-zero weight
+    (:mod:`.sparse`; ``False`` forces the dense likelihood).
     """
     if not isinstance(toys, SparseToys):
         toys = np.atleast_2d(np.asarray(toys, dtype=float))
-    starts = _starts(setup, len(toys), init)
+    first_points = _starts(setup, len(toys), init)
+    count = n_starts(setup, starts, options)
     if pyhf.get_backend()[0].name != "jax" or len(toys) == 0:
-        return _loop(model, _dense(toys), setup, starts, options)
-    return _vectorised(model, [(toys, starts)], setup, batch_size=batch_size, max_iter=max_iter, edm_tol=edm_tol,
-                       options=options, sparse=sparse)[1]
+        return _loop(model, _dense(toys), setup, first_points, options, count, sparse)
+    return _vectorised(model, [(toys, first_points)], setup, batch_size=batch_size, max_iter=max_iter,
+                       edm_tol=edm_tol, options=options, sparse=sparse, starts=count)[1]
 
 
 def generate_and_fit(model: Any, pars: Any, n_toys: int, seed: int, setup: FitSetup, *, start: int = 0,
                      expected: np.ndarray | None = None, batch_size: int = 256, max_iter: int = 50,
                      edm_tol: float = 1e-8, options: FitOptions | None = None,
-                     sparse: bool = True) -> tuple[np.ndarray | SparseToys, BatchFit]:
+                     sparse: bool = True, starts: int | str | None = None) -> tuple[np.ndarray | SparseToys, BatchFit]:
     """Toys ``start … start + n_toys − 1`` at ``pars`` (:func:`~.generate.generate_toys`) and
     their fits (:func:`fit_toys`): on jax the next batch is generated while this one is fitted.
     Returns the toys (:class:`SparseToys` where the sparse likelihood applies) and the fits.
@@ -301,6 +345,6 @@ def generate_and_fit(model: Any, pars: Any, n_toys: int, seed: int, setup: FitSe
     spans = batches(n_toys, batch_size, start)
     if pyhf.get_backend()[0].name != "jax" or not spans:
         toys = chunk(start, n_toys)[0]
-        return toys, fit_toys(model, toys, setup, options=options)
+        return toys, fit_toys(model, toys, setup, options=options, sparse=sparse, starts=starts)
     return _vectorised(model, (chunk(*span) for span in spans), setup, batch_size=batch_size, max_iter=max_iter,
-                       edm_tol=edm_tol, options=options, sparse=sparse)
+                       edm_tol=edm_tol, options=options, sparse=sparse, starts=n_starts(setup, starts, options))

@@ -1,0 +1,178 @@
+"""The compiled toy fit on jax: vmapped projected Newton, started from several POI seeds.
+
+One toy's fit (``jax.vmap`` runs it for a batch of toys):
+
+1. its inputs are prepared once (the sparse likelihood gathers the per-event arrays of the
+   events the toy drew, :meth:`~.sparse.SparseLikelihood.gather`);
+2. global search along the POI (``n_starts`` > 1 and a free POI): ``−2 ln L`` is evaluated
+   on a grid of POI values (:func:`poi_grid`, uniform in √μ, the other parameters at the
+   start); the grid's local minima, best first, become the seeds besides the given start.
+   Interference models have their second minimum along the POI (quadratic in √μ: μ ≈ 0 and
+   μ ≈ 2 for background-like data in the off-shell example), so this is where a single start
+   picks the basin by accident;
+3. projected Newton from each start (``jax.vmap`` over the starts):
+
+   * exact gradient and Hessian (forward-over-reverse, ``jax.jacfwd`` of ``jax.grad``),
+   * box constraints by projection: a parameter at a bound whose gradient points outward
+     is held for that step, the step is clipped into the bounds,
+   * saddle-free Newton steps: the Hessian's eigenvalues by their absolute value, so a step
+     goes downhill also where ``−2 ln L`` is concave (between two basins; plain Newton
+     converges to the maximum there),
+   * damping: the step is divided by 1 + λ, λ grows after a rejected step and shrinks after
+     an accepted one, so a step never increases ``−2 ln L`` and never lands where it is +∞,
+   * a second trial point per iteration with the POI stepped by Newton in u = √(μ − lo):
+     interference models are smooth in √μ, not in μ, so minima at or just above μ = 0 are
+     reached in a step or two instead of being approached geometrically,
+   * per-start convergence: the Hessian on the free parameters is positive definite and
+     ``½ gᵀH⁻¹g < edm_tol``; then one more undamped step takes it to round-off;
+
+4. the lowest converged minimum is the fit; the minima of all starts are returned too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["GRID_POINTS", "build_solver", "poi_grid"]
+
+GRID_POINTS = 16
+"""POI values of the coarse scan that seeds a global toy fit."""
+
+
+def poi_grid(lo: float, hi: float, n: int = GRID_POINTS, xp: Any = None) -> Any:
+    """``n`` POI values strictly inside ``[lo, hi]``, as the scalar fits' curve
+    (:func:`ratiofactory.infer.minima.curve_grid`): uniform in √(μ − lo) when ``lo ≥ 0``
+    (interference minima sit near zero), uniform otherwise.
+
+    >>> [round(float(v), 3) for v in poi_grid(0.0, 10.0, 4)]
+    [0.4, 1.6, 3.6, 6.4]
+    """
+    import numpy as np
+
+    xp = np if xp is None else xp
+    steps = (xp.arange(n) + 1.0) / (n + 1)
+    return lo + (hi - lo) * xp.where(lo >= 0, steps**2, steps)
+
+
+def _seeds(values: Any, grid: Any, n_seeds: int) -> Any:
+    """The grid's local minima (best first), then its other points by value."""
+    import jax.numpy as jnp
+
+    finite = jnp.isfinite(values)
+    left = jnp.concatenate([jnp.array([jnp.inf]), values[:-1]])
+    right = jnp.concatenate([values[1:], jnp.array([jnp.inf])])
+    local = finite & (values <= left) & (values <= right)
+    rank = jnp.where(local, values, jnp.where(finite, values + 1e12, jnp.inf))
+    return grid[jnp.argsort(rank)[:n_seeds]]
+
+
+def build_solver(twice_nll: Any, prepare: Any, max_iter: int, edm_tol: float, n_starts: int,
+                 poi_index: int | None) -> Any:
+    """``jit(vmap(fit))`` for ``twice_nll(x, inputs, arrays)`` with ``inputs = prepare(data,
+    arrays)`` per toy (``data`` a pytree per toy, ``arrays`` shared by all toys).
+
+    The compiled function takes ``(x0 (n, p), data, free, lo, hi, arrays)`` and returns the
+    best fit per toy ``(values (n, p), −2 ln L (n,), converged (n,))`` and every start's
+    ``(−2 ln L (n, S), POI (n, S))``.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    def value_grad_hess(x, inputs, box):
+        def grad_with_aux(y):
+            value, grad = jax.value_and_grad(twice_nll)(y, *inputs)
+            return grad, (value, grad)
+
+        hess, (value, grad) = jax.jacfwd(grad_with_aux, has_aux=True)(x)
+        return value, grad, hess
+
+    def reduced(x, g, h, free, lo, hi):
+        """Gradient and Hessian on the parameters that may move (identity elsewhere)."""
+        held = ((x <= lo) & (g > 0)) | ((x >= hi) & (g < 0))
+        moving = free & ~held
+        g_m = jnp.where(moving, g, 0.0)
+        h_m = jnp.where(moving[:, None] & moving[None, :], h, 0.0) + jnp.diag(jnp.where(moving, 0.0, 1.0))
+        return g_m, h_m
+
+    def diagnose(x, value, g, h, box):
+        g_m, h_m = reduced(x, g, h, *box)
+        chol = jnp.linalg.cholesky(h_m)
+        posdef = jnp.all(jnp.isfinite(chol))
+        newton = jax.scipy.linalg.cho_solve((chol, True), g_m)
+        edm = 0.5 * jnp.dot(g_m, newton)
+        return posdef & jnp.isfinite(value) & (edm < edm_tol) & (edm >= 0)
+
+    def root_trial(x, g, h, x_step, lo, hi):
+        """``x_step`` with the POI from a Newton step in u = √(μ − lo): interference models
+        are smooth in √μ, not in μ, so near μ = lo this reaches the minimum (or the bound,
+        u ≤ 0) in a step or two where Newton in μ creeps towards it geometrically."""
+        if poi_index is None:
+            return x_step
+        i = poi_index
+        u = jnp.sqrt(jnp.maximum(x[i] - lo[i], 0.0))
+        g_u = 2.0 * u * g[i]
+        h_u = 4.0 * u * u * h[i, i] + 2.0 * g[i]
+        u_new = jnp.where(h_u > 0, u - g_u / jnp.where(h_u > 0, h_u, 1.0), 0.0)
+        mu = lo[i] + jnp.maximum(u_new, 0.0) ** 2
+        return x_step.at[i].set(jnp.clip(mu, lo[i], hi[i]))
+
+    def body(state, inputs, box):
+        free, lo, hi = box
+        x, value, g, h, lam, iteration, _, probing = state
+        g_m, h_m = reduced(x, g, h, *box)
+        # saddle-free Newton: curvatures by their absolute value, so that a step never heads
+        # for a maximum (between the basins of an interference model −2 ln L is concave in μ)
+        curvature, vectors = jnp.linalg.eigh(h_m)
+        size = jnp.maximum(jnp.abs(curvature), 1e-12)
+        step = -vectors @ ((vectors.T @ g_m) / (size * (1.0 + lam)))
+        floor = lo if poi_index is None else lo.at[poi_index].add(1e-12 * (hi[poi_index] - lo[poi_index]))
+        x_step = jnp.where(free, jnp.clip(x + step, floor, hi), x)
+        # the second trial: the POI stepped in √(μ − lo), which may land on μ = lo; a bound
+        # is kept only if the gradient there points out of the box (else the minimum is
+        # inside and the trial is dropped for the rest of this fit)
+        x_alt = jnp.where(probing & free, root_trial(x, g, h, x_step, lo, hi), x_step)
+        v_step, v_alt = twice_nll(x_step, *inputs), twice_nll(x_alt, *inputs)
+        took_alt = jnp.isfinite(v_alt) & (v_alt < v_step)
+        x_new = jnp.where(took_alt, x_alt, x_step)
+        v_new, g_new, h_new = value_grad_hess(x_new, inputs, box)
+        on_bound = took_alt & free & ((x_new <= lo) | (x_new >= hi)) & ((x_step > lo) & (x_step < hi))
+        holds = ((x_new <= lo) & (g_new > 0)) | ((x_new >= hi) & (g_new < 0))
+        bad_alt = jnp.any(on_bound & ~holds)
+        accept = jnp.isfinite(v_new) & (v_new <= value + 1e-10) & jnp.all(jnp.isfinite(g_new)) & ~bad_alt
+        pick = lambda new, old: jnp.where(accept, new, old)
+        x, value, g, h = pick(x_new, x), pick(v_new, value), pick(g_new, g), pick(h_new, h)
+        lam = jnp.where(accept, lam * 0.1, jnp.where(bad_alt, lam, jnp.maximum(lam * 4.0, 1.0)))
+        return x, value, g, h, lam, iteration + 1, diagnose(x, value, g, h, box), probing & ~bad_alt
+
+    def newton(x0, inputs, box):
+        value, g, h = value_grad_hess(x0, inputs, box)
+        state = (x0, value, g, h, jnp.asarray(0.0), 0, diagnose(x0, value, g, h, box), jnp.asarray(True))
+        state = jax.lax.while_loop(lambda s: (~s[6]) & (s[5] < max_iter), lambda s: body(s, inputs, box), state)
+        converged = state[6]
+        # one more undamped step: quadratic convergence takes the EDM from < edm_tol to
+        # round-off, so the result no longer depends on where the loop happened to stop
+        polished = body((*state[:4], jnp.asarray(0.0), *state[5:7], jnp.asarray(False)), inputs, box)
+        return polished[0], polished[1], converged, state[5]
+
+    def starts(x0, inputs, box):
+        if n_starts <= 1 or poi_index is None:
+            return x0[None, :]
+        free, lo, hi = box
+        grid = poi_grid(lo[poi_index], hi[poi_index], GRID_POINTS, jnp)
+        values = jax.vmap(lambda mu: twice_nll(x0.at[poi_index].set(mu), *inputs))(grid)
+        seeds = _seeds(values, grid, n_starts - 1)
+        seeded = jnp.tile(x0, (n_starts - 1, 1)).at[:, poi_index].set(seeds)
+        use = free[poi_index]  # a fixed POI: all starts are the given one
+        return jnp.concatenate([x0[None, :], jnp.where(use, seeded, x0[None, :])])
+
+    def fit_one(x0, data, free, lo, hi, arrays):
+        inputs = (prepare(data, arrays), arrays)
+        box = (free, lo, hi)
+        xs, values, converged, iterations = jax.vmap(lambda x: newton(x, inputs, box))(starts(x0, inputs, box))
+        score = jnp.where(converged & jnp.isfinite(values), values, jnp.inf)
+        best = jnp.argmin(jnp.where(jnp.any(jnp.isfinite(score)), score, jnp.where(jnp.isfinite(values), values,
+                                                                                        jnp.inf)))
+        poi = xs[:, poi_index] if poi_index is not None else jnp.zeros(values.shape)
+        return xs[best], values[best], converged[best], values, poi, iterations
+
+    return jax.jit(jax.vmap(fit_one, in_axes=(0, 0, None, None, None, None)))
