@@ -247,7 +247,7 @@ class _AsimovFitter:
         logpdf, arrays = traceable_logpdf(model)
         self._treedef = jax.tree_util.tree_structure(arrays)
         self._arrays = arrays
-        self._value_and_grad = jax.jit(jax.value_and_grad(lambda p, d, a: -logpdf(p, d, a)))
+        self._value_and_grad = jax.jit(jax.value_and_grad(lambda p, d, a: -logpdf(p, d, a)[0]))
         self._jnp = jnp
 
     def asimov(self, mu: float) -> Any:
