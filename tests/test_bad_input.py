@@ -338,11 +338,18 @@ def test_prune_of_a_formula_parameter_is_refused(workdir):
     assert pruned["unbinned_channels"][0]["samples"][0]["modifiers"] == []
 
 
-@pytest.mark.parametrize("new", ["sqrt", "exp", "max", "lambda", "None", "__class__"])
+@pytest.mark.parametrize("new", ["sqrt", "exp", "max", "PI", "TRUE", "and", "lambda", "None", "__class__"])
 def test_rename_to_a_reserved_word_is_refused(workdir, new):
     _build(workdir)
     result = cli_toy.run(["rename", workdir / "workspace.json", "-m", "mu", new])
     cli_toy.one_line_error(result, f"rename: 'mu' → '{new}'", "reserved")
+
+
+@pytest.mark.parametrize("new", ["mu-2", "mu 2", "mu.x", "2mu", "µ"])
+def test_rename_of_a_formula_parameter_to_a_name_formulas_cannot_read(new):
+    with pytest.raises(ratiofactory.algebra.InvalidWorkspaceOperation) as excinfo:
+        ratiofactory.algebra.rename(SPEC, modifiers={"mu": new})
+    _one_line(excinfo, f"'mu' → {new!r}", "/unbinned_channels/0/samples/0/modifiers/0/data/expression")
 
 
 def test_rename_into_a_name_of_another_kind_is_refused():

@@ -35,6 +35,7 @@ def test_toys_matches_python_api(toy, tmp_path):
     assert got["seed"] == 3
 
 
+@pytest.mark.slow  # 9 s on a loaded 2-core machine (full-suite run, 01:55 UTC)
 def test_neyman_matches_python_api_and_plots(toy, tmp_path):
     path, model, data = toy
     args = ["neyman", path, "--poi-range", 0.2, 2.0, "--points", 4, "--ntoys", 40, "--seed", 1,
@@ -53,6 +54,7 @@ def test_neyman_matches_python_api_and_plots(toy, tmp_path):
     assert json.loads((tmp_path / "again.json").read_text())["critical"] == got["critical"]
 
 
+@pytest.mark.slow  # 7 s on a loaded 2-core machine (full-suite run, 01:55 UTC)
 def test_toys_on_a_local_dask_cluster_equal_the_local_run(toy, tmp_path):
     path, _, _ = toy
     common = ["toys", path, "--test-poi", 1.0, "--ntoys", 16, "--seed", 4, "--batch-size", 4]

@@ -60,7 +60,7 @@ def test_difference_hessian_equals_the_exact_one(toy_jax):
     best = infer.fit(model, data)
     objective = Objective(model, data)
     logpdf, arrays = ratiofactory.model.traceable_logpdf(model)
-    exact = jax.jit(jax.hessian(lambda p, a: -2.0 * logpdf(p, data, a)))(best.values, arrays)
+    exact = jax.jit(jax.hessian(lambda p, a: -2.0 * logpdf(p, data, a).sum()))(best.values, arrays)
     np.testing.assert_allclose(objective.hessian(best.values), np.asarray(exact), rtol=1e-7, atol=1e-9)
     # the covariance the fit reports is 2 H⁻¹ of the exact Hessian
     np.testing.assert_allclose(best.covariance, 2.0 * np.linalg.inv(np.asarray(exact)), rtol=1e-6)
@@ -80,8 +80,12 @@ def test_difference_hessian_on_a_pyhf_model_and_a_curved_function(backend):
     x, y = 0.4, -1.3
     expected = [[9 * np.exp(3 * x) + 2 * y**4, 8 * x * y**3], [8 * x * y**3, 12 * x**2 * y**2]]
     np.testing.assert_allclose(difference_hessian(grad, np.array([x, y])), expected, rtol=1e-9)
-    with np.errstate(invalid="ignore"):
-        assert difference_hessian(lambda v: np.array([np.sqrt(v[0])]), np.array([0.0])) is None
+    # on a bound where the function ends: the one-sided difference on the inside
+    log_grad = lambda v: np.array([1.0 / v[0] + v[1], v[0] + 3 * v[1] ** 2]) if v[0] > 0 else np.full(2, np.nan)
+    np.testing.assert_allclose(difference_hessian(log_grad, np.array([1.0, 0.5])), [[-1.0, 1.0], [1.0, 3.0]],
+                               rtol=1e-6)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        assert difference_hessian(lambda v: np.array([0.5 / np.sqrt(v[0])]), np.array([0.0])) is None
 
 
 def test_verbose_cli_reports_the_compilations(tmp_path):

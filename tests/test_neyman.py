@@ -46,6 +46,7 @@ def test_confidence_set_pieces():
     assert pieces == [pytest.approx([0.8, 1.2]), pytest.approx([3.8, 5.0])]
 
 
+@pytest.mark.slow  # 14 s on a loaded 2-core machine (full-suite run, 01:55 UTC)
 def test_belt_interval_and_resume(unbinned, jax_backend, tmp_path):
     model, data = unbinned
     grid = np.linspace(0.2, 2.2, 6)

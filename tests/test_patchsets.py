@@ -245,6 +245,7 @@ def _compare_with_pyhf(result):
         assert point.expected_cls == pytest.approx(expected[1:], rel=1e-4, abs=1e-7), point.name
 
 
+@pytest.mark.slow  # 11 s on a loaded 2-core machine (full-suite run, 01:55 UTC)
 def test_sbottom_points_equal_pyhf(sbottom_region_a):
     ws, patchset = sbottom_region_a
     _compare_with_pyhf(run_grid(ws, patchset, names=["sbottom_1000_830_700"], options=STRICT))

@@ -95,6 +95,7 @@ def test_vectorised_fits_match_migrad(unbinned, jax_backend):
     assert np.all(held.twice_nll >= batch.twice_nll - 1e-9)
 
 
+@pytest.mark.slow  # 20 s on a loaded 2-core machine (full-suite run, 01:55 UTC)
 def test_unconverged_toys_are_refitted_not_kept(unbinned, jax_backend):
     model, _ = unbinned
     toys = generate_toys(model, [1.0, 0.0], 8, seed=4)

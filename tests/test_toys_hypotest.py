@@ -55,6 +55,7 @@ NUMPY_2_4 = tuple(int(v) for v in np.__version__.split(".")[:2]) >= (2, 4)
                    reason="pyhf 0.7.6 calls np.percentile(interpolation=), removed in numpy 2.4; "
                           "the validation extra pins numpy<2.4 (README)")
 @pytest.mark.filterwarnings("ignore:the `interpolation=` argument to percentile:DeprecationWarning")
+@pytest.mark.slow  # 22 s on a loaded 2-core machine (full-suite run, 01:55 UTC)
 def test_pyhf_toy_hypotest_expected_band_agrees_with_ours(jax_backend):
     """What a pyhf user cross-checking toys runs: pyhf's hypotest with the expected band."""
     model = pyhf.simplemodels.uncorrelated_background([6.0, 9.0], [50.0, 40.0], [6.0, 5.0], validate=False)
@@ -70,6 +71,7 @@ def test_pyhf_toy_hypotest_expected_band_agrees_with_ours(jax_backend):
         assert theirs == pytest.approx(mine, abs=0.08)
 
 
+@pytest.mark.slow  # 10 s on a loaded 2-core machine (full-suite run, 01:55 UTC)
 def test_discovery_pvalue_matches_poisson_counting(jax_backend):
     """A one-bin model without nuisance parameters: q0's toy p-value is P(n ≥ n_obs | b)."""
     from scipy.stats import poisson

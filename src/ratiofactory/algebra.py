@@ -48,7 +48,7 @@ from typing import Any
 
 from . import consistency, schema
 from .errors import InvalidExpression, InvalidModel, RatiofactoryError
-from .expressions import FUNCTIONS, parse_expression
+from .expressions import CONSTANTS, FUNCTIONS, parse_expression
 from .files import file_references
 from .parameters import (
     binned_formula_requirements,
@@ -60,6 +60,7 @@ from .parameters import (
 __all__ = ["JOINS", "InvalidWorkspaceOperation", "combine", "prune", "rebase_paths", "rename", "sorted_spec"]
 
 JOINS = ("none", "outer", "left outer", "right outer")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CHANNEL_LISTS = ("channels", "unbinned_channels")
 
 
@@ -347,8 +348,14 @@ def rename(
     for what, names in (("modifier", modifiers), ("sample", samples), ("channel", channels),
                         ("measurement", measurements)):
         _require(known, what, names)
+    uses = _formula_uses(spec)
     for old, new in modifiers.items():
         _check_new_parameter_name(old, new)
+        if old in uses and not _IDENTIFIER.fullmatch(new):
+            raise InvalidWorkspaceOperation(
+                f"rename: {old!r} → {new!r}: {old!r} appears in the formula at {uses[old]}/data/expression, "
+                f"where {new!r} would not read as one parameter name (use letters, digits and _)"
+            )
     out = copy.deepcopy(dict(spec))
     for channel in _all_channels(out):
         channel["name"] = channels.get(channel["name"], channel["name"])
@@ -373,12 +380,15 @@ def rename(
 
 
 def reserved_names() -> frozenset[str]:
-    """Names a parameter may not take: the formula language's functions and Python's keywords.
+    """Names a parameter may not take: the formula language's functions, constants and
+    refused words, and Python's keywords.
 
-    >>> {"sqrt", "lambda", "None"} <= reserved_names()
+    >>> {"sqrt", "PI", "TRUE", "and", "lambda", "None"} <= reserved_names()
     True
     """
-    return frozenset(FUNCTIONS) | frozenset(keyword.kwlist)
+    from .formula_parser import _WORDS
+
+    return frozenset(FUNCTIONS) | frozenset(CONSTANTS) | frozenset(_WORDS) | frozenset(keyword.kwlist)
 
 
 def _check_new_parameter_name(old: str, new: str) -> None:
@@ -387,7 +397,8 @@ def _check_new_parameter_name(old: str, new: str) -> None:
     if new in reserved_names() or new.startswith("__"):
         raise InvalidWorkspaceOperation(
             f"rename: {old!r} → {new!r}: {new!r} is reserved by the formula language "
-            f"(functions {', '.join(FUNCTIONS)} and Python keywords, names starting with '__'); choose another name"
+            f"(its functions, constants {', '.join(CONSTANTS)}, words such as 'and', Python keywords, "
+            "names starting with '__'); choose another name"
         )
 
 

@@ -143,30 +143,61 @@ def minimize(
         fits, evaluations = [run(setup)], 0
     minima = distinct_minima(fits, setup)
     best = minima[0] if minima else fits[0]
-    if options.global_search and best.valid and _at_bound(setup, best.values):
-        best = _polish_at_bound(objective, setup, best, run)
-        fits.append(best)
     nfev = evaluations + sum(f.nfev for f in fits)
+    if options.global_search and best.valid and _at_bound(setup, best.values):
+        polished = _polish_at_bound(objective, setup, best, run)
+        nfev += polished.nfev - (best.nfev if polished.state is best.state else 0)
+        best = polished
     finish = _scipy_finish if options.method == "scipy" else _migrad_finish
     result = finish(objective, setup, options, best, hesse, minos)
     others = tuple(LocalMinimum(m.values, m.twice_nll, m.twice_nll - result.twice_nll) for m in minima[1:])
-    result = replace(result, nfev=nfev, other_minima=others, local_fits=len(fits),
-                     at_bound=_at_bound(setup, result.values))
+    at_bound = _at_bound(setup, result.values)
+    result = replace(result, nfev=nfev, other_minima=others, local_fits=len(fits), at_bound=at_bound,
+                     errors=_no_error_on_bound(result.errors, setup, at_bound))
     return _checked(result, context)
 
 
 def _polish_at_bound(objective: Objective, setup: FitSetup, best: LocalFit,
                      run: Callable[[FitSetup], LocalFit]) -> LocalFit:
-    """MIGRAD converges slowly onto a bound (its sine transformation flattens there): refit
-    with the parameters on a bound pinned to it, and keep that point unless it is higher."""
-    pinned = setup.with_init(best.values)
-    for name, side in _at_bound(setup, best.values).items():
-        k = setup.index(name)
-        pinned = pinned.with_fixed(k, float(setup.bounds[k][0 if side == "lower" else 1]))
-    if pinned.fixed.all():
+    """MIGRAD converges slowly onto a bound (its sine transformation flattens there, and
+    its EDM underestimates the distance): refit with the parameters on a bound pinned to
+    it (continuing the same MIGRAD, whose covariance estimate is kept), and keep that point
+    unless it is higher."""
+    pinned = {setup.index(name): float(setup.bounds[setup.index(name)][0 if side == "lower" else 1])
+              for name, side in _at_bound(setup, best.values).items()}
+    if all(setup.fixed[k] or k in pinned for k in range(len(setup.names))):
         return best
-    again = run(pinned)
-    return again if again.valid and again.twice_nll <= best.twice_nll + TIE else best
+    if isinstance(best.state, Minuit):
+        m, before = best.state, best.state.nfcn
+        for k, value in pinned.items():
+            m.fixed[k], m.values[k] = True, value
+        with warnings.catch_warnings(record=True):
+            warnings.simplefilter("always")
+            m.migrad(ncall=m.nfcn + 100_000)
+        again = LocalFit(best.values, np.array(m.values, dtype=float), float(m.fval), bool(m.valid),
+                         best.nfev + m.nfcn - before, m, best.notes)
+    else:
+        start = setup.with_init(best.values)
+        for k, value in pinned.items():
+            start = start.with_fixed(k, value)
+        again = run(start)
+    if again.valid and again.twice_nll <= best.twice_nll + TIE:
+        return again
+    if again.state is best.state:  # back to the point returned, as it was posed
+        best.state.values = best.values
+        for k in pinned:
+            best.state.fixed[k] = bool(setup.fixed[k])
+    return best
+
+
+def _no_error_on_bound(errors: np.ndarray | None, setup: FitSetup, at_bound: dict[str, str]) -> np.ndarray | None:
+    """NaN errors for parameters on a bound: the minimum is not a parabola there (HESSE in
+    MINUIT's internal coordinates collapses to ~0, the exact Hessian ignores the bound)."""
+    if errors is None or not at_bound:
+        return errors
+    errors = np.array(errors, dtype=float)
+    errors[[setup.index(name) for name in at_bound]] = np.nan
+    return errors
 
 
 def _at_bound(setup: FitSetup, values: np.ndarray) -> dict[str, str]:
@@ -312,7 +343,12 @@ def _minos(m: Minuit, setup: FitSetup, minos: bool | Sequence[str], notes: list[
             raise InvalidFitSetup(f"minos: unknown parameter {name!r}; known: {', '.join(setup.names)}")
         if setup.fixed[setup.index(name)]:
             raise InvalidFitSetup(f"minos: parameter {name!r} is fixed")
-    m.minos(*names)
+    on_bound = [name for name in names if m.fixed[name]]  # pinned to a bound by the polish step
+    for name in on_bound:
+        notes.append(f"no MINOS error of {name!r}: it lies on its bound")
+    names = [name for name in names if name not in on_bound]
+    if names:
+        m.minos(*names)
     result = {}
     for name in names:
         err = m.merrors[name]

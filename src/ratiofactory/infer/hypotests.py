@@ -93,7 +93,7 @@ class AsymptoticCalculator:
         self.free = minimize(self.data, setup, options, hesse=False, context="free fit to data: ")
         asimov, self.asimov_fit = conditional_asimov(self.data, setup, asimov_poi, options, start=self.free.values)
         self.asimov = Objective(model, asimov)
-        self.asimov_free = minimize(self.asimov, setup.with_init(self.asimov_fit.values), options,
+        self.asimov_free = minimize(self.asimov, setup.with_init(self.asimov_fit.values), options, hesse=False,
                                     context="free fit to Asimov data: ")
         self._cache: dict[tuple[str, float], float] = {}
         self._fits: dict[str, dict[float, np.ndarray]] = {}

@@ -104,7 +104,8 @@ def _curve_seeds(objective: Objective, setup: FitSetup, best: LocalFit, points: 
     for k, nuisance in search_directions(setup):
         here = float(best.values[k])
         grid = nuisance_grid(setup.bounds[k], here) if nuisance else curve_grid(setup.bounds[k], points, here)
-        curves[k] = (here, np.unique(grid[np.abs(grid - here) > 1e-9 * max(1.0, abs(here))]))
+        near = SAME_MINIMUM * _scales(setup, best.values)[k]  # closer points belong to best's basin
+        curves[k] = (here, np.unique(grid[np.abs(grid - here) > near]))
     xs = {k: np.array([here]) for k, (here, _) in curves.items()}
     ys = {k: np.array([best.twice_nll]) for k in curves}
     new = {k: grid for k, (_, grid) in curves.items()}

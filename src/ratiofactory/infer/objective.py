@@ -412,8 +412,10 @@ def difference_hessian(grad: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
                        fraction: float = 0.01) -> np.ndarray | None:
     """Hessian from an exact gradient: ``(4 D(h/2) − D(h)) / 3`` with the central difference
     ``D(h) = (g(x + h e_i) − g(x − h e_i)) / 2h`` (error O(h⁴)), ``h_i`` a ``fraction`` of
-    the curvature scale ``√(2/H_ii)`` estimated with a first small step. None where a
-    gradient is not finite.
+    the curvature scale ``√(2/H_ii)`` estimated with a first small step. Where one side is
+    not finite (a parameter on a bound where the likelihood ends, e.g. √μ at μ = 0), the
+    one-sided ``(−3g(x) + 4g(x ± h) − g(x ± 2h)) / 2h`` on the other side. None where no
+    column can be formed.
 
     >>> hess = difference_hessian(lambda x: np.array([2 * x[0] + x[1], x[0] + 6 * x[1] ** 2]),
     ...                           np.array([1.0, 2.0]))
@@ -422,19 +424,31 @@ def difference_hessian(grad: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
     """
     n = x.size
     hess = np.empty((n, n))
+    g0: list[np.ndarray] = []
 
-    def column(i: int, h: float) -> np.ndarray:
+    def at(i: int, h: float) -> np.ndarray:
         step = np.zeros(n)
         step[i] = h
-        return (grad(x + step) - grad(x - step)) / (2.0 * h)
+        return grad(x + step)
+
+    def central(i: int, h: float) -> np.ndarray:
+        return (at(i, h) - at(i, -h)) / (2.0 * h)
+
+    def one_sided(i: int, h: float) -> np.ndarray:
+        if not g0:
+            g0.append(grad(x))
+        return (-3.0 * g0[0] + 4.0 * at(i, h) - at(i, 2.0 * h)) / (2.0 * h)
 
     for i in range(n):
         h = 1e-5 * max(1.0, abs(x[i]))
-        curvature = column(i, h)[i]
+        curvature = central(i, h)[i]
         if np.isfinite(curvature) and curvature > 0:
             h = fraction * np.sqrt(2.0 / curvature)
-        coarse, fine = column(i, h), column(i, 0.5 * h)
-        hess[i] = (4.0 * fine - coarse) / 3.0
+        hess[i] = (4.0 * central(i, 0.5 * h) - central(i, h)) / 3.0
+        for side in (h, -h):
+            if np.all(np.isfinite(hess[i])):
+                break
+            hess[i] = one_sided(i, 0.1 * side)
     if not np.all(np.isfinite(hess)):
         return None
     return 0.5 * (hess + hess.T)

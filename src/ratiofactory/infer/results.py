@@ -104,7 +104,7 @@ class FitResult:
             where = ", ".join(f"{name} = {fmt(self.value(name))} ({side} bound)"
                               for name, side in self.at_bound.items())
             lines.append(f"the best fit lies on a bound: {where}; the minimum may lie outside"
-                         " (widen the bounds) and Hesse errors there are not reliable")
+                         " (widen the bounds); its Hesse error is NaN (not a parabolic minimum)")
         if self.other_minima:
             shown = "; ".join(self._describe(m) for m in self.other_minima[:3])
             more = f" (and {len(self.other_minima) - 3} more)" if len(self.other_minima) > 3 else ""
