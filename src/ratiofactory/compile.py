@@ -112,7 +112,8 @@ class UnbinnedChannel:
             for expr in sample.formulas:
                 names |= expr.parameters
             names.update(sample.normfactors)
-            names.update(m.parameter for m in (*sample.normsys, *sample.shapesys))
+            names.update(m.parameter for m in sample.normsys)
+            names.update(m.parameter for m in sample.shapesys)
             names.update(sample.parameterised.parameters if sample.parameterised else ())
             if sample.lumi:
                 names.add(sample.lumi)

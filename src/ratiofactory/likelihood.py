@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from .compile import CompiledSample, UnbinnedChannel
+from .errors import InvalidModel
 from .interpolation import _CODES, PreparedInterpolation, interpolate, prepare_interpolation
 from .normalisation import likelihood_arrays
 from .parameterised import ParameterisedRatio
@@ -81,13 +82,18 @@ def _parameterised_tensors(channel: UnbinnedChannel, sample: CompiledSample, ind
                            xp: Any) -> _SampleTensors:
     sets = [channel.observed.values] + ([channel.reference.values] if channel.reference is not None else [])
     events = xp.asarray(np.concatenate(sets, axis=0))
-    indices = tuple(index[name] for name in sample.parameterised.parameters)
-    return _SampleTensors(None, (), 1.0, events, sample.parameterised, indices)
+    parameterised = sample.parameterised
+    if parameterised is None:
+        raise InvalidModel(f"sample {sample.name!r} has no parameterised ratio")
+    indices = tuple(index[name] for name in parameterised.parameters)
+    return _SampleTensors(None, (), 1.0, events, parameterised, indices)
 
 
 def _ratio(tensors: ChannelTensors, sample: _SampleTensors, pars: Any, xp: Any) -> Any:
     """r_j(x_i | θ) of a parameterised sample on every event, normalised on the reference
     sample at this θ with ``ratio_normalisation: "reference"``."""
+    if sample.parameterised is None:
+        raise InvalidModel("_ratio is for samples with a parameterised ratio")
     theta = pars[np.asarray(sample.parameter_indices)]
     ratio = sample.parameterised.ratio(sample.events, theta, xp)
     if tensors.channel.ratio_normalisation == "reference" and tensors.channel.n_reference:

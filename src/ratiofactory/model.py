@@ -154,6 +154,8 @@ class Model:
         pyhf's is NaN at finite ``pars``: a negative expected count (an additive histosys
         or staterror far from nominal) has no Poisson probability, so the likelihood is 0
         there, as where an unbinned density s(x;θ) ≤ 0."""
+        if self.binned is None:
+            raise InvalidModel("the model has no binned channels")
         value = self.binned.logpdf(self.binned_pars(pars, xp), binned_data)[0]
         return xp.where(xp.isnan(value) & xp.all(xp.isfinite(pars)), -xp.inf, value)
 
@@ -311,8 +313,17 @@ def traceable_logpdf(model: Any) -> tuple[Callable[[Any, Any, Any], Any], Any]:
     """
     model_ref = weakref.ref(model)  # callers cache f per model: no strong reference back
     if not isinstance(model, Model):
-        return (lambda pars, data, arrays: model_ref().logpdf(pars, data)), ()
+        return (lambda pars, data, arrays: _alive(model_ref).logpdf(pars, data)), ()
     import jax.numpy as jnp
 
     register_pytrees()
-    return (lambda pars, data, arrays: jnp.reshape(model_ref()._logpdf(pars, data, arrays), (1,))), model._channel_tensors(jnp)
+    return (
+        lambda pars, data, arrays: jnp.reshape(_alive(model_ref)._logpdf(pars, data, arrays), (1,))
+    ), model._channel_tensors(jnp)
+
+
+def _alive(model_ref: weakref.ref[Any]) -> Any:
+    model = model_ref()
+    if model is None:
+        raise InvalidModel("the model of this traceable_logpdf function no longer exists; keep a reference to it")
+    return model

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .errors import InvalidModel
 from .files import atomic_write
@@ -228,8 +229,8 @@ def _impact_values(rows: Sequence[Any]) -> list[float]:
             for a in ("prefit_up", "prefit_down", "postfit_up", "postfit_down")]
 
 
-def plot_belt(poi_values: Sequence[float], critical_values: Sequence[float],
-              observed: Sequence[float] | None = None, *, cl: float | None = None,
+def plot_belt(poi_values: ArrayLike, critical_values: ArrayLike,
+              observed: ArrayLike | None = None, *, cl: float | None = None,
               poi: str = r"$\mu$", path: str | os.PathLike[str] | None = None, ax: Any = None) -> Any:
     """A Neyman construction in the ``t_μ`` form: the toys' critical values ``t_μ^c``
     (the acceptance region is ``t_μ ≤ t_μ^c``), the observed ``t_μ`` and the asymptotic

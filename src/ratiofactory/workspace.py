@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -112,7 +113,7 @@ class Workspace:
         self._digest: str | None = None
 
     @classmethod
-    def load(cls, path: str | Path, *, validate: bool = True) -> Workspace:
+    def load(cls, path: str | os.PathLike[str], *, validate: bool = True) -> Workspace:
         """Read a workspace JSON file; its directory becomes the base of relative paths."""
         path = Path(path)
         spec = jsontext.loads(read_text(path, "the workspace file"), str(path))

@@ -64,7 +64,7 @@ class YieldCheck:
         return diff / self.standard_error if self.standard_error > 0 else float(np.copysign(np.inf, diff))
 
 
-def asimov_yield_checks(model: Any, pars: Sequence[float]) -> list[YieldCheck]:
+def asimov_yield_checks(model: Any, pars: Sequence[float] | np.ndarray) -> list[YieldCheck]:
     """One :class:`YieldCheck` per unbinned channel of ``model`` (none for pyhf models).
 
     The standard error of ``Σ w_i^ref s_i`` (reference weights summing to one) is
@@ -80,7 +80,7 @@ def asimov_yield_checks(model: Any, pars: Sequence[float]) -> list[YieldCheck]:
     return checks
 
 
-def asimov_data(model: Any, pars: Sequence[float], *, check: bool = True) -> Any:
+def asimov_data(model: Any, pars: Sequence[float] | np.ndarray, *, check: bool = True) -> Any:
     """Asimov data at ``pars`` (main data then auxdata): ``model.expected_data(pars)``.
 
     Raises :class:`ratiofactory.errors.NegativeAsimovWeights` where s(x;θ) < 0 on

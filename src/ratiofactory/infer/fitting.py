@@ -66,7 +66,8 @@ class FitOptions:
             raise InvalidFitSetup(f"unknown fit method {self.method!r}; use 'minuit' or 'scipy'")
         if not self.tolerance > 0:
             raise InvalidFitSetup(f"tolerance must be positive, got {self.tolerance}")
-        if isinstance(self.starts, bool) or not isinstance(self.starts, (int, np.integer)) or self.starts < 1:
+        starts: object = self.starts  # user input: check the type too
+        if isinstance(starts, bool) or not isinstance(starts, (int, np.integer)) or starts < 1:
             raise InvalidFitSetup(f"starts must be a positive integer (1: no global search), got {self.starts!r}")
 
     @property
@@ -337,7 +338,10 @@ def _covariance(objective: Objective, setup: FitSetup, values: np.ndarray, m: Mi
 
 
 def _minos(m: Minuit, setup: FitSetup, minos: bool | Sequence[str], notes: list[str]) -> dict:
-    names = [n for n, f in zip(setup.names, setup.fixed, strict=True) if not f] if minos is True else list(minos)
+    if isinstance(minos, bool):
+        names = [n for n, f in zip(setup.names, setup.fixed, strict=True) if not f] if minos else []
+    else:
+        names = list(minos)
     for name in names:
         if name not in setup.names:
             raise InvalidFitSetup(f"minos: unknown parameter {name!r}; known: {', '.join(setup.names)}")
@@ -380,7 +384,7 @@ def _scipy_local(objective: Objective, setup: FitSetup, options: FitOptions) -> 
         # L-BFGS-B often stops "ABNORMAL" in the line search when already at the minimum to
         # machine precision: accept it when the EDM meets MIGRAD's criterion
         cov, cov_ok = _covariance(objective, setup, values, None)
-        edm = _edm(objective, setup, values, cov) if cov_ok else None
+        edm = _edm(objective, setup, values, cov) if cov_ok and cov is not None else None
         valid = edm is not None and edm < 0.002 * options.tolerance
     return LocalFit(setup.init, values, float(objective(values)), valid, int(res.nfev),
                     (res, cov, cov_ok, edm))
@@ -420,9 +424,9 @@ def _edm(objective: Objective, setup: FitSetup, values: np.ndarray, cov: np.ndar
             down[k] -= 0.0 if side == "lower" else h
             grad[k] = (objective(up) - objective(down)) / (up[k] - down[k])
     for name, side in sides.items():
-        k = setup.index(name)
-        if (side == "lower" and grad[k] > 0) or (side == "upper" and grad[k] < 0):
-            grad[k] = 0.0
+        at = setup.index(name)
+        if (side == "lower" and grad[at] > 0) or (side == "upper" and grad[at] < 0):
+            grad[at] = 0.0
     grad = grad[free]
     sub = cov[np.ix_(free, free)]
     return float(0.25 * grad @ sub @ grad)

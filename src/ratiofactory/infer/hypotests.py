@@ -88,7 +88,7 @@ class AsymptoticCalculator:
                  options: FitOptions | None = None, asimov_poi: float = 0.0) -> None:
         _check_kind(test_stat)
         self.setup, self.test_stat, self.options = setup, test_stat, options
-        self.index = setup._require_poi()
+        self.index, self.poi_name = setup.require_poi()
         self.data = Objective(model, data)
         self.free = minimize(self.data, setup, options, hesse=False, context="free fit to data: ")
         asimov, self.asimov_fit = conditional_asimov(self.data, setup, asimov_poi, options, start=self.free.values)
@@ -155,7 +155,7 @@ class AsymptoticCalculator:
         (clsb,), (clb,), (cls,) = asymptotic_pvalues(q, q_asimov, self.test_stat)
         exp_clsb, exp_clb, exp_cls = asymptotic_pvalues(0.0, q_asimov, self.test_stat, _BAND_TS)
         return HypoTestResult(
-            self.setup.poi_name, float(poi_value), self.test_stat, q, q_asimov, cls, clsb, clb,
+            self.poi_name, float(poi_value), self.test_stat, q, q_asimov, cls, clsb, clb,
             tuple(exp_cls), tuple(exp_clsb), tuple(exp_clb), float(self.free.values[self.index]),
         )
 
@@ -197,7 +197,7 @@ def compute_teststat(
     free = minimize(objective, setup, options, hesse=False, context="free fit: ")
     conditional = minimize(objective, setup.with_init(free.values).with_poi_fixed(poi_value), options,
                            hesse=False, context=f"fit at {setup.poi_name}={poi_value:g}: ")
-    return _statistic(test_stat, poi_value, free, conditional, setup.poi_index)
+    return _statistic(test_stat, poi_value, free, conditional, setup.require_poi()[0])
 
 
 def hypotest(
