@@ -88,6 +88,14 @@ def asimov_data(model: Any, pars: Sequence[float] | np.ndarray, *, check: bool =
     with ν(θ); a difference above 5 standard errors of the reference sample emits
     :class:`AsimovYieldWarning` naming the channel (it cannot happen with both
     normalisations ``"reference"``).
+
+    >>> import pyhf
+    >>> model = pyhf.simplemodels.uncorrelated_background([5.0], [50.0], [5.0], validate=False)
+    >>> data = [62.0] + model.config.auxdata
+    >>> asimov_data(model, [1.0, 1.0]).tolist()
+    [55.0, 100.0]
+    >>> model.expected_data([1.0, 1.0]).tolist()
+    [55.0, 100.0]
     """
     data = model.expected_data(pars)
     if check:

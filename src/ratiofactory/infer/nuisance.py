@@ -40,6 +40,12 @@ def prefit_constraints(model: Any, data: Any) -> dict[int, tuple[float, float]]:
 
     The centre is read from the auxiliary data in ``data`` (pyhf's order,
     ``config.auxdata_order``, at the end of the data vector).
+
+    >>> import pyhf
+    >>> model = pyhf.simplemodels.uncorrelated_background([5.0], [50.0], [5.0], validate=False)
+    >>> data = [62.0] + model.config.auxdata
+    >>> prefit_constraints(model, data)  # shapesys on bin 1: centre 1, width 5/50
+    {1: (1.0, 0.1)}
     """
     config = model.config
     data = np.asarray(data, dtype=float)
