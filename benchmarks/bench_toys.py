@@ -1,11 +1,18 @@
-"""Toy fits per second: ratiofactory (vectorised Newton on jax) vs RooFit.
+"""Toy fits per second: ratiofactory (vectorised global Newton fits on jax) vs RooFit.
 
-Model: extended unbinned fit of 2000 expected events in x ∈ [0, 10], Gaussian signal
-N(5, 0.5) with yield 200·μ on an exponential background (slope 0.3, 1800 events, one
-normsys ±10 %), POI μ. Ours: exact-ratio ONNX models, reference sample of 50k events,
-toys = Poisson weights on the reference events. Generate-and-fit per toy.
+``--model gauss-exp`` (default): extended unbinned fit of 2000 expected events in
+x ∈ [0, 10], Gaussian signal N(5, 0.5) with yield 200·μ on an exponential background
+(slope 0.3, 1800 events, one normsys ±10 %), POI μ. Ours: exact-ratio ONNX models,
+reference sample of 50k events, toys = Poisson weights on the reference events.
+
+``--model offshell``: examples/offshell/workspace/exact.json (interference, one per-event
+shape systematic, 100k reference events, ~1000 expected events), toys at μ = 1; with
+``--neyman`` also the Neyman construction over 25 μ values × 1000 toys (μ ∈ [0, 4]).
+
+Generate-and-fit per toy, with the global search of the toy fits (``--starts``).
 
     python benchmarks/bench_toys.py --toys 1000 [--big 10000] [--roofit]
+    python benchmarks/bench_toys.py --model offshell --toys 2000 --big 10000 --neyman
 
 Reports toys/s including compilation (first run) and in steady state (second run with
 new toys), and for ``--big`` the time and peak memory (ru_maxrss) of that many toys.
@@ -21,6 +28,7 @@ import resource
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pyhf
@@ -33,12 +41,13 @@ from ratiofactory.toys.examples import gaussian_on_exponential
 N_SIGNAL, N_BACKGROUND, N_REFERENCE = 200.0, 1800.0, 50_000
 
 
-def run_toys(model, setup, truth, n_toys, seed, batch_size, span=1024):
+def run_toys(model, setup, truth, n_toys, seed, batch_size, span=1024, starts=None):
     """Generate and fit ``n_toys`` toys, ``span`` toys per call (as an executor's tasks would:
     the toys of a call are kept); return (seconds, fitted μ, failures, refits)."""
     expected = expected_main_data(model, truth)
     start = time.perf_counter()
-    fits = [generate_and_fit(model, truth, n, seed, setup, start=first, expected=expected, batch_size=batch_size)[1]
+    fits = [generate_and_fit(model, truth, n, seed, setup, start=first, expected=expected, batch_size=batch_size,
+                             starts=starts)[1]
             for first, n in batches(n_toys, span)]
     elapsed = time.perf_counter() - start
     return (elapsed, np.concatenate([f.values[:, 0] for f in fits]), sum(f.n_failed for f in fits),
@@ -77,33 +86,66 @@ def roofit(n_toys: int) -> float:
     return n_toys / (time.perf_counter() - start)
 
 
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "offshell" / "workspace" / "exact.json"
+
+
+def load(name: str, folder: str):
+    """(model, data, generating parameters) of the benchmark model ``name``."""
+    if name == "offshell":
+        ws = ratiofactory.Workspace.load(EXAMPLE)
+        model = ws.model()
+        return model, ws.data(model), [1.0, 1.0, 0.0]
+    path = gaussian_on_exponential(folder, n_signal=N_SIGNAL, n_background=N_BACKGROUND,
+                                   n_reference=N_REFERENCE, seed=1)
+    ws = ratiofactory.Workspace.load(path)
+    model = ws.model()
+    return model, ws.data(model), [1.0, 0.0]
+
+
+def neyman(model, data, batch_size: int) -> None:
+    """Time the Neyman construction over 25 μ values × 1000 toys."""
+    from ratiofactory.toys import neyman_construction
+
+    start = time.perf_counter()
+    result = neyman_construction(model, data, np.linspace(0.0, 4.0, 25), 1000, seed=5, batch_size=batch_size)
+    elapsed = time.perf_counter() - start
+    failed = sum(p.n_failed for p in result.points)
+    print(f"Neyman construction, 25 mu values x 1000 toys: {elapsed:.1f} s ({25_000 / elapsed:.0f} toys/s, each "
+          f"fitted free and at mu); failed {failed}; 68.27 % interval {result.intervals[next(iter(result.intervals))]}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="toy fits per second")
+    parser.add_argument("--model", choices=["gauss-exp", "offshell"], default="gauss-exp")
     parser.add_argument("--toys", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--starts", default=None, help="local fits per toy (default: the library's; 'off': 1)")
     parser.add_argument("--big", type=int, default=0, help="also time this many toys (peak memory)")
+    parser.add_argument("--neyman", action="store_true", help="time the Neyman construction (25 x 1000 toys)")
     parser.add_argument("--roofit", action="store_true")
     args = parser.parse_args()
+    starts = None if args.starts is None else (args.starts if args.starts == "off" else int(args.starts))
     pyhf.set_backend("jax", precision="64b")
     with tempfile.TemporaryDirectory() as folder:
-        path = gaussian_on_exponential(folder, n_signal=N_SIGNAL, n_background=N_BACKGROUND,
-                                       n_reference=N_REFERENCE, seed=1)
         start = time.perf_counter()
-        ws = ratiofactory.Workspace.load(path)
-        model = ws.model()
-        print(f"model: {model.config.nmaindata} events in the data vector; load {time.perf_counter() - start:.1f} s")
+        model, data, truth = load(args.model, folder)
+        print(f"model {args.model}: {model.config.nmaindata} events in the data vector; "
+              f"load {time.perf_counter() - start:.1f} s")
         setup = make_setup(model)
-        truth = [1.0, 0.0]
-        first, mus, failed, refits = run_toys(model, setup, truth, args.toys, 1, args.batch_size)
-        print(f"first run (incl. compilation): {args.toys} toys in {first:.2f} s = {args.toys / first:.0f} toys/s;"
+        first, _, _, _ = run_toys(model, setup, truth, args.batch_size, 0, args.batch_size, starts=starts)
+        print(f"first batch ({args.batch_size} toys, incl. compilation): {first:.1f} s")
+        warm, mus, failed, refits = run_toys(model, setup, truth, args.toys, 1, args.batch_size, starts=starts)
+        print(f"first run (compiled): {args.toys} toys in {warm:.2f} s = {args.toys / warm:.0f} toys/s;"
               f" failed {failed}, MIGRAD refits {refits}; mean mu-hat {mus.mean():.4f} ± {mus.std() / np.sqrt(mus.size):.4f}")
-        steady, mus, failed, refits = run_toys(model, setup, truth, args.toys, 2, args.batch_size)
+        steady, mus, failed, refits = run_toys(model, setup, truth, args.toys, 2, args.batch_size, starts=starts)
         print(f"steady state: {args.toys} toys in {steady:.2f} s = {args.toys / steady:.0f} toys/s;"
               f" failed {failed}, refits {refits}; sd(mu-hat) {mus.std():.4f}")
         if args.big:
-            elapsed, _, failed, refits = run_toys(model, setup, truth, args.big, 3, args.batch_size)
+            elapsed, _, failed, refits = run_toys(model, setup, truth, args.big, 3, args.batch_size, starts=starts)
             print(f"{args.big} toys in {elapsed:.1f} s = {args.big / elapsed:.0f} toys/s; failed {failed}, "
                   f"refits {refits}; peak memory (ru_maxrss) {peak_memory_mb():.0f} MB")
+        if args.neyman:
+            neyman(model, data, args.batch_size)
     if args.roofit:
         try:
             rate = roofit(min(args.toys, 200))

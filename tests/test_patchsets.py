@@ -236,13 +236,18 @@ def sbottom_region_a():
     return ws, PatchSet.from_patches(background, patches, labels=["m_sb", "m_n2", "m_n1"])
 
 
-def _compare_with_pyhf(result):
-    reference = json.loads(PYHF_CLS.read_text())
-    assert not result.failed
+def _compare_with_pyhf(result, reference=None):
+    """Equal to pyhf's CLs to 1e-4 relative where pyhf's Minuit converged at strategy 2; where
+    it did not (pyhf fell back to strategy 1 or scipy), to 5e-3, the spread between pyhf's
+    own optimisers."""
+    reference = reference or json.loads(PYHF_CLS.read_text())
+    assert not result.failed, result.failed[0]
     for point in result.points:
-        expected = reference[point.name]
-        assert point.cls == pytest.approx(expected[0], rel=1e-4, abs=1e-7), point.name
-        assert point.expected_cls == pytest.approx(expected[1:], rel=1e-4, abs=1e-7), point.name
+        expected = reference["points"][point.name]
+        strict = reference["optimizer"][point.name].startswith("minuit strategy 2")
+        rel, abs_ = (1e-4, 1e-7) if strict else (5e-3, 1e-5)
+        assert point.cls == pytest.approx(expected[0], rel=rel, abs=abs_), point.name
+        assert point.expected_cls == pytest.approx(expected[1:], rel=rel, abs=abs_), point.name
 
 
 @pytest.mark.slow  # 11 s on a loaded 2-core machine (full-suite run, 01:55 UTC)
@@ -251,9 +256,36 @@ def test_sbottom_points_equal_pyhf(sbottom_region_a):
     _compare_with_pyhf(run_grid(ws, patchset, names=["sbottom_1000_830_700"], options=STRICT))
 
 
+def _pyhf_cls(spec):
+    """pyhf's CLs at mu = 1 with the tightest optimiser that converges (as
+    validation/sbottom_patchset_pyhf.py), for points missing from the stored reference."""
+    import pyhf
+
+    settings = (("minuit strategy 2 tolerance 1e-7", lambda: pyhf.optimize.minuit_optimizer(tolerance=1e-7, strategy=2)),
+                ("minuit strategy 1", lambda: pyhf.optimize.minuit_optimizer(strategy=1)),
+                ("scipy", pyhf.optimize.scipy_optimizer))
+    workspace = pyhf.Workspace(spec)
+    model = workspace.model()
+    try:
+        for label, optimizer in settings:
+            pyhf.set_backend("numpy", optimizer())
+            try:
+                cls, expected = pyhf.infer.hypotest(1.0, workspace.data(model), model, test_stat="qtilde",
+                                                    return_expected_set=True)
+            except (pyhf.exceptions.FailedMinimization, AssertionError):
+                continue
+            return [float(cls), *(float(e) for e in expected)], label
+    finally:
+        pyhf.set_backend("numpy", "scipy")
+    raise AssertionError("pyhf did not converge")
+
+
 @pytest.mark.slow
 def test_sbottom_all_region_a_points_equal_pyhf(sbottom_region_a):
     ws, patchset = sbottom_region_a
     reference = json.loads(PYHF_CLS.read_text())
-    assert len(reference) == len(patchset), "regenerate with validation/sbottom_patchset_pyhf.py"
-    _compare_with_pyhf(run_grid(ws, patchset, options=STRICT))
+    for patch in patchset:  # points the stored reference lacks: pyhf now
+        if patch.name not in reference["points"]:
+            spec = patchset.apply(ws, patch.name).spec
+            reference["points"][patch.name], reference["optimizer"][patch.name] = _pyhf_cls(spec)
+    _compare_with_pyhf(run_grid(ws, patchset, options=STRICT), reference)

@@ -42,9 +42,9 @@ import copy
 import keyword
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from . import consistency, schema
 from .errors import InvalidExpression, InvalidModel, RatiofactoryError
@@ -207,24 +207,25 @@ def rebase_paths(spec: Mapping[str, Any], old_base: str | Path, new_base: str | 
     """A copy of ``spec`` whose relative file paths, written for ``old_base``, point to the
     same files from ``new_base``. Refuses a file outside ``new_base``; digests are kept."""
     old_base, new_base = Path(old_base).resolve(), Path(new_base).resolve()
-    spec = copy.deepcopy(dict(spec))
+    out = copy.deepcopy(dict(spec))
     if old_base == new_base:
-        return spec
-    for pointer, ref in file_references(spec):
+        return out
+    for pointer, found in file_references(out):
+        ref = cast(dict[str, Any], found)  # a dict of the deep copy (JSON objects are dicts)
         target = (old_base / ref["path"]).resolve()
         if not target.is_relative_to(new_base):
             raise InvalidWorkspaceOperation(
                 f"{pointer}/path: {target} lies outside the combined workspace's directory {new_base}; "
                 "copy the file (or the workspace) under that directory first"
             )
-        ref["path"] = Path(os.path.relpath(target, new_base)).as_posix()  # the spec's own (copied) dict
-    return spec
+        ref["path"] = Path(os.path.relpath(target, new_base)).as_posix()
+    return out
 
 
 # ----------------------------------------------------------------------------- prune, rename
 
 
-def _all_channels(spec: Mapping[str, Any]) -> Iterable[Mapping[str, Any]]:
+def _all_channels(spec: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     for key in _CHANNEL_LISTS:
         yield from spec.get(key, [])
 
@@ -391,7 +392,7 @@ def reserved_names() -> frozenset[str]:
     return frozenset(FUNCTIONS) | frozenset(CONSTANTS) | frozenset(_WORDS) | frozenset(keyword.kwlist)
 
 
-def _check_new_parameter_name(old: str, new: str) -> None:
+def _check_new_parameter_name(old: str, new: object) -> None:
     if not isinstance(new, str) or not new:
         raise InvalidWorkspaceOperation(f"rename: {old!r} → {new!r}: a parameter name cannot be empty")
     if new in reserved_names() or new.startswith("__"):

@@ -32,12 +32,12 @@ _totals = [0, 0.0]  # compilations, seconds spent compiling
 _watching = [False]
 
 
-def _listener(event: str, duration: float, **kwargs: object) -> None:
+def _listener(event: str, duration_secs: float, **kwargs: str | int) -> None:
     if event != BACKEND_COMPILE_EVENT:
         return
     with _lock:
         _totals[0] += 1
-        _totals[1] += float(duration)
+        _totals[1] += float(duration_secs)
         _names[str(kwargs.get("fun_name", "?"))] += 1
 
 

@@ -29,7 +29,8 @@ from typing import Any
 from ratiofactory.binned_formulas import PLACEHOLDER_PREFIX
 from ratiofactory.errors import InvalidSpecification
 from ratiofactory.expressions import parse_expression
-from ratiofactory.schema import _is_array, json_pointer, plain_value
+from ratiofactory.schema import is_array, json_pointer, plain_value
+from ratiofactory.spurious_signal import spurious_signal_of
 
 __all__ = ["check_consistency"]
 
@@ -73,7 +74,7 @@ def _check_finite(value: Any, path: list[str | int]) -> None:
     items: Iterable[tuple[str | int, Any]] = ()
     if isinstance(value, Mapping):
         items = value.items()
-    elif _is_array(None, value):
+    elif is_array(value):
         items = enumerate(value)
     for key, item in items:
         _check_finite(item, [*path, key])
@@ -85,8 +86,8 @@ def _check_parameter_settings(parameters: Sequence[Mapping[str, Any]], pointer: 
     for index, entry in enumerate(parameters):
         where = f"{pointer}/parameters/{index}"
         bounds = entry.get("bounds")
-        for k, pair in enumerate(bounds if _is_array(None, bounds) else []):
-            if not (_is_array(None, pair) and len(pair) == 2):
+        for k, pair in enumerate(bounds if is_array(bounds) else []):
+            if not (is_array(pair) and len(pair) == 2):
                 raise InvalidSpecification(
                     f"a bound is a pair [lower, upper], got {plain_value(pair)!r}", f"{where}/bounds/{k}"
                 )
@@ -96,7 +97,7 @@ def _check_parameter_settings(parameters: Sequence[Mapping[str, Any]], pointer: 
                     f"{where}/bounds/{k}",
                 )
         inits = entry.get("inits")
-        if _is_array(None, bounds) and _is_array(None, inits) and len(inits) == len(bounds):
+        if is_array(bounds) and is_array(inits) and len(inits) == len(bounds):
             for k, (init, (lower, upper)) in enumerate(zip(inits, bounds, strict=True)):
                 if not lower <= init <= upper:
                     raise InvalidSpecification(
@@ -108,7 +109,7 @@ def _check_parameter_settings(parameters: Sequence[Mapping[str, Any]], pointer: 
 
 def _channels(spec: Mapping[str, Any]) -> list[tuple[str, str, int | None]]:
     """(name, pointer, number of bins or None if unbinned) of every channel."""
-    binned = [
+    binned: list[tuple[str, str, int | None]] = [
         (channel["name"], f"/channels/{i}", len(channel["samples"][0]["data"]))
         for i, channel in enumerate(spec.get("channels", []))
     ]
@@ -178,7 +179,7 @@ def _binned_arrays(channel: Mapping[str, Any], pointer: str) -> Iterator[tuple[s
         for k, modifier in enumerate(sample["modifiers"]):
             place = f"{pointer}/samples/{i}/modifiers/{k}/data"
             data = modifier["data"]
-            if _is_array(None, data):
+            if is_array(data):
                 yield place, data
             elif isinstance(data, Mapping) and "hi_data" in data:
                 yield f"{place}/hi_data", data["hi_data"]
@@ -199,6 +200,7 @@ def _check_unbinned_channel(channel: Mapping[str, Any], pointer: str) -> None:
                 f"{pointer}/observables/{i}/bounds",
             )
     _check_samples(channel["samples"], pointer)
+    spurious_signal_of(channel, pointer)  # grid strictly increasing, one delta per point
     for j, sample in enumerate(channel["samples"]):
         _check_parameterised_ratios(sample, f"{pointer}/samples/{j}")
     for key in ("shape_normalisation", "ratio_normalisation"):

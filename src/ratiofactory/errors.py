@@ -64,7 +64,11 @@ class InvalidONNXModel(InvalidFile):
 
 
 class InvalidExpression(RatiofactoryError, ValueError):
-    """A formula expression uses something outside the whitelisted language."""
+    """A formula expression uses something outside the whitelisted language.
+
+    ``pointer`` is the JSON pointer of the expression ("" when parsed on its own)."""
+
+    pointer: str = ""
 
 
 class InvalidModel(RatiofactoryError, ValueError):

@@ -78,9 +78,9 @@ class EventSet:
             "weighted": self.weights is not None,
         }
         digest = hashlib.sha256(json.dumps(header, sort_keys=True).encode())
-        digest.update(self.values)
+        digest.update(np.ascontiguousarray(self.values).data)
         if self.weights is not None:
-            digest.update(self.weights)
+            digest.update(np.ascontiguousarray(self.weights).data)
         return digest.hexdigest()
 
 

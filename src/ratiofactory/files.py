@@ -75,9 +75,9 @@ def default_max_bytes() -> int:
 
 
 def resolve_path(
-    base_dir: Path, relative: str, *, pointer: str, max_bytes: int | None = None
+    base_dir: Path, relative: object, *, pointer: str, max_bytes: int | None = None
 ) -> Path:
-    """Resolve ``relative`` inside ``base_dir`` and return the absolute, real path.
+    """Resolve ``relative`` (a path string from untrusted JSON) inside ``base_dir`` and return the absolute, real path.
 
     Raises :class:`UnsafePath` for absolute paths, ``..`` escapes and symlinks that
     resolve outside ``base_dir``; :class:`InvalidFile` for missing files, directories and
@@ -181,7 +181,7 @@ def sha256_file(path: Path) -> str:
 
 
 def open_file_ref(
-    base_dir: Path, ref: dict[str, Any], *, pointer: str, max_bytes: int | None = None
+    base_dir: Path, ref: object, *, pointer: str, max_bytes: int | None = None
 ) -> Path:
     """Resolve a file reference ``{"path": ..., "sha256": ...optional}``; verify the digest.
 
@@ -195,7 +195,7 @@ def open_file_ref(
 
 
 def read_file_ref(
-    base_dir: Path, ref: dict[str, Any], *, pointer: str, max_bytes: int | None = None
+    base_dir: Path, ref: object, *, pointer: str, max_bytes: int | None = None
 ) -> tuple[bytes, str]:
     """Read a referenced file into memory; return ``(content, sha256 of content)``.
 
@@ -210,8 +210,8 @@ def read_file_ref(
     return content, digest
 
 
-def _unpack_ref(ref: dict[str, Any], pointer: str) -> tuple[str, str | None]:
-    if not isinstance(ref, dict) or "path" not in ref:
+def _unpack_ref(ref: object, pointer: str) -> tuple[str, str | None]:
+    if not isinstance(ref, Mapping) or "path" not in ref:
         raise InvalidSpecification(
             f"expected a file reference {{'path': ...}}, got {ref!r}", pointer
         )

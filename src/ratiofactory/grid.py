@@ -117,12 +117,12 @@ class GridResult:
         with_limits = any(p.upper_limit is not None for p in self.points)
         header = ["point", *self.labels, "CLs obs", "CLs exp", "exp -1σ", "exp +1σ", "excluded"]
         header += ["limit obs", "limit exp"] if with_limits else []
-        rows = []
+        rows: list[list[Any]] = []
         for p in self.points:
             if p.error:
                 rows.append([p.name, *p.values, "failed: " + p.error] + [""] * (len(header) - len(self.labels) - 2))
                 continue
-            row = [p.name, *p.values, p.cls, p.expected_cls[2], p.expected_cls[1], p.expected_cls[3],
+            row: list[Any] = [p.name, *p.values, p.cls, p.expected_cls[2], p.expected_cls[1], p.expected_cls[3],
                    "yes" if p.excluded else "no"]
             if with_limits:
                 row += [p.upper_limit, p.expected_limits[2] if p.expected_limits else None]

@@ -194,11 +194,11 @@ def _computed_results(workspace_path: Path, measurement: str | None) -> list[dic
     ws = Workspace.load(workspace_path)
     model = ws.model(measurement)
     data = ws.data(model)
-    poi = model.config.poi_name
-    if not poi:
+    poi, poi_index = model.config.poi_name, model.config.poi_index
+    if not poi or poi_index is None:
         raise RatiofactoryError(f"{workspace_path}: the measurement has no POI; give result files")
     best = infer.fit(model, data, minos=[poi])
-    lo, hi = model.config.suggested_bounds()[model.config.poi_index]
+    lo, hi = model.config.suggested_bounds()[poi_index]
     width = 3 * max(best.poi_error, 1e-3)
     grid = np.linspace(max(lo, best.poi_value - width), min(hi, best.poi_value + width), 21)
     scan = infer.profile_scan(model, data, grid)

@@ -48,7 +48,7 @@ class _Rejected:
         self.problem = problem
 
 
-class _Duplicated(dict):  # type: ignore[type-arg]
+class _Duplicated(dict[str, Any]):
     """An object that repeated the key ``duplicate``."""
 
     duplicate: str = ""

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from .compile import CompiledSample, UnbinnedChannel
+from .errors import InvalidModel
 from .interpolation import _CODES, PreparedInterpolation, interpolate, prepare_interpolation
 from .normalisation import likelihood_arrays
 from .parameterised import ParameterisedRatio
@@ -81,13 +82,18 @@ def _parameterised_tensors(channel: UnbinnedChannel, sample: CompiledSample, ind
                            xp: Any) -> _SampleTensors:
     sets = [channel.observed.values] + ([channel.reference.values] if channel.reference is not None else [])
     events = xp.asarray(np.concatenate(sets, axis=0))
-    indices = tuple(index[name] for name in sample.parameterised.parameters)
-    return _SampleTensors(None, (), 1.0, events, sample.parameterised, indices)
+    parameterised = sample.parameterised
+    if parameterised is None:
+        raise InvalidModel(f"sample {sample.name!r} has no parameterised ratio")
+    indices = tuple(index[name] for name in parameterised.parameters)
+    return _SampleTensors(None, (), 1.0, events, parameterised, indices)
 
 
 def _ratio(tensors: ChannelTensors, sample: _SampleTensors, pars: Any, xp: Any) -> Any:
     """r_j(x_i | θ) of a parameterised sample on every event, normalised on the reference
     sample at this θ with ``ratio_normalisation: "reference"``."""
+    if sample.parameterised is None:
+        raise InvalidModel("_ratio is for samples with a parameterised ratio")
     theta = pars[np.asarray(sample.parameter_indices)]
     ratio = sample.parameterised.ratio(sample.events, theta, xp)
     if tensors.channel.ratio_normalisation == "reference" and tensors.channel.n_reference:
@@ -98,10 +104,17 @@ def _ratio(tensors: ChannelTensors, sample: _SampleTensors, pars: Any, xp: Any) 
 def _coefficient(sample: CompiledSample, index: Mapping[str, int], pars: Any, xp: Any) -> Any:
     """c_j(θ) = f_j(θ) ν_j Π_k G_jk(α_k) for one sample."""
     coef = xp.asarray(sample.nominal_yield, dtype=pars.dtype)
+    shift = sample.spurious
+
+    def par(name: str) -> Any:  # with a spurious signal: f_j(mu) -> f_j(mu + alpha * delta(mu))
+        if shift is not None and name == shift.parameter:
+            return shift.shifted(pars[index[name]], pars[index[shift.name]], xp)
+        return pars[index[name]]
+
     for expr in sample.formulas:
-        coef = coef * expr.evaluate({name: pars[index[name]] for name in expr.parameters}, xp)
+        coef = coef * expr.evaluate({name: par(name) for name in expr.parameters}, xp)
     for name in sample.normfactors:
-        coef = coef * pars[index[name]]
+        coef = coef * par(name)
     if sample.lumi is not None:
         coef = coef * pars[index[sample.lumi]]
     for sys in sample.normsys:

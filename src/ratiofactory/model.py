@@ -66,6 +66,24 @@ class Model:
     so ``pyhf.infer`` and cabinetry run on it directly: ``logpdf`` returns ln L with
     pyhf's shape ``(1,)`` (constant terms of the unbinned channels dropped; binned channels
     contribute pyhf's logpdf unchanged) and ``nll`` the scalar −ln L that fits minimise.
+
+    >>> import pyhf, ratiofactory
+    >>> spec = {"version": "1.0.0", "channels": [{"name": "SR", "samples": [
+    ...     {"name": "signal", "data": [5.0], "modifiers": [{"name": "mu", "type": "normfactor", "data": None}]},
+    ...     {"name": "background", "data": [50.0], "modifiers": [{"name": "bkg", "type": "shapesys", "data": [5.0]}]}]}],
+    ...     "observations": [{"name": "SR", "data": [62.0]}],
+    ...     "measurements": [{"name": "meas", "config": {"poi": "mu", "parameters": []}}]}
+    >>> ws = ratiofactory.Workspace(spec)
+    >>> model, reference = ws.model(), pyhf.Workspace(spec).model()
+    >>> model.config.par_names
+    ['mu', 'bkg[0]']
+    >>> data = ws.data(model)  # main data, then auxdata (50/5)² = 100
+    >>> data.tolist(), model.expected_data([1.0, 1.0]).tolist()
+    ([62.0, 100.0], [55.0, 100.0])
+    >>> round(float(model.nll([1.0, 1.0], data)), 6)
+    6.633881
+    >>> bool(model.logpdf([1.0, 1.0], data)[0] == reference.logpdf([1.0, 1.0], data)[0])
+    True
     """
 
     def __init__(
@@ -154,6 +172,8 @@ class Model:
         pyhf's is NaN at finite ``pars``: a negative expected count (an additive histosys
         or staterror far from nominal) has no Poisson probability, so the likelihood is 0
         there, as where an unbinned density s(x;θ) ≤ 0."""
+        if self.binned is None:
+            raise InvalidModel("the model has no binned channels")
         value = self.binned.logpdf(self.binned_pars(pars, xp), binned_data)[0]
         return xp.where(xp.isnan(value) & xp.all(xp.isfinite(pars)), -xp.inf, value)
 
@@ -311,8 +331,17 @@ def traceable_logpdf(model: Any) -> tuple[Callable[[Any, Any, Any], Any], Any]:
     """
     model_ref = weakref.ref(model)  # callers cache f per model: no strong reference back
     if not isinstance(model, Model):
-        return (lambda pars, data, arrays: model_ref().logpdf(pars, data)), ()
+        return (lambda pars, data, arrays: _alive(model_ref).logpdf(pars, data)), ()
     import jax.numpy as jnp
 
     register_pytrees()
-    return (lambda pars, data, arrays: jnp.reshape(model_ref()._logpdf(pars, data, arrays), (1,))), model._channel_tensors(jnp)
+    return (
+        lambda pars, data, arrays: jnp.reshape(_alive(model_ref)._logpdf(pars, data, arrays), (1,))
+    ), model._channel_tensors(jnp)
+
+
+def _alive(model_ref: weakref.ref[Any]) -> Any:
+    model = model_ref()
+    if model is None:
+        raise InvalidModel("the model of this traceable_logpdf function no longer exists; keep a reference to it")
+    return model

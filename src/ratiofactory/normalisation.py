@@ -94,7 +94,7 @@ def reference_factors(channel: UnbinnedChannel) -> list[tuple[float, list[tuple[
     """Per sample (N_j, [(K_jk^+, K_jk^−) per shape systematic]) on the reference events."""
     ref = slice(channel.n_observed, channel.n_events)
     w = channel.reference_weights
-    factors = []
+    factors: list[tuple[float, list[tuple[float, float]]]] = []
     for sample in channel.samples:
         if sample.parameterised is not None:  # r(x | θ): normalised in the likelihood at each θ
             factors.append((1.0, []))

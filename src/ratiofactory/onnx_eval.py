@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
@@ -65,7 +65,7 @@ class RatioValues:
 
 
 def evaluate_ratio(
-    ratio_spec: dict[str, Any],
+    ratio_spec: Mapping[str, Any],
     events: EventSet,
     base_dir: Path,
     *,
@@ -95,7 +95,7 @@ def evaluate_ratio(
     return RatioValues(stacked)
 
 
-def _single_specs(spec: dict[str, Any], pointer: str) -> list[tuple[dict[str, Any], str]]:
+def _single_specs(spec: Mapping[str, Any], pointer: str) -> list[tuple[Mapping[str, Any], str]]:
     if not isinstance(spec, dict):
         raise InvalidSpecification(f"expected a ratio specification, got {spec!r}", pointer)
     if "ensemble" not in spec:
@@ -117,7 +117,7 @@ def _single_specs(spec: dict[str, Any], pointer: str) -> list[tuple[dict[str, An
 
 
 def _evaluate_single(
-    spec: dict[str, Any],
+    spec: Mapping[str, Any],
     pointer: str,
     events: EventSet,
     base_dir: Path,

@@ -12,6 +12,7 @@ modifier        parameter kind               constraint
 ``lumi``        Gaussian                     aux = lumi, σ from the measurement
 ``normsys``     nuisance parameter α         standard normal
 ``ratiosys``    nuisance parameter α         standard normal (like histosys)
+spurious sig.   nuisance parameter α_ss      standard normal (like normsys)
 ratio inputs    each name in ``parameters``  none (free, like a normfactor)
                 of a parameterised ratio
 ==============  ===========================  ==================================
@@ -54,9 +55,10 @@ _UNBINNED = {"normfactor": normfactor, "normsys": normsys, "ratiosys": histosys,
 
 @dataclass(frozen=True)
 class Requirement:
-    """What one modifier asks of a parameter, and where in the workspace it was asked."""
+    """What one modifier asks of a parameter, and where in the workspace it was asked
+    (``record`` is None for a binned vector parameter such as a shapesys)."""
 
-    record: Mapping[str, Any]
+    record: Mapping[str, Any] | None
     kind: str
     pointer: str
 
@@ -77,6 +79,11 @@ def unbinned_requirements(channel: Mapping[str, Any], pointer: str) -> dict[str,
             else:
                 record = _UNBINNED[kind].required_parset(None, modifier.get("data"))
                 reqs.setdefault(modifier["name"], []).append(Requirement(record, kind, where))
+    if "spurious_signal" in channel:  # its nuisance parameter: standard normal, like a normsys
+        entry = channel["spurious_signal"]
+        record = normsys.required_parset(None, {"hi": 1.0, "lo": 1.0})
+        reqs.setdefault(entry["name"], []).append(
+            Requirement(record, "spurious_signal", f"{pointer}/spurious_signal"))
     return reqs
 
 
@@ -130,20 +137,27 @@ def check_shared_parameters(
     """Check that every parameter name shared across modifiers asks for one kind of
     parameter; return the unbinned requirements of names that pyhf does not own."""
     binned_all: dict[str, list[Requirement]] = {}
-    for reqs in binned:
-        _merge(binned_all, reqs)
+    for channel_reqs in binned:
+        _merge(binned_all, channel_reqs)
     unbinned_all: dict[str, list[Requirement]] = {}
-    for reqs in unbinned:
-        _merge(unbinned_all, reqs)
+    for channel_reqs in unbinned:
+        _merge(unbinned_all, channel_reqs)
     for name, reqs in unbinned_all.items():
         first = reqs[0]
         for other in [*binned_all.get(name, []), *reqs[1:]]:
-            if other.record is None or dict(other.record) != dict(first.record):
+            if other.record is None or first.record is None or dict(other.record) != dict(first.record):
                 raise InvalidModel(
                     f"parameter '{name}' is a {other.kind} at {other.pointer} but a {first.kind} at "
                     f"{first.pointer}; a shared parameter needs one constraint type (rename one of them)"
                 )
     return {name: reqs for name, reqs in unbinned_all.items() if name not in binned_all}
+
+
+def _scalar_record(req: Requirement) -> dict[str, Any]:
+    if req.record is None:
+        raise InvalidModel(f"the {req.kind} at {req.pointer} has one parameter per bin; "
+                           "an unbinned channel can share only single-number parameters")
+    return dict(req.record)
 
 
 def make_paramsets(
@@ -153,7 +167,7 @@ def make_paramsets(
     user = {entry["name"]: entry for entry in user_config}
     try:
         reduced = reduce_paramsets_requirements(
-            {name: [dict(r.record) for r in reqs] for name, reqs in requirements.items()}, user
+            {name: [_scalar_record(r) for r in reqs] for name, reqs in requirements.items()}, user
         )
     except (pyhf.exceptions.InvalidModel, pyhf.exceptions.InvalidNameReuse) as err:
         raise InvalidModel(f"/measurements: parameter configuration: {err}") from None

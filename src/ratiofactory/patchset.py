@@ -88,7 +88,7 @@ def _validate(instance: Any, schema_name: str, what: str, source: str) -> None:
         raise InvalidSpecification(f"not a {what}: {message}", pointer=pointer, source=source) from None
 
 
-def apply_patch(workspace: Any, operations: Sequence[Mapping[str, Any]], *, name: str = "patch",
+def apply_patch(workspace: Any, operations: Sequence[Any], *, name: str = "patch",
                 pointer: str = "") -> Any:
     """A new :class:`~ratiofactory.Workspace` (same directory for file references): ``workspace``
     with the JSON-patch ``operations`` applied, validated by ratiofactory's schema and
@@ -163,11 +163,13 @@ class PatchSet:
                 raise InvalidSpecification(
                     f"patch '{patch.name}' has {len(patch.values)} values for {len(self.labels)} labels "
                     f"{self.labels}", pointer=f"{pointer}/metadata/values", source=source)
-            for key, seen, what in ((patch.name, by_name, "name"), (patch.values, by_values, "values")):
+            checks: tuple[tuple[Any, dict[Any, Patch], str], ...] = (
+                (patch.name, by_name, "name"), (patch.values, by_values, "values"))
+            for key, seen, what in checks:
                 if key in seen:
                     raise InvalidSpecification(f"patch {what} {key!r} appears twice (also at {seen[key].pointer})",
                                                pointer=f"{pointer}/metadata/{what}", source=source)
-                seen[key] = patch  # type: ignore[index]
+                seen[key] = patch
             self.patches.append(patch)
         self._by_name, self._by_values = by_name, by_values
 

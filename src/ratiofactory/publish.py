@@ -290,7 +290,8 @@ def _check_onnx(ws: Any) -> int:
     from .events import EventSet, load_events
     from .onnx_eval import evaluate_ratio
 
-    spec, checked, samples = ws.spec, 0, {}
+    spec, checked = ws.spec, 0
+    samples: dict[int, EventSet | None] = {}
     for c, pointer, ratio_spec in _ratio_specs(spec):
         if c not in samples:
             channel = spec["unbinned_channels"][c]
@@ -305,8 +306,9 @@ def _check_onnx(ws: Any) -> int:
                 continue
             events = load_events(ws.base_dir, source, observables, pointer=where)
             samples[c] = EventSet(events.values[:CHECK_EVENTS], None, events.observables, events.source)
-        if samples[c] is not None and len(samples[c].values):
-            evaluate_ratio(ratio_spec, samples[c], ws.base_dir, pointer=pointer, cache=None)
+        sample = samples[c]
+        if sample is not None and len(sample.values):
+            evaluate_ratio(ratio_spec, sample, ws.base_dir, pointer=pointer, cache=None)
             checked += 1
     return checked
 

@@ -33,7 +33,7 @@ import json
 import reprlib
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
-from typing import Any
+from typing import Any, TypeGuard
 
 import jsonschema
 import numpy as np
@@ -114,11 +114,16 @@ def _validator(version: str) -> jsonschema.protocols.Validator:
     return _Validator(_schema_files(version)["workspace.json"], registry=registry.crawl())
 
 
-def _is_array(checker: Any, instance: Any) -> bool:
+def is_array(instance: Any) -> TypeGuard[Sequence[Any]]:
     """JSON arrays, and also tuples and numpy arrays in specs built in Python (as pyhf)."""
     return isinstance(instance, (list, tuple)) or (
         isinstance(instance, np.ndarray) and instance.ndim > 0
     )
+
+
+def _is_array(checker: Any, instance: Any) -> bool:
+    """:func:`is_array` as a jsonschema type check."""
+    return is_array(instance)
 
 
 _Validator = jsonschema.validators.extend(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,25 @@ class Workspace:
 
     ``spec`` is deep-copied and never modified; file paths in it are relative to
     ``base_dir`` (the directory of the workspace file when loaded with :meth:`load`).
+
+    >>> import pyhf
+    >>> spec = {"version": "1.0.0", "channels": [{"name": "SR", "samples": [
+    ...     {"name": "signal", "data": [5.0], "modifiers": [{"name": "mu", "type": "normfactor", "data": None}]},
+    ...     {"name": "background", "data": [50.0], "modifiers": []}]}],
+    ...     "observations": [{"name": "SR", "data": [62.0]}],
+    ...     "measurements": [{"name": "meas", "config": {"poi": "mu", "parameters": []}}]}
+    >>> ws = Workspace(spec)
+    >>> ws.channels, ws.measurement_names
+    (['SR'], ['meas'])
+    >>> model = ws.model()
+    >>> lnL = float(model.logpdf([1.0], ws.data(model))[0])
+    >>> round(lnL, 6)
+    -3.411524
+    >>> import math
+    >>> round(62 * math.log(55) - 55 - math.lgamma(63), 6)  # ln Pois(62 | 5 + 50)
+    -3.411524
+    >>> lnL == float(pyhf.Workspace(spec).model().logpdf([1.0], [62.0])[0])  # same as pyhf
+    True
     """
 
     def __init__(self, spec: Mapping[str, Any], *, base_dir: str | Path | None = None, validate: bool = True):
@@ -112,7 +132,7 @@ class Workspace:
         self._digest: str | None = None
 
     @classmethod
-    def load(cls, path: str | Path, *, validate: bool = True) -> Workspace:
+    def load(cls, path: str | os.PathLike[str], *, validate: bool = True) -> Workspace:
         """Read a workspace JSON file; its directory becomes the base of relative paths."""
         path = Path(path)
         spec = jsontext.loads(read_text(path, "the workspace file"), str(path))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import traceback
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -49,11 +49,12 @@ class _Group(click.Group):
                 f"internal error: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''} "
                 "(run with --verbose for the traceback)") from None
 
-    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
         if not standalone_mode:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
-            code = super().main(*args, standalone_mode=False, **kwargs)
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as err:
             hint = f" (see '{err.ctx.command_path} --help')" if err.ctx is not None else ""
             click.echo(f"Error: {err.format_message()}{hint}", err=True)
@@ -107,9 +108,9 @@ def cli(ctx: click.Context) -> None:
     ctx.ensure_object(Settings)
 
 
-from . import algebra, analysis, export, patchsets, publishing, toys
+from . import algebra, analysis, ensembles, export, patchsets, publishing, toys
 
-for _module in (analysis, publishing, toys, algebra, export, patchsets):
+for _module in (analysis, publishing, toys, algebra, export, patchsets, ensembles):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

@@ -43,7 +43,8 @@ _NORMSYS_CODES = {"code0": 0, "code1": 1, "code2": 2, "code4": 4}
 _HISTOSYS_CODES = {"code0": 0, "code2": 2, "code4p": 4}
 
 
-def _histogram(root: Any, name: str, values: Sequence[float], errors: Sequence[float] | None = None) -> Any:
+def _histogram(root: Any, name: str, values: Sequence[float] | np.ndarray,
+               errors: Sequence[float] | np.ndarray | None = None) -> Any:
     hist = root.TH1D(name, name, len(values), 0.0, float(len(values)))
     hist.SetDirectory(0)
     root.SetOwnership(hist, False)  # HistFactory's HistRef deletes the histograms it holds

@@ -131,11 +131,17 @@ def build_unbinned_channel(
             "a sum over the reference events that depends on the nuisance parameters; RooFit's "
             "standard classes cannot express that sum (export with shape_normalisation 'nominal')"
         )
+    if channel.spurious_signal is not None:
+        raise ExportError(
+            f"unbinned channel '{pointer_name}': its spurious_signal (mu -> mu + alpha * delta(mu), delta "
+            "interpolated by pchip) is not exported to RooFit yet; export the workspace without it"
+        )
     for sample in channel.samples:
-        if getattr(sample, "parameterised", None) is not None:
+        parameterised = getattr(sample, "parameterised", None)
+        if parameterised is not None:
             raise ExportError(
                 f"unbinned channel '{pointer_name}', sample '{sample.name}': its ratio r(x | θ) is a network of "
-                f"the parameters {', '.join(sample.parameterised.parameters)}, evaluated at every θ; RooFit "
+                f"the parameters {', '.join(parameterised.parameters)}, evaluated at every θ; RooFit "
                 "cannot run it (the pip wheel's RooONNXFunc lacks the SOFIE parser), so it cannot be exported")
     ch = safe_name(channel.name)
     keep: list[Any] = []

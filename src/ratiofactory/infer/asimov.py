@@ -64,7 +64,7 @@ class YieldCheck:
         return diff / self.standard_error if self.standard_error > 0 else float(np.copysign(np.inf, diff))
 
 
-def asimov_yield_checks(model: Any, pars: Sequence[float]) -> list[YieldCheck]:
+def asimov_yield_checks(model: Any, pars: Sequence[float] | np.ndarray) -> list[YieldCheck]:
     """One :class:`YieldCheck` per unbinned channel of ``model`` (none for pyhf models).
 
     The standard error of ``Σ w_i^ref s_i`` (reference weights summing to one) is
@@ -80,7 +80,7 @@ def asimov_yield_checks(model: Any, pars: Sequence[float]) -> list[YieldCheck]:
     return checks
 
 
-def asimov_data(model: Any, pars: Sequence[float], *, check: bool = True) -> Any:
+def asimov_data(model: Any, pars: Sequence[float] | np.ndarray, *, check: bool = True) -> Any:
     """Asimov data at ``pars`` (main data then auxdata): ``model.expected_data(pars)``.
 
     Raises :class:`ratiofactory.errors.NegativeAsimovWeights` where s(x;θ) < 0 on
@@ -88,6 +88,14 @@ def asimov_data(model: Any, pars: Sequence[float], *, check: bool = True) -> Any
     with ν(θ); a difference above 5 standard errors of the reference sample emits
     :class:`AsimovYieldWarning` naming the channel (it cannot happen with both
     normalisations ``"reference"``).
+
+    >>> import pyhf
+    >>> model = pyhf.simplemodels.uncorrelated_background([5.0], [50.0], [5.0], validate=False)
+    >>> data = [62.0] + model.config.auxdata
+    >>> asimov_data(model, [1.0, 1.0]).tolist()
+    [55.0, 100.0]
+    >>> model.expected_data([1.0, 1.0]).tolist()
+    [55.0, 100.0]
     """
     data = model.expected_data(pars)
     if check:

@@ -52,6 +52,15 @@ class FitOptions:
     POI (and other free unconstrained scalars) seed extra local fits wherever that curve
     has another minimum. ``global_search=False`` (or ``starts=1``) runs one local fit
     from the start point, as MINUIT alone does.
+
+    >>> import pyhf
+    >>> from ratiofactory.infer import FitOptions, hypotest
+    >>> model = pyhf.simplemodels.uncorrelated_background([5.0], [50.0], [5.0], validate=False)
+    >>> data = [62.0] + model.config.auxdata
+    >>> scipy_local = FitOptions(method="scipy", global_search=False)
+    >>> cls = hypotest(model, data, 1.0, options=scipy_local).cls
+    >>> round(cls, 5) == round(hypotest(model, data, 1.0).cls, 5)  # same as MINUIT's
+    True
     """
 
     method: str = "minuit"
@@ -66,7 +75,8 @@ class FitOptions:
             raise InvalidFitSetup(f"unknown fit method {self.method!r}; use 'minuit' or 'scipy'")
         if not self.tolerance > 0:
             raise InvalidFitSetup(f"tolerance must be positive, got {self.tolerance}")
-        if isinstance(self.starts, bool) or not isinstance(self.starts, (int, np.integer)) or self.starts < 1:
+        starts: object = self.starts  # user input: check the type too
+        if isinstance(starts, bool) or not isinstance(starts, (int, np.integer)) or starts < 1:
             raise InvalidFitSetup(f"starts must be a positive integer (1: no global search), got {self.starts!r}")
 
     @property
@@ -104,6 +114,15 @@ def fit(
     the first minimum found (e.g. the point Asimov data were generated at). Raises
     :class:`FitFailed` when no local fit converges and :class:`InvalidFitSetup` for
     inconsistent input.
+
+    >>> import pyhf
+    >>> model = pyhf.simplemodels.uncorrelated_background([5.0], [50.0], [5.0], validate=False)
+    >>> data = [62.0] + model.config.auxdata
+    >>> result = fit(model, data, fixed={"uncorr_bkguncrt": 1.0})  # background fixed at 50
+    >>> round(float(result.values[0]), 3), round(float(result.errors[0]), 4)
+    (2.4, 1.5748)
+    >>> round((62 - 50) / 5, 3), round(62**0.5 / 5, 4)  # mu-hat = (n - b)/s, error sqrt(n)/s
+    (2.4, 1.5748)
     """
     setup = make_setup(model, init=init, fixed=fixed, bounds=bounds, poi=poi)
     options = FitOptions(method=method, strategy=strategy, tolerance=tolerance, maxiter=maxiter,
@@ -337,7 +356,10 @@ def _covariance(objective: Objective, setup: FitSetup, values: np.ndarray, m: Mi
 
 
 def _minos(m: Minuit, setup: FitSetup, minos: bool | Sequence[str], notes: list[str]) -> dict:
-    names = [n for n, f in zip(setup.names, setup.fixed, strict=True) if not f] if minos is True else list(minos)
+    if isinstance(minos, bool):
+        names = [n for n, f in zip(setup.names, setup.fixed, strict=True) if not f] if minos else []
+    else:
+        names = list(minos)
     for name in names:
         if name not in setup.names:
             raise InvalidFitSetup(f"minos: unknown parameter {name!r}; known: {', '.join(setup.names)}")
@@ -380,7 +402,7 @@ def _scipy_local(objective: Objective, setup: FitSetup, options: FitOptions) -> 
         # L-BFGS-B often stops "ABNORMAL" in the line search when already at the minimum to
         # machine precision: accept it when the EDM meets MIGRAD's criterion
         cov, cov_ok = _covariance(objective, setup, values, None)
-        edm = _edm(objective, setup, values, cov) if cov_ok else None
+        edm = _edm(objective, setup, values, cov) if cov_ok and cov is not None else None
         valid = edm is not None and edm < 0.002 * options.tolerance
     return LocalFit(setup.init, values, float(objective(values)), valid, int(res.nfev),
                     (res, cov, cov_ok, edm))
@@ -420,9 +442,9 @@ def _edm(objective: Objective, setup: FitSetup, values: np.ndarray, cov: np.ndar
             down[k] -= 0.0 if side == "lower" else h
             grad[k] = (objective(up) - objective(down)) / (up[k] - down[k])
     for name, side in sides.items():
-        k = setup.index(name)
-        if (side == "lower" and grad[k] > 0) or (side == "upper" and grad[k] < 0):
-            grad[k] = 0.0
+        at = setup.index(name)
+        if (side == "lower" and grad[at] > 0) or (side == "upper" and grad[at] < 0):
+            grad[at] = 0.0
     grad = grad[free]
     sub = cov[np.ix_(free, free)]
     return float(0.25 * grad @ sub @ grad)

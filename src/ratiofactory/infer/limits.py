@@ -67,7 +67,7 @@ def upper_limit(
     if not 0.0 < level < 1.0:
         raise InvalidFitSetup(f"CLs level must lie in (0, 1), got {level}")
     setup = prepare_setup(model, test_stat, poi=poi, init=init, fixed=fixed, bounds=bounds)
-    name = setup.poi_name
+    poi_index, name = setup.require_poi()
     calc = AsymptoticCalculator(model, data, setup, test_stat, options)
     targets = [band + float(norm.isf(level * norm.cdf(band))) for band in BANDS]
     if scan is not None:
@@ -77,8 +77,8 @@ def upper_limit(
         limits = [_limit(pieces, values[0], values[-1], level, name, "scan") for pieces in sets]
         method = "scan"
     else:
-        lo, hi = search if search is not None else (max(setup.bounds[setup.poi_index][0], 0.0),
-                                                   setup.bounds[setup.poi_index][1])
+        lo, hi = search if search is not None else (max(setup.bounds[poi_index][0], 0.0),
+                                                   setup.bounds[poi_index][1])
         sets = _root_excluded(calc, level, targets, float(lo), float(hi), rtol, atol)
         limits = [_limit(pieces, float(lo), float(hi), level, name, "search") for pieces in sets]
         values, cls = _tested(calc)
@@ -141,12 +141,17 @@ def _root_excluded(calc: AsymptoticCalculator, level: float, targets: list[float
             bar.update(len({mu for _, mu in calc.cached_values()}))
             return value
 
-        sqrt_qa = lambda mu: tested(float(np.sqrt(max(calc.asimov_value(mu), 0.0))))
-        observed_cls = lambda mu: tested(calc.observed_cls(mu))
+        def sqrt_qa(mu: float) -> float:
+            return tested(float(np.sqrt(max(calc.asimov_value(mu), 0.0))))
+
+        def observed_cls(mu: float) -> float:
+            return tested(calc.observed_cls(mu))
+
+        def above(target: float) -> Callable[[float], float]:
+            return lambda mu: sqrt_qa(mu) - target
+
         grid = _refined(_search_grid(lo, hi), sqrt_qa)
-        sets = []
-        for target in targets:
-            sets.append(_excluded(grid, lambda mu, t=target: sqrt_qa(mu) - t, rtol, atol))
+        sets = [_excluded(grid, above(target), rtol, atol) for target in targets]
         observed_grid = _refined(grid, observed_cls)
         sets.insert(0, _excluded(observed_grid, lambda mu: level - observed_cls(mu), rtol, atol))
     return sets
@@ -156,9 +161,9 @@ def _excluded(grid: list[float], f: Callable[[float], float], rtol: float, atol:
     """The intervals of [grid[0], grid[-1]] where ``f > 0``, each crossing between grid
     points refined by TOMS 748."""
     values = [f(mu) for mu in grid]
-    edges: list[float] = []
+    edges: list[tuple[float, float]] = []
     inside = values[0] > 0
-    start = grid[0] if inside else None
+    start = grid[0]  # where f becomes positive (the first point if it starts positive)
     for i in range(len(grid) - 1):
         if (values[i + 1] > 0) == inside:
             continue
@@ -183,7 +188,8 @@ def _scan_excluded(mus: np.ndarray, cls: np.ndarray, level: float) -> Pieces:
         return float(mus[i] + (level - cls[i]) * (mus[i + 1] - mus[i]) / (cls[i + 1] - cls[i]))
 
     below = cls < level
-    pieces, start = [], (float(mus[0]) if below[0] else None)
+    pieces: list[tuple[float, float]] = []
+    start = float(mus[0])  # where CLs falls below the level (the first point if it starts below)
     for i in range(mus.size - 1):
         if below[i + 1] == below[i]:
             continue
@@ -242,7 +248,7 @@ def significance(
     Agrees with ``pyhf.infer.hypotest(0.0, ..., test_stat="q0", return_expected_set=True)``.
     """
     setup = prepare_setup(model, "q0", poi=poi, init=init, fixed=fixed, bounds=bounds)
-    index = setup.poi_index
+    index, name = setup.require_poi()
     objective = Objective(model, data)
     q0, free = _q0(objective, setup, options, "data")
     asimov, _ = conditional_asimov(objective, setup, float(poi_alt), options, start=free.values)
@@ -250,7 +256,7 @@ def significance(
     p0, sqrt_qa = float(norm.cdf(-np.sqrt(q0))), float(np.sqrt(q0_asimov))
     band = tuple(float(norm.cdf(-(ts + sqrt_qa))) for ts in (-b for b in BANDS))
     expected = float(norm.cdf(-sqrt_qa))
-    return SignificanceResult(setup.poi_name, float(poi_alt), q0, q0_asimov, p0, float(norm.isf(p0)),
+    return SignificanceResult(name, float(poi_alt), q0, q0_asimov, p0, float(norm.isf(p0)),
                               expected, float(norm.isf(expected)), band, float(free.values[index]))
 
 
@@ -258,4 +264,4 @@ def _q0(objective: Objective, setup, options, what: str) -> tuple[float, FitResu
     free = minimize(objective, setup, options, hesse=False, context=f"free fit to {what}: ")
     null = minimize(objective, setup.with_init(free.values).with_poi_fixed(0.0), options, hesse=False,
                     context=f"background-only fit to {what}: ")
-    return _statistic("q0", 0.0, free, null, setup.poi_index), free
+    return _statistic("q0", 0.0, free, null, setup.require_poi()[0]), free

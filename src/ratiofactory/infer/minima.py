@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .objective import FitSetup, Objective
 
@@ -186,7 +187,7 @@ def _lowest(fits: Sequence[LocalFit]) -> LocalFit:
     return min(valid, key=lambda f: f.twice_nll) if valid else fits[0]
 
 
-def search(objective: Objective, setup: FitSetup, points: int, seeds: Sequence[np.ndarray],
+def search(objective: Objective, setup: FitSetup, points: int, seeds: Sequence[ArrayLike],
            local: Callable[[FitSetup], LocalFit]) -> tuple[list[LocalFit], int]:
     """Every local fit of the global search (the first from ``setup.init``) and the
     number of extra evaluations of the objective."""

@@ -40,6 +40,12 @@ def prefit_constraints(model: Any, data: Any) -> dict[int, tuple[float, float]]:
 
     The centre is read from the auxiliary data in ``data`` (pyhf's order,
     ``config.auxdata_order``, at the end of the data vector).
+
+    >>> import pyhf
+    >>> model = pyhf.simplemodels.uncorrelated_background([5.0], [50.0], [5.0], validate=False)
+    >>> data = [62.0] + model.config.auxdata
+    >>> prefit_constraints(model, data)  # shapesys on bin 1: centre 1, width 5/50
+    {1: (1.0, 0.1)}
     """
     config = model.config
     data = np.asarray(data, dtype=float)
@@ -75,7 +81,7 @@ def impacts(
     """Pulls and impacts on the POI of every free parameter (or of ``parameters``,
     expanded names), ranked. ``refit=False`` skips the four refits per parameter."""
     setup = make_setup(model, init=init, fixed=fixed, bounds=bounds, poi=poi)
-    index = setup._require_poi()
+    index, name = setup.require_poi()
     objective = Objective(model, data)
     best = minimize(objective, setup, options, context="global fit: ")
     if not best.covariance_valid:
@@ -86,7 +92,7 @@ def impacts(
     rows = [_row(k, objective, setup, best, hess, prefit.get(k), index, options, refit)
             for k in _selected(setup, index, parameters)]
     rows.sort(key=lambda r: -_rank(r))
-    return ImpactsResult(setup.poi_name, best.poi_value, best.poi_error, tuple(rows))
+    return ImpactsResult(name, best.poi_value, best.poi_error, tuple(rows))
 
 
 def _selected(setup: FitSetup, index: int, parameters: Iterable[str] | None) -> list[int]:
@@ -103,9 +109,12 @@ def _hessian(objective: Objective, best: FitResult, setup: FitSetup) -> np.ndarr
     """Hessian of −2 ln L over all parameters (zero rows/columns for fixed ones on numpy)."""
     if objective.has_grad:
         return objective.hessian(best.values)
+    cov = best.covariance
+    if cov is None:
+        raise InvalidFitSetup("impacts need the covariance at the best fit (Hesse)")
     free = ~setup.fixed
-    hess = np.zeros_like(best.covariance)
-    hess[np.ix_(free, free)] = 2.0 * np.linalg.inv(best.covariance[np.ix_(free, free)])
+    hess = np.zeros_like(cov)
+    hess[np.ix_(free, free)] = 2.0 * np.linalg.inv(cov[np.ix_(free, free)])
     return hess
 
 
@@ -126,7 +135,7 @@ def _row(k, objective, setup, best, hess, prefit, index, options, refit) -> Impa
         postfit_error=post,
         prefit_center=centre,
         prefit_error=width,
-        pull=None if width is None else (float(best.values[k]) - centre) / width,
+        pull=None if width is None or centre is None else (float(best.values[k]) - centre) / width,
         constraint=None if width is None else post / width,
         hessian=float(-hess[index, k] / hess[index, index] * post),
         hessian_profiled=float(cov[index, k] / post) if post > 0 else 0.0,

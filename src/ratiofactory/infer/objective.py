@@ -141,10 +141,14 @@ class FitSetup:
         return replace(self, bounds=bounds, init=init)
 
     def _require_poi(self) -> int:
-        if self.poi_index is None:
+        return self.require_poi()[0]
+
+    def require_poi(self) -> tuple[int, str]:
+        """(index, name) of the parameter of interest; a clear error when there is none."""
+        if self.poi_index is None or self.poi_name is None:
             raise InvalidFitSetup('the model has no parameter of interest (measurement with "poi": "",'
                                   " or poi_name=None): set the measurement's \"poi\", or pass poi='name'")
-        return self.poi_index
+        return self.poi_index, self.poi_name
 
 
 def make_setup(

@@ -58,7 +58,7 @@ def profile_scan(
     lies outside the parameter's bounds.
     """
     setup = make_setup(model, init=init, fixed=fixed, bounds=bounds, poi=poi)
-    index = setup._require_poi()
+    index, name = setup.require_poi()
     values = _grid(poi_values, setup, index)
     objective = Objective(model, data)
     best = minimize(objective, setup, options, context="global fit: ")
@@ -70,10 +70,10 @@ def profile_scan(
         start = profiled[int(np.argmin(np.abs(values - mu)))]
         fixed_setup = setup.with_init(start).with_poi_fixed(float(mu))
         result = minimize(objective, fixed_setup, options, hesse=False,
-                          context=f"profile of {setup.poi_name} at {mu:g}: ")
+                          context=f"profile of {name} at {mu:g}: ")
         return result.twice_nll - best.twice_nll
 
-    return ScanResult(setup.poi_name, values, tmu, twice, profiled, best, profile)
+    return ScanResult(name, values, tmu, twice, profiled, best, profile)
 
 
 def _grid(poi_values: Iterable[float], setup: FitSetup, index: int) -> np.ndarray:
@@ -210,13 +210,14 @@ def _crossing_finder(scan: ScanResult, threshold: float) -> Callable[[int, int],
 
     def crossing(i: int, j: int) -> float:
         guess = x[i] + (threshold - t[i]) * (x[j] - x[i]) / (t[j] - t[i])
-        if scan.profile is None:
+        profile = scan.profile
+        if profile is None:
             return float(guess)
         memo: dict[float, float] = {}
 
         def f(mu: float) -> float:
             if mu not in memo:
-                memo[mu] = scan.profile(mu) - threshold
+                memo[mu] = profile(mu) - threshold
             return memo[mu]
 
         fa, fb = f(float(x[i])), f(float(x[j]))

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..testing import Exponential, Normal, ratio_model, sample_mixture
+from ..testing import Exponential, Mixture, Normal, ratio_model, sample_mixture
 
 __all__ = ["gaussian_on_exponential"]
 
-SIGNAL = [(1.0, [Normal(5.0, 0.5)])]
-BACKGROUND = [(1.0, [Exponential(0.3, 0.0, 10.0)])]
+SIGNAL: Mixture = [(1.0, [Normal(5.0, 0.5)])]
+BACKGROUND: Mixture = [(1.0, [Exponential(0.3, 0.0, 10.0)])]
 
 
 def gaussian_on_exponential(directory: str | Path, *, n_signal: float = 30.0, n_background: float = 70.0,
@@ -30,7 +30,7 @@ def gaussian_on_exponential(directory: str | Path, *, n_signal: float = 30.0, n_
     root = Path(directory)
     (root / "models").mkdir(parents=True, exist_ok=True)
     (root / "data").mkdir(exist_ok=True)
-    reference_pdf = [(0.5, SIGNAL[0][1]), (0.5, BACKGROUND[0][1])]
+    reference_pdf: Mixture = [(0.5, SIGNAL[0][1]), (0.5, BACKGROUND[0][1])]
     (root / "models" / "S.onnx").write_bytes(ratio_model(SIGNAL, reference_pdf, output="ratio"))
     (root / "models" / "B.onnx").write_bytes(ratio_model(BACKGROUND, reference_pdf, output="ratio"))
     rng = np.random.default_rng(seed)

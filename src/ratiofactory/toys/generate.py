@@ -28,10 +28,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyhf
+from numpy.typing import ArrayLike
 
 from ..errors import RatiofactoryError
 
@@ -47,7 +48,7 @@ def toy_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), int(index)]))
 
 
-def expected_main_data(model: Any, pars: Sequence[float]) -> np.ndarray:
+def expected_main_data(model: Any, pars: ArrayLike) -> np.ndarray:
     """Expected main data at ``pars`` as a numpy array, computed on the numpy backend."""
     previous = pyhf.get_backend()
     switch = previous[0].name != "numpy"
@@ -145,7 +146,15 @@ class _PoissonPerEntry:
         return offsets, np.concatenate([d[0] for d in draws]), np.concatenate([d[1] for d in draws])
 
 
-def _main_sampler(expected: np.ndarray) -> _MultinomialSplit | _PoissonPerEntry:
+class _MainSampler(Protocol):
+    """Draws one toy's main data (:meth:`draw`), then packs many (:meth:`collect`)."""
+
+    def draw(self, rng: np.random.Generator) -> Any: ...
+
+    def collect(self, draws: list[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+
+def _main_sampler(expected: np.ndarray) -> _MainSampler:
     return _PoissonPerEntry(expected) if expected.sum() > expected.size else _MultinomialSplit(expected)
 
 
@@ -198,18 +207,18 @@ class SparseToys:
         return np.concatenate([main.reshape(n, self.n_main), self.aux], axis=1)
 
 
-def generate_toys(model: Any, pars: Sequence[float], n_toys: int, seed: int, *, start: int = 0,
+def generate_toys(model: Any, pars: ArrayLike, n_toys: int, seed: int, *, start: int = 0,
                   expected: np.ndarray | None = None, sparse: bool = False) -> np.ndarray | SparseToys:
     """Toys ``start … start + n_toys − 1`` at ``pars``: an array ``(n_toys, ndata)``, or with
     ``sparse`` the same toys as :class:`SparseToys` (what :func:`~.vfit.fit_toys` fits fastest).
 
     ``expected`` (the expected main data at ``pars``) may be passed to avoid recomputing it.
     """
-    pars = np.asarray(pars, dtype=float)
+    point = np.asarray(pars, dtype=float)
     if expected is None:
-        expected = expected_main_data(model, pars)
-    _check_expected(model, expected, pars)
-    blocks = _constraints(model, pars)
+        expected = expected_main_data(model, point)
+    _check_expected(model, expected, point)
+    blocks = _constraints(model, point)
     at = np.cumsum([0] + [b[1].size for b in blocks])  # where each block starts in the auxdata
     normal = [k for k, b in enumerate(blocks) if b[0] == "normal"]
     normal_at = np.concatenate([np.arange(at[k], at[k + 1]) for k in normal] + [np.zeros(0, dtype=int)])
@@ -218,7 +227,7 @@ def generate_toys(model: Any, pars: Sequence[float], n_toys: int, seed: int, *, 
     poisson = [k for k, b in enumerate(blocks) if b[0] == "poisson"]
     sampler = _main_sampler(expected)
     aux = np.empty((int(n_toys), at[-1]))
-    draws = []
+    draws: list[Any] = []
     for row in range(int(n_toys)):
         rng = toy_rng(seed, start + row)
         draws.append(sampler.draw(rng))

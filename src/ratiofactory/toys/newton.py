@@ -118,7 +118,9 @@ def build_solver(twice_nll: Any, prepare: Any, max_iter: int, edm_tol: float, n_
 
     def body(state, inputs, box):
         free, lo, hi = box
-        x, value, g, h, lam, iteration, _, probing = state
+        x, value, g, h, lam, iteration, converged, probing, _ = state
+        polish = converged  # one undamped step after convergence takes the EDM to round-off
+        lam = jnp.where(polish, 0.0, lam)
         g_m, h_m = reduced(x, g, h, *box)
         # saddle-free Newton: curvatures by their absolute value, so that a step never heads
         # for a maximum (between the basins of an interference model −2 ln L is concave in μ)
@@ -130,8 +132,9 @@ def build_solver(twice_nll: Any, prepare: Any, max_iter: int, edm_tol: float, n_
         # the second trial: the POI stepped in √(μ − lo), which may land on μ = lo; a bound
         # is kept only if the gradient there points out of the box (else the minimum is
         # inside and the trial is dropped for the rest of this fit)
-        x_alt = jnp.where(probing & free, root_trial(x, g, h, x_step, lo, hi), x_step)
-        v_step, v_alt = twice_nll(x_step, *inputs), twice_nll(x_alt, *inputs)
+        trying = probing & ~polish
+        x_alt = jnp.where(trying & free, root_trial(x, g, h, x_step, lo, hi), x_step)
+        v_step, v_alt = jax.vmap(lambda y: twice_nll(y, *inputs))(jnp.stack([x_step, x_alt]))
         took_alt = jnp.isfinite(v_alt) & (v_alt < v_step)
         x_new = jnp.where(took_alt, x_alt, x_step)
         v_new, g_new, h_new = value_grad_hess(x_new, inputs, box)
@@ -142,17 +145,18 @@ def build_solver(twice_nll: Any, prepare: Any, max_iter: int, edm_tol: float, n_
         pick = lambda new, old: jnp.where(accept, new, old)
         x, value, g, h = pick(x_new, x), pick(v_new, value), pick(g_new, g), pick(h_new, h)
         lam = jnp.where(accept, lam * 0.1, jnp.where(bad_alt, lam, jnp.maximum(lam * 4.0, 1.0)))
-        return x, value, g, h, lam, iteration + 1, diagnose(x, value, g, h, box), probing & ~bad_alt
+        converged = polish | diagnose(x, value, g, h, box)
+        finished = polish | (iteration + 1 >= max_iter)
+        return x, value, g, h, lam, iteration + 1, converged, probing & ~bad_alt, finished
 
     def newton(x0, inputs, box):
-        value, g, h = value_grad_hess(x0, inputs, box)
-        state = (x0, value, g, h, jnp.asarray(0.0), 0, diagnose(x0, value, g, h, box), jnp.asarray(True))
-        state = jax.lax.while_loop(lambda s: (~s[6]) & (s[5] < max_iter), lambda s: body(s, inputs, box), state)
-        converged = state[6]
-        # one more undamped step: quadratic convergence takes the EDM from < edm_tol to
-        # round-off, so the result no longer depends on where the loop happened to stop
-        polished = body((*state[:4], jnp.asarray(0.0), *state[5:7], jnp.asarray(False)), inputs, box)
-        return polished[0], polished[1], converged, state[5]
+        # the first iteration evaluates the start (value +inf, zero gradient: a zero step),
+        # so that the value, gradient and Hessian appear once in the compiled program
+        n = x0.shape[0]
+        state = (x0, jnp.asarray(jnp.inf), jnp.zeros(n), jnp.eye(n), jnp.asarray(0.0), 0, jnp.asarray(False),
+                 jnp.asarray(True), jnp.asarray(False))
+        state = jax.lax.while_loop(lambda s: ~s[8], lambda s: body(s, inputs, box), state)
+        return state[0], state[1], state[6], state[5]
 
     def starts(x0, inputs, box):
         if n_starts <= 1 or poi_index is None:

@@ -254,7 +254,7 @@ def neyman_coverage(model: Any, truth: Any, n_experiments: int, n_toys: int, see
     experiments, free = generate_and_fit(model, truth, n_experiments, seed, setup, batch_size=batch_size)
     cond = fit_toys(model, experiments, setup.with_poi_fixed(mu), init=free.values, batch_size=batch_size)
     t_obs = statistic_from_fits(test_stat, mu, free.twice_nll, free.values[:, setup.poi_index], cond.twice_nll)
-    hits = {_key(cl): [] for cl in cls}
+    hits: dict[str, list[bool]] = {_key(cl): [] for cl in cls}
     failed = int((~np.isfinite(t_obs)).sum())
     for e in progress(range(n_experiments), n_experiments, "pseudo-experiments"):
         if not np.isfinite(t_obs[e]):

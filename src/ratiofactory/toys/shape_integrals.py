@@ -126,14 +126,14 @@ def _pieces(code: str, arrays: Sequence[np.ndarray], bounds: tuple[float, float]
     if code == "code1":
         sides = [_exponential_piece(log_hi, 1.0, 0.0, max(a_hi, 0.0), lambda a, xp: a >= 0),
                  _exponential_piece(log_lo, -1.0, 0.0, max(-a_lo, 0.0), lambda a, xp: a < 0)]
-        pieces = []
+        pieces: list[_Piece] = []
     else:  # code4 (the codes are checked when the workspace is compiled)
         sides = [_exponential_piece(log_hi, 1.0, 1.0, a_hi, lambda a, xp: a >= 1),
                  _exponential_piece(log_lo, -1.0, 1.0, -a_lo, lambda a, xp: a <= -1)]
         pieces = [_code4_inside(*arrays)]
     if any(side is None for side in sides):
         return None
-    return pieces + [side for side in sides if side is not False]
+    return pieces + [side for side in sides if isinstance(side, _Piece)]
 
 
 class ShapeIntegral:

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InvalidModel
 from ..interpolation import PreparedInterpolation
 from ..likelihood import _coefficient, expected_yield
 from . import shape_integrals
@@ -196,6 +197,8 @@ class SparseLikelihood:
         xp = self.xp
         rest, channels = toy
         model = self._model()
+        if model is None:
+            raise InvalidModel("the model of this sparse likelihood no longer exists")
         n_bmain = self.binned_main.stop - self.binned_main.start
         total = xp.asarray(0.0)
         if model.binned is not None:

@@ -254,7 +254,8 @@ def _vectorised(model: Any, chunks: Iterable[tuple[np.ndarray | SparseToys, np.n
     the toys and their fits."""
     import jax.numpy as jnp
 
-    received, pending, done, solver, size, likelihood = [], deque(), [], None, 0, None
+    received, done, solver, size, likelihood = [], [], None, 0, None
+    pending: deque[tuple[int, Any]] = deque()
     for toys, first_points in chunks:
         if solver is None:
             first = _dense(toys[:1])[0]
@@ -269,7 +270,7 @@ def _vectorised(model: Any, chunks: Iterable[tuple[np.ndarray | SparseToys, np.n
             rows = slice(first, first + size) if first + size <= n else np.arange(first, first + size).clip(max=n - 1)
             if likelihood is not None:
                 rest, idx, w = likelihood.pack(toys[rows])
-                data = (jnp.asarray(rest), [jnp.asarray(i) for i in idx], [jnp.asarray(v) for v in w])
+                data: Any = (jnp.asarray(rest), [jnp.asarray(i) for i in idx], [jnp.asarray(v) for v in w])
             else:
                 data = jnp.asarray(toys[rows])
             pending.append((min(size, n - first), solver(jnp.asarray(first_points[rows]), data)))
@@ -293,7 +294,10 @@ def _fetch(n: int, result: tuple[Any, ...]) -> tuple[np.ndarray, ...]:
 
 
 def _concatenate(parts: list[np.ndarray | SparseToys]) -> np.ndarray | SparseToys:
-    return SparseToys.concatenate(parts) if isinstance(parts[0], SparseToys) else np.concatenate(parts)
+    sparse = [p for p in parts if isinstance(p, SparseToys)]
+    if len(sparse) == len(parts):
+        return SparseToys.concatenate(sparse)
+    return np.concatenate([p.dense() if isinstance(p, SparseToys) else p for p in parts])
 
 
 def fit_toys(model: Any, toys: np.ndarray | SparseToys, setup: FitSetup, *, init: np.ndarray | None = None,
