@@ -9,6 +9,7 @@ Everything that depends on θ lives in :mod:`ratiofactory.likelihood`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from .onnx_check import check_operators
 from .onnx_eval import evaluate_ratio
 from .parameterised import ParameterisedRatio
 from .ratio_cache import RatioCache
+from .spurious_signal import SpuriousSignal, spurious_signal_of
 
 __all__ = ["CompiledSample", "ShapeSystematic", "UnbinnedChannel", "compile_unbinned_channel"]
 
@@ -63,6 +65,7 @@ class CompiledSample:
     lumi: str | None
     normsys: tuple[NormSystematic, ...]
     shapesys: tuple[ShapeSystematic, ...]
+    spurious: SpuriousSignal | None = None  # shifts `spurious.parameter` in the coefficients
     parameterised: ParameterisedRatio | None = None
     """The network of a ratio r(x | θ) (:mod:`ratiofactory.parameterised`); ``ratio`` and
     ``ratio_members`` are then NaN: the likelihood evaluates the network at every θ."""
@@ -88,6 +91,7 @@ class UnbinnedChannel:
     reference_weights: np.ndarray
     shape_normalisation: str
     ratio_normalisation: str = "none"
+    spurious_signal: SpuriousSignal | None = None
 
     @property
     def n_observed(self) -> int:
@@ -113,6 +117,8 @@ class UnbinnedChannel:
             names.update(sample.parameterised.parameters if sample.parameterised else ())
             if sample.lumi:
                 names.add(sample.lumi)
+        if self.spurious_signal is not None:
+            names.add(self.spurious_signal.name)
         return frozenset(names)
 
 
@@ -257,6 +263,9 @@ def compile_unbinned_channel(
         _compile_sample(sample, f"{pointer}/samples/{j}", evaluate)
         for j, sample in enumerate(channel["samples"])
     )
+    spurious = spurious_signal_of(channel, pointer)
+    if spurious is not None:
+        samples = _with_spurious_signal(samples, spurious, f"{pointer}/spurious_signal/parameter")
     observed_weights = (
         np.ones(len(observed.values)) if observed.weights is None else np.asarray(observed.weights, float)
     )
@@ -270,4 +279,21 @@ def compile_unbinned_channel(
         reference_weights=reference_weights,
         shape_normalisation=channel.get("shape_normalisation", "nominal" if reference is None else "reference"),
         ratio_normalisation=channel.get("ratio_normalisation", "none" if reference is None else "reference"),
+        spurious_signal=spurious,
     )
+
+
+def _with_spurious_signal(
+    samples: tuple[CompiledSample, ...], spurious: SpuriousSignal, pointer: str
+) -> tuple[CompiledSample, ...]:
+    """The samples whose coefficients use ``spurious.parameter`` get the shift."""
+    def uses(sample: CompiledSample) -> bool:
+        return spurious.parameter in sample.normfactors or any(
+            spurious.parameter in f.parameters for f in sample.formulas)
+
+    if not any(uses(s) for s in samples):
+        raise InvalidModel(
+            f"{pointer}: no formula or normfactor of the channel uses '{spurious.parameter}'; "
+            "the spurious signal shifts that parameter in the channel's coefficients"
+        )
+    return tuple(dataclasses.replace(s, spurious=spurious) if uses(s) else s for s in samples)

@@ -30,6 +30,7 @@ from ratiofactory.binned_formulas import PLACEHOLDER_PREFIX
 from ratiofactory.errors import InvalidSpecification
 from ratiofactory.expressions import parse_expression
 from ratiofactory.schema import is_array, json_pointer, plain_value
+from ratiofactory.spurious_signal import spurious_signal_of
 
 __all__ = ["check_consistency"]
 
@@ -199,6 +200,7 @@ def _check_unbinned_channel(channel: Mapping[str, Any], pointer: str) -> None:
                 f"{pointer}/observables/{i}/bounds",
             )
     _check_samples(channel["samples"], pointer)
+    spurious_signal_of(channel, pointer)  # grid strictly increasing, one delta per point
     for j, sample in enumerate(channel["samples"]):
         _check_parameterised_ratios(sample, f"{pointer}/samples/{j}")
     for key in ("shape_normalisation", "ratio_normalisation"):

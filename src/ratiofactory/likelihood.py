@@ -104,10 +104,17 @@ def _ratio(tensors: ChannelTensors, sample: _SampleTensors, pars: Any, xp: Any) 
 def _coefficient(sample: CompiledSample, index: Mapping[str, int], pars: Any, xp: Any) -> Any:
     """c_j(θ) = f_j(θ) ν_j Π_k G_jk(α_k) for one sample."""
     coef = xp.asarray(sample.nominal_yield, dtype=pars.dtype)
+    shift = sample.spurious
+
+    def par(name: str) -> Any:  # with a spurious signal: f_j(mu) -> f_j(mu + alpha * delta(mu))
+        if shift is not None and name == shift.parameter:
+            return shift.shifted(pars[index[name]], pars[index[shift.name]], xp)
+        return pars[index[name]]
+
     for expr in sample.formulas:
-        coef = coef * expr.evaluate({name: pars[index[name]] for name in expr.parameters}, xp)
+        coef = coef * expr.evaluate({name: par(name) for name in expr.parameters}, xp)
     for name in sample.normfactors:
-        coef = coef * pars[index[name]]
+        coef = coef * par(name)
     if sample.lumi is not None:
         coef = coef * pars[index[sample.lumi]]
     for sys in sample.normsys:

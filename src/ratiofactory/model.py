@@ -66,6 +66,24 @@ class Model:
     so ``pyhf.infer`` and cabinetry run on it directly: ``logpdf`` returns ln L with
     pyhf's shape ``(1,)`` (constant terms of the unbinned channels dropped; binned channels
     contribute pyhf's logpdf unchanged) and ``nll`` the scalar −ln L that fits minimise.
+
+    >>> import pyhf, ratiofactory
+    >>> spec = {"version": "1.0.0", "channels": [{"name": "SR", "samples": [
+    ...     {"name": "signal", "data": [5.0], "modifiers": [{"name": "mu", "type": "normfactor", "data": None}]},
+    ...     {"name": "background", "data": [50.0], "modifiers": [{"name": "bkg", "type": "shapesys", "data": [5.0]}]}]}],
+    ...     "observations": [{"name": "SR", "data": [62.0]}],
+    ...     "measurements": [{"name": "meas", "config": {"poi": "mu", "parameters": []}}]}
+    >>> ws = ratiofactory.Workspace(spec)
+    >>> model, reference = ws.model(), pyhf.Workspace(spec).model()
+    >>> model.config.par_names
+    ['mu', 'bkg[0]']
+    >>> data = ws.data(model)  # main data, then auxdata (50/5)² = 100
+    >>> data.tolist(), model.expected_data([1.0, 1.0]).tolist()
+    ([62.0, 100.0], [55.0, 100.0])
+    >>> round(float(model.nll([1.0, 1.0], data)), 6)
+    6.633881
+    >>> bool(model.logpdf([1.0, 1.0], data)[0] == reference.logpdf([1.0, 1.0], data)[0])
+    True
     """
 
     def __init__(

@@ -22,6 +22,7 @@ modifiers; toys use the dense likelihood; RooFit export needs fixed per-event ra
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -78,6 +79,28 @@ class ParameterisedRatio:
     def _dtype(self) -> Any:
         return _INPUT_DTYPES[self.session.get_inputs()[0].type]
 
+    def _run(self, feeds: dict[str, np.ndarray]) -> Any:
+        """One onnxruntime call under the time limit of :func:`~ratiofactory.onnx_check.run_seconds`."""
+        import onnxruntime as ort
+
+        from .onnx_check import SECONDS_ENV, run_seconds
+
+        seconds = run_seconds()
+        options = ort.RunOptions()
+        options.log_severity_level = 4
+        watchdog = threading.Timer(seconds, setattr, (options, "terminate", True))
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            return self.session.run(None, feeds, options)[0]
+        except Exception as err:  # noqa: BLE001 (onnxruntime's own errors, one line)
+            if options.terminate:
+                raise self.fail(f"evaluation stopped after the time limit of {seconds:g} s (raise"
+                                f" ${SECONDS_ENV} if the model is that slow)") from None
+            raise self.fail(f"onnxruntime refused the inputs ({str(err).splitlines()[0]})") from None
+        finally:
+            watchdog.cancel()
+
     def fail(self, message: str) -> InvalidONNXModel:
         return InvalidONNXModel(f"{self.pointer}: {self.source}: {message}")
 
@@ -93,7 +116,7 @@ class ParameterisedRatio:
         if xp is np:
             feeds = dict(zip((i.name for i in self.session.get_inputs()),
                              self._inputs(np.asarray(events), np.asarray(theta, dtype=float), np), strict=True))
-            raw = np.asarray(self.session.run(None, feeds)[0], dtype=float).reshape(-1)
+            raw = np.asarray(self._run(feeds), dtype=float).reshape(-1)
         else:
             raw = xp.reshape(self.graph(xp, *self._inputs(events, theta, xp))[0], (-1,)).astype(xp.float64)
         return _to_ratio(raw, self.output, xp)

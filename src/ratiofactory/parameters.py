@@ -12,6 +12,7 @@ modifier        parameter kind               constraint
 ``lumi``        Gaussian                     aux = lumi, σ from the measurement
 ``normsys``     nuisance parameter α         standard normal
 ``ratiosys``    nuisance parameter α         standard normal (like histosys)
+spurious sig.   nuisance parameter α_ss      standard normal (like normsys)
 ratio inputs    each name in ``parameters``  none (free, like a normfactor)
                 of a parameterised ratio
 ==============  ===========================  ==================================
@@ -78,6 +79,11 @@ def unbinned_requirements(channel: Mapping[str, Any], pointer: str) -> dict[str,
             else:
                 record = _UNBINNED[kind].required_parset(None, modifier.get("data"))
                 reqs.setdefault(modifier["name"], []).append(Requirement(record, kind, where))
+    if "spurious_signal" in channel:  # its nuisance parameter: standard normal, like a normsys
+        entry = channel["spurious_signal"]
+        record = normsys.required_parset(None, {"hi": 1.0, "lo": 1.0})
+        reqs.setdefault(entry["name"], []).append(
+            Requirement(record, "spurious_signal", f"{pointer}/spurious_signal"))
     return reqs
 
 

@@ -18,7 +18,8 @@ from numpy.typing import ArrayLike
 from .errors import InvalidModel
 from .files import atomic_write
 
-__all__ = ["plot_belt", "plot_exclusion", "plot_impacts", "plot_reweighting", "plot_scan", "save_figure"]
+__all__ = ["plot_belt", "plot_exclusion", "plot_impacts", "plot_reweighting", "plot_scan", "plot_spurious_signal",
+           "save_figure"]
 
 #: Wilks thresholds drawn on 1-D scans (68.27 % and 95.45 %) and 2-D contours
 LEVELS_1D = {"68.3%": 1.0, "95.4%": 4.0}
@@ -194,6 +195,27 @@ def plot_impacts(impacts_result: Any, path: str | os.PathLike[str] | None = None
     handles = ax.get_legend_handles_labels()[0] + top.get_legend_handles_labels()[0]
     labels = ax.get_legend_handles_labels()[1] + top.get_legend_handles_labels()[1]
     ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8)
+    fig.tight_layout()
+    return _finish(fig, path)
+
+
+def plot_spurious_signal(table: Any, path: str | os.PathLike[str] | None = None, ax: Any = None) -> Any:
+    """Δμ̂(μ) of a :class:`~ratiofactory.ensemble_uncertainty.SpuriousSignalTable`: the
+    computed points and the interpolation the likelihood uses (pchip, constant beyond
+    the grid), with the bias of the resampled fits as a second series."""
+    fig, ax = _figure(ax)
+    spurious = table.spurious_signal()
+    grid = np.asarray(table.grid, float)
+    span = grid[-1] - grid[0]
+    fine = np.linspace(grid[0] - 0.05 * span, grid[-1] + 0.05 * span, 400)
+    ax.plot(fine, spurious.delta_at(fine), color="tab:blue", label=r"$\Delta\hat\mu$ (pchip)")
+    ax.plot(grid, table.delta, "o", color="tab:blue", label=f"{table.fits} Asimov fits per point")
+    ax.plot(grid, table.bias, "s", color="tab:orange", markersize=4, label="bias (mean shift of the fits)")
+    ax.axhline(0.0, color="grey", linewidth=1)
+    ax.set_xlabel(table.parameter)
+    ax.set_ylabel(r"$\Delta\hat\mu$")
+    ax.set_title(f"spurious signal of {table.channel} ({table.estimator}, K = {table.members})")
+    ax.legend()
     fig.tight_layout()
     return _finish(fig, path)
 

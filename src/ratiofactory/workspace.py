@@ -101,6 +101,25 @@ class Workspace:
 
     ``spec`` is deep-copied and never modified; file paths in it are relative to
     ``base_dir`` (the directory of the workspace file when loaded with :meth:`load`).
+
+    >>> import pyhf
+    >>> spec = {"version": "1.0.0", "channels": [{"name": "SR", "samples": [
+    ...     {"name": "signal", "data": [5.0], "modifiers": [{"name": "mu", "type": "normfactor", "data": None}]},
+    ...     {"name": "background", "data": [50.0], "modifiers": []}]}],
+    ...     "observations": [{"name": "SR", "data": [62.0]}],
+    ...     "measurements": [{"name": "meas", "config": {"poi": "mu", "parameters": []}}]}
+    >>> ws = Workspace(spec)
+    >>> ws.channels, ws.measurement_names
+    (['SR'], ['meas'])
+    >>> model = ws.model()
+    >>> lnL = float(model.logpdf([1.0], ws.data(model))[0])
+    >>> round(lnL, 6)
+    -3.411524
+    >>> import math
+    >>> round(62 * math.log(55) - 55 - math.lgamma(63), 6)  # ln Pois(62 | 5 + 50)
+    -3.411524
+    >>> lnL == float(pyhf.Workspace(spec).model().logpdf([1.0], [62.0])[0])  # same as pyhf
+    True
     """
 
     def __init__(self, spec: Mapping[str, Any], *, base_dir: str | Path | None = None, validate: bool = True):

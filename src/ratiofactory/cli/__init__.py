@@ -108,9 +108,9 @@ def cli(ctx: click.Context) -> None:
     ctx.ensure_object(Settings)
 
 
-from . import algebra, analysis, export, patchsets, publishing, toys
+from . import algebra, analysis, ensembles, export, patchsets, publishing, toys
 
-for _module in (analysis, publishing, toys, algebra, export, patchsets):
+for _module in (analysis, publishing, toys, algebra, export, patchsets, ensembles):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

@@ -96,8 +96,12 @@ def describe(ws: Any, model: Any) -> dict[str, Any]:
                            "init": config.suggested_init()[pslice],
                            "bounds": [list(b) for b in config.suggested_bounds()[pslice]],
                            "fixed": config.suggested_fixed()[pslice]})
+    from ..ensemble_uncertainty import ratio_spreads
+
+    spreads = [s.to_dict() for s in ratio_spreads(model) if s.members > 1]
     return {"channels": channels, "parameters": parameters, "poi": config.poi_name,
-            "measurements": ws.measurement_names, "normalisation": model.normalisation().to_dict()}
+            "measurements": ws.measurement_names, "normalisation": model.normalisation().to_dict(),
+            "ratio_spreads": spreads}
 
 
 def _inspect_tables(info: dict[str, Any]) -> Any:
@@ -122,7 +126,21 @@ def _inspect_tables(info: dict[str, Any]) -> Any:
     tables = [chans, pars]
     if info["normalisation"]["channels"]:
         tables.append(_normalisation_table(info["normalisation"]))
+    if info.get("ratio_spreads"):
+        tables.append(_spread_table(info["ratio_spreads"]))
     return Group(*tables)
+
+
+def _spread_table(spreads: list[dict[str, Any]]) -> Any:
+    from rich.table import Table
+
+    table = Table(title="Ensemble spread of the ratios: std_k(r_k) / mean per event")
+    for column in ("channel", "sample", "members", "median", "95% quantile", "of the mean (median/√K)"):
+        table.add_column(column)
+    for s in spreads:
+        table.add_row(s["channel"], s["sample"], str(s["members"]), f"{s['median']:.2%}",
+                      f"{s['quantile_95']:.2%}", f"{s['of_mean_median']:.2%}")
+    return table
 
 
 def _normalisation_table(report: dict[str, Any]) -> Any:

@@ -131,6 +131,11 @@ def build_unbinned_channel(
             "a sum over the reference events that depends on the nuisance parameters; RooFit's "
             "standard classes cannot express that sum (export with shape_normalisation 'nominal')"
         )
+    if channel.spurious_signal is not None:
+        raise ExportError(
+            f"unbinned channel '{pointer_name}': its spurious_signal (mu -> mu + alpha * delta(mu), delta "
+            "interpolated by pchip) is not exported to RooFit yet; export the workspace without it"
+        )
     for sample in channel.samples:
         parameterised = getattr(sample, "parameterised", None)
         if parameterised is not None:

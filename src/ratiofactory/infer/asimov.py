@@ -70,6 +70,11 @@ def asimov_yield_checks(model: Any, pars: Sequence[float] | np.ndarray) -> list[
     The standard error of ``Σ w_i^ref s_i`` (reference weights summing to one) is
     ``sqrt(Σ (w_i^ref)² (s_i − Σ w^ref s)²)``, the spread taken so that a constant s has
     none (:func:`ratiofactory.normalisation.weighted_mean_and_error`).
+
+    >>> import pyhf
+    >>> model = pyhf.simplemodels.uncorrelated_background([5.0], [50.0], [5.0], validate=False)
+    >>> asimov_yield_checks(model, [1.0, 1.0])   # a binned pyhf model has no reference sample
+    []
     """
     checks = []
     for channel in getattr(model, "unbinned_channels", ()):
@@ -88,6 +93,14 @@ def asimov_data(model: Any, pars: Sequence[float] | np.ndarray, *, check: bool =
     with ν(θ); a difference above 5 standard errors of the reference sample emits
     :class:`AsimovYieldWarning` naming the channel (it cannot happen with both
     normalisations ``"reference"``).
+
+    >>> import pyhf
+    >>> model = pyhf.simplemodels.uncorrelated_background([5.0], [50.0], [5.0], validate=False)
+    >>> data = [62.0] + model.config.auxdata
+    >>> asimov_data(model, [1.0, 1.0]).tolist()
+    [55.0, 100.0]
+    >>> model.expected_data([1.0, 1.0]).tolist()
+    [55.0, 100.0]
     """
     data = model.expected_data(pars)
     if check:

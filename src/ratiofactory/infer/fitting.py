@@ -52,6 +52,15 @@ class FitOptions:
     POI (and other free unconstrained scalars) seed extra local fits wherever that curve
     has another minimum. ``global_search=False`` (or ``starts=1``) runs one local fit
     from the start point, as MINUIT alone does.
+
+    >>> import pyhf
+    >>> from ratiofactory.infer import FitOptions, hypotest
+    >>> model = pyhf.simplemodels.uncorrelated_background([5.0], [50.0], [5.0], validate=False)
+    >>> data = [62.0] + model.config.auxdata
+    >>> scipy_local = FitOptions(method="scipy", global_search=False)
+    >>> cls = hypotest(model, data, 1.0, options=scipy_local).cls
+    >>> round(cls, 5) == round(hypotest(model, data, 1.0).cls, 5)  # same as MINUIT's
+    True
     """
 
     method: str = "minuit"
@@ -105,6 +114,15 @@ def fit(
     the first minimum found (e.g. the point Asimov data were generated at). Raises
     :class:`FitFailed` when no local fit converges and :class:`InvalidFitSetup` for
     inconsistent input.
+
+    >>> import pyhf
+    >>> model = pyhf.simplemodels.uncorrelated_background([5.0], [50.0], [5.0], validate=False)
+    >>> data = [62.0] + model.config.auxdata
+    >>> result = fit(model, data, fixed={"uncorr_bkguncrt": 1.0})  # background fixed at 50
+    >>> round(float(result.values[0]), 3), round(float(result.errors[0]), 4)
+    (2.4, 1.5748)
+    >>> round((62 - 50) / 5, 3), round(62**0.5 / 5, 4)  # mu-hat = (n - b)/s, error sqrt(n)/s
+    (2.4, 1.5748)
     """
     setup = make_setup(model, init=init, fixed=fixed, bounds=bounds, poi=poi)
     options = FitOptions(method=method, strategy=strategy, tolerance=tolerance, maxiter=maxiter,

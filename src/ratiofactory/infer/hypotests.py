@@ -163,7 +163,15 @@ class AsymptoticCalculator:
 def asymptotic_pvalues(q: float, q_asimov: float, test_stat: str,
                        ts: Iterable[float] | None = None) -> tuple[list[float], list[float], list[float]]:
     """(CLs+b, CLb, CLs) for observed ``q`` (or, with ``ts``, at the given values of the
-    statistic in −μ̂/σ space, as for the expected band) given the Asimov ``q_asimov``."""
+    statistic in −μ̂/σ space, as for the expected band) given the Asimov ``q_asimov``.
+
+    >>> from scipy.stats import norm
+    >>> clsb, clb, cls = asymptotic_pvalues(1.0, 4.0, "qtilde")  # q <= q_A: sqrt(q) = 1, sqrt(q_A) = 2
+    >>> [round(p, 6) for p in clsb + clb + cls]
+    [0.158655, 0.841345, 0.188573]
+    >>> round(float(norm.sf(1.0)), 6), round(float(norm.cdf(2.0 - 1.0)), 6)  # CLs+b = 1 - Phi(1), CLb = Phi(2 - 1)
+    (0.158655, 0.841345)
+    """
     sqrt_q, sqrt_qa = np.sqrt(max(q, 0.0)), np.sqrt(max(q_asimov, 0.0))
     if ts is None:
         if test_stat in ("qtilde", "tmu_tilde") and sqrt_q > sqrt_qa > 0:
@@ -189,7 +197,19 @@ def compute_teststat(
     options: FitOptions | None = None,
 ) -> float:
     """The value of ``test_stat`` (one of :data:`TEST_STATISTICS`) at ``poi = poi_value``
-    (``q0`` always tests 0)."""
+    (``q0`` always tests 0).
+
+    >>> import pyhf
+    >>> model = pyhf.simplemodels.uncorrelated_background([5.0], [50.0], [5.0], validate=False)
+    >>> data = [62.0] + model.config.auxdata
+    >>> q = compute_teststat(model, data, 5.0)
+    >>> round(q, 4)
+    1.8309
+    >>> init, bounds, fixed = (model.config.suggested_init(), model.config.suggested_bounds(),
+    ...                        model.config.suggested_fixed())
+    >>> round(float(pyhf.infer.test_statistics.qmu_tilde(5.0, data, model, init, bounds, fixed)), 4)
+    1.8309
+    """
     _check_kind(test_stat)
     setup = prepare_setup(model, test_stat, poi=poi, init=init, fixed=fixed, bounds=bounds)
     poi_value = 0.0 if test_stat == "q0" else float(poi_value)
@@ -215,6 +235,15 @@ def hypotest(
     """Asymptotic CLs test of ``poi = poi_value`` with ``test_stat`` ``"qtilde"`` or ``"q"``.
 
     Agrees with ``pyhf.infer.hypotest(..., return_tail_probs=True, return_expected_set=True)``.
+
+    >>> import pyhf
+    >>> model = pyhf.simplemodels.uncorrelated_background([5.0], [50.0], [5.0], validate=False)
+    >>> data = [62.0] + model.config.auxdata
+    >>> result = hypotest(model, data, 1.0)
+    >>> round(result.cls, 5)
+    0.70548
+    >>> round(float(pyhf.infer.hypotest(1.0, data, model, test_stat="qtilde")), 5)  # pyhf agrees
+    0.70548
     """
     _check_kind(test_stat, ("qtilde", "q"))
     setup = prepare_setup(model, test_stat, poi=poi, init=init, fixed=fixed, bounds=bounds)

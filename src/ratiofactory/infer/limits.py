@@ -62,6 +62,14 @@ def upper_limit(
     one at larger μ) the excluded set has several pieces; a :class:`NonMonotoneCLsWarning`
     (one line) lists them, and ``excluded``/``expected_excluded`` hold them. Crossings
     closer together than the grid spacing can be missed: pass a finer ``scan`` to check.
+
+    >>> import pyhf
+    >>> model = pyhf.simplemodels.uncorrelated_background([5.0], [50.0], [5.0], validate=False)
+    >>> data = [62.0] + model.config.auxdata
+    >>> from ratiofactory.infer import hypotest
+    >>> limit = upper_limit(model, data)
+    >>> round(limit.observed, 3), round(hypotest(model, data, limit.observed).cls, 4)  # CLs = 0.05 there
+    (5.688, 0.05)
     """
     _check_kind(test_stat, ("qtilde", "q"))
     if not 0.0 < level < 1.0:
@@ -246,6 +254,13 @@ def significance(
     observed data), with the ±1σ/±2σ band of expected p-values.
 
     Agrees with ``pyhf.infer.hypotest(0.0, ..., test_stat="q0", return_expected_set=True)``.
+
+    >>> import pyhf
+    >>> model = pyhf.simplemodels.uncorrelated_background([5.0], [50.0], [5.0], validate=False)
+    >>> data = [62.0] + model.config.auxdata
+    >>> result = significance(model, data)
+    >>> round(result.pvalue, 5), round(float(pyhf.infer.hypotest(0.0, data, model, test_stat="q0")), 5)
+    (0.09367, 0.09367)
     """
     setup = prepare_setup(model, "q0", poi=poi, init=init, fixed=fixed, bounds=bounds)
     index, name = setup.require_poi()

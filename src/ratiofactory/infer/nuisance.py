@@ -40,6 +40,12 @@ def prefit_constraints(model: Any, data: Any) -> dict[int, tuple[float, float]]:
 
     The centre is read from the auxiliary data in ``data`` (pyhf's order,
     ``config.auxdata_order``, at the end of the data vector).
+
+    >>> import pyhf
+    >>> model = pyhf.simplemodels.uncorrelated_background([5.0], [50.0], [5.0], validate=False)
+    >>> data = [62.0] + model.config.auxdata
+    >>> prefit_constraints(model, data)  # shapesys on bin 1: centre 1, width 5/50
+    {1: (1.0, 0.1)}
     """
     config = model.config
     data = np.asarray(data, dtype=float)
@@ -73,7 +79,17 @@ def impacts(
     options: FitOptions | None = None,
 ) -> ImpactsResult:
     """Pulls and impacts on the POI of every free parameter (or of ``parameters``,
-    expanded names), ranked. ``refit=False`` skips the four refits per parameter."""
+    expanded names), ranked. ``refit=False`` skips the four refits per parameter.
+
+    >>> import pyhf
+    >>> from ratiofactory.infer import fit
+    >>> model = pyhf.simplemodels.correlated_background([5.0], [50.0], [55.0], [45.0], validate=False)
+    >>> data = [62.0] + model.config.auxdata
+    >>> row = impacts(model, data).row("correlated_bkg_uncertainty")
+    >>> best = fit(model, data)      # pull = (α̂ − 0)/1, constraint = σ(α̂)/1
+    >>> round(row.pull, 4) == round(best.value("correlated_bkg_uncertainty"), 4), round(row.constraint, 3)
+    (True, 1.0)
+    """
     setup = make_setup(model, init=init, fixed=fixed, bounds=bounds, poi=poi)
     index, name = setup.require_poi()
     objective = Objective(model, data)

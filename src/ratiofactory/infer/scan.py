@@ -56,6 +56,14 @@ def profile_scan(
     the global fit, the global fit is redone from there. Values within 1e-6 below zero
     (minimiser noise) are clipped to 0. Raises :class:`InvalidFitSetup` when a scan value
     lies outside the parameter's bounds.
+
+    >>> import math, pyhf
+    >>> model = pyhf.simplemodels.uncorrelated_background([5.0], [50.0], [5.0], validate=False)
+    >>> data = [62.0] + model.config.auxdata
+    >>> scan = profile_scan(model, data, [0.0, 2.4, 4.0], fixed={"uncorr_bkguncrt": 1.0})
+    >>> t = lambda mu: 2 * (5 * mu + 50 - 62 * math.log(5 * mu + 50) - 62 + 62 * math.log(62))
+    >>> [round(float(v), 4) for v in scan.tmu], [round(t(mu), 4) for mu in (0.0, 2.4, 4.0)]
+    ([2.6738, 0.0, 0.9513], [2.6738, 0.0, 0.9513])
     """
     setup = make_setup(model, init=init, fixed=fixed, bounds=bounds, poi=poi)
     index, name = setup.require_poi()
@@ -133,6 +141,14 @@ def profile_scan_2d(
 
     Points are visited row by row in a snake order so that each fit starts from its
     neighbour. Compare ``tmu`` with the 2-dof Wilks thresholds (``ScanResult2D.inside``).
+
+    >>> import numpy as np, pyhf
+    >>> model = pyhf.simplemodels.correlated_background([5.0], [50.0], [55.0], [45.0], validate=False)
+    >>> data = [62.0] + model.config.auxdata
+    >>> scan = profile_scan_2d(model, data, [1.0, 2.0], [0.0, 0.5], pois=("mu", "correlated_bkg_uncertainty"))
+    >>> nll = lambda pars: float(model.logpdf(np.array(pars), data)[0]) * -1   # pars: (alpha, mu)
+    >>> round(float(scan.tmu[1, 1]), 4), round(2 * nll([0.5, 2.0]) - scan.bestfit.twice_nll, 4)
+    (0.254, 0.254)
     """
     x_name, y_name = pois
     if x_name == y_name:
@@ -166,6 +182,16 @@ def interval(scan: ScanResult, cl: float = CL_1SIGMA, *, threshold: float | None
     pass ``threshold`` to override. Every crossing is bracketed by grid points,
     interpolated linearly and, when the scan can re-profile (``scan.profile``), refined
     with Brent's method to 1e-9. Returns all disjoint pieces.
+
+    >>> import math, numpy as np, pyhf, scipy.optimize
+    >>> model = pyhf.simplemodels.uncorrelated_background([5.0], [50.0], [5.0], validate=False)
+    >>> data = [62.0] + model.config.auxdata
+    >>> scan = profile_scan(model, data, np.linspace(0, 6, 25), fixed={"uncorr_bkguncrt": 1.0})
+    >>> [(lo, hi)] = interval(scan).intervals
+    >>> t = lambda mu: 2 * (5 * mu + 50 - 62 * math.log(5 * mu + 50) - 62 + 62 * math.log(62)) - 1
+    >>> (round(lo, 3), round(hi, 3)) == (round(scipy.optimize.brentq(t, 0, 2.4), 3),
+    ...                                  round(scipy.optimize.brentq(t, 2.4, 6), 3))
+    True
     """
     if threshold is None:
         if not 0.0 < cl < 1.0:
