@@ -33,7 +33,13 @@ class Executor(Protocol):
 @contextmanager
 def progress_bars(enabled: bool) -> Iterator[None]:
     """Switch the toy progress bars on or off inside the block (the CLI's ``--quiet``);
-    see :mod:`ratiofactory.progress` for progress lines off a terminal."""
+    see :mod:`ratiofactory.progress` for progress lines off a terminal.
+
+    >>> from ratiofactory.toys import executors
+    >>> with progress_bars(False):
+    ...     executors._SHOW_PROGRESS[0]
+    False
+    """
     before, _SHOW_PROGRESS[0] = _SHOW_PROGRESS[0], bool(enabled)
     try:
         yield

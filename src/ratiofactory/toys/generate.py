@@ -44,12 +44,22 @@ class ToyGenerationError(RatiofactoryError):
 
 
 def toy_rng(seed: int, index: int) -> np.random.Generator:
-    """The generator of toy ``index`` for ``seed`` (independent of batching)."""
+    """The generator of toy ``index`` for ``seed`` (independent of batching).
+
+    >>> toy_rng(7, 3).integers(0, 100, 3).tolist() == toy_rng(7, 3).integers(0, 100, 3).tolist()
+    True
+    """
     return np.random.default_rng(np.random.SeedSequence([int(seed), int(index)]))
 
 
 def expected_main_data(model: Any, pars: ArrayLike) -> np.ndarray:
-    """Expected main data at ``pars`` as a numpy array, computed on the numpy backend."""
+    """Expected main data at ``pars`` as a numpy array, computed on the numpy backend.
+
+    >>> import pyhf
+    >>> model = pyhf.simplemodels.uncorrelated_background([5.0], [50.0], [5.0], validate=False)
+    >>> expected_main_data(model, [1.0, 1.0]).tolist()   # 5 signal + 50 background
+    [55.0]
+    """
     previous = pyhf.get_backend()
     switch = previous[0].name != "numpy"
     if switch:
@@ -213,6 +223,14 @@ def generate_toys(model: Any, pars: ArrayLike, n_toys: int, seed: int, *, start:
     ``sparse`` the same toys as :class:`SparseToys` (what :func:`~.vfit.fit_toys` fits fastest).
 
     ``expected`` (the expected main data at ``pars``) may be passed to avoid recomputing it.
+
+    >>> import numpy as np, pyhf
+    >>> from ratiofactory.infer.objective import make_setup
+    >>> model = pyhf.simplemodels.uncorrelated_background([5.0], [50.0], [5.0], validate=False)
+    >>> data = [62.0] + model.config.auxdata
+    >>> toys = generate_toys(model, [1.0, 1.0], 2000, seed=1)
+    >>> toys.shape, round(float(toys[:, 0].mean()))          # Poisson(55) counts, then auxdata
+    ((2000, 2), 55)
     """
     point = np.asarray(pars, dtype=float)
     if expected is None:

@@ -182,6 +182,13 @@ def neyman_construction(model: Any, data: Any, poi_values: Any, n_toys: int, see
 
     ``expected_toys`` > 0 adds the expected band from toys at ``(nominal, θ̂̂(nominal))``
     (``nominal`` defaults to the POI's init).
+
+    >>> import pyhf
+    >>> model = pyhf.simplemodels.uncorrelated_background([5.0], [50.0], [5.0], validate=False)
+    >>> data = [62.0] + model.config.auxdata
+    >>> belt = neyman_construction(model, data, [1.0, 2.4, 4.0], 50, seed=1)
+    >>> belt.poi_values.tolist(), float(belt.t_observed[1]) < 1e-6     # t_mu = 0 at the best fit
+    ([1.0, 2.4, 4.0], True)
     """
     _check_kind(test_stat, ("tmu", "tmu_tilde"))
     setup = prepare_setup(model, test_stat, poi=poi, init=init, fixed=fixed, bounds=bounds)

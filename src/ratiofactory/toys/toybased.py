@@ -44,7 +44,17 @@ def statistic_from_fits(test_stat: str, poi_value: float, free_nll, free_poi, co
 def toy_teststats(model: Any, toys: np.ndarray | SparseToys, poi_value: float, setup: FitSetup, test_stat: str,
                   *, batch_size: int = 64, free: BatchFit | None = None) -> np.ndarray:
     """The test statistic at ``poi_value`` on each toy (NaN where a fit failed); ``free``:
-    the toys' free fits if already done."""
+    the toys' free fits if already done.
+
+    >>> import numpy as np, pyhf
+    >>> from ratiofactory.infer.objective import make_setup
+    >>> model = pyhf.simplemodels.uncorrelated_background([5.0], [50.0], [5.0], validate=False)
+    >>> data = [62.0] + model.config.auxdata
+    >>> from ratiofactory.toys import generate_toys
+    >>> q = toy_teststats(model, generate_toys(model, [1.0, 1.0], 20, seed=1), 1.0, make_setup(model), "qtilde")
+    >>> q.shape, bool(np.all(q >= 0))
+    ((20,), True)
+    """
     free = free if free is not None else fit_toys(model, toys, setup, batch_size=batch_size)
     conditional = fit_toys(model, toys, setup.with_poi_fixed(poi_value), init=free.values, batch_size=batch_size)
     return statistic_from_fits(test_stat, poi_value, free.twice_nll, free.values[:, setup.poi_index],
@@ -53,7 +63,17 @@ def toy_teststats(model: Any, toys: np.ndarray | SparseToys, poi_value: float, s
 
 def conditional_mle(model: Any, data: Any, setup: FitSetup, poi_value: float,
                     options: FitOptions | None = None) -> np.ndarray:
-    """θ̂̂(μ): the parameters maximising the likelihood of ``data`` with the POI at ``poi_value``."""
+    """θ̂̂(μ): the parameters maximising the likelihood of ``data`` with the POI at ``poi_value``.
+
+    >>> import numpy as np, pyhf
+    >>> from ratiofactory.infer.objective import make_setup
+    >>> model = pyhf.simplemodels.uncorrelated_background([5.0], [50.0], [5.0], validate=False)
+    >>> data = [62.0] + model.config.auxdata
+    >>> from ratiofactory.infer import fit
+    >>> theta = conditional_mle(model, data, make_setup(model), 1.0)
+    >>> bool(np.allclose(theta, fit(model, data, fixed={"mu": 1.0}).values, atol=1e-4))
+    True
+    """
     result = minimize(Objective(model, data), setup.with_poi_fixed(poi_value), options, hesse=False,
                       context=f"conditional fit at {setup.poi_name}={poi_value:g}: ")
     return np.asarray(result.values, dtype=float)
@@ -87,7 +107,20 @@ def sample_teststats(model: Any, generating: np.ndarray, n_toys: int, seed: int,
                      setup: FitSetup, test_stat: str, *, executor: Executor | None = None,
                      batch_size: int = 64, desc: str = "toys") -> np.ndarray:
     """The statistic on ``n_toys`` toys at ``generating``, in tasks of ``TASK_BATCHES`` batches
-    through ``executor`` (within a task, batches are generated while the previous one is fitted)."""
+    through ``executor`` (within a task, batches are generated while the previous one is fitted).
+
+    >>> import numpy as np, pyhf
+    >>> from ratiofactory.infer.objective import make_setup
+    >>> model = pyhf.simplemodels.uncorrelated_background([5.0], [50.0], [5.0], validate=False)
+    >>> data = [62.0] + model.config.auxdata
+    >>> from ratiofactory.toys import generate_toys, progress_bars, toy_teststats
+    >>> setup = make_setup(model)
+    >>> with progress_bars(False):     # the same toys as generate_toys(..., seed=1)
+    ...     q = sample_teststats(model, np.array([1.0, 1.0]), 20, 1, 1.0, setup, "qtilde")
+    >>> bool(np.allclose(q, toy_teststats(model, generate_toys(model, [1.0, 1.0], 20, seed=1), 1.0, setup,
+    ...                                   "qtilde"), atol=1e-6))
+    True
+    """
     generating = np.asarray(generating, float)
     task = _TeststatBatch(model, generating, expected_main_data(model, generating), int(seed), float(poi_value),
                           setup, test_stat, int(batch_size), str(pyhf.get_backend()[0].name))
@@ -133,6 +166,15 @@ def toybased_hypotest(model: Any, data: Any, mu: float, n_toys: int, seed: int, 
     ``clsb`` is the p-value under μ = 0) of ``poi = mu`` from ``n_toys`` toys per hypothesis.
 
     Signal toys use ``seed``, background toys ``seed + 1``.
+
+    >>> import numpy as np, pyhf
+    >>> from ratiofactory.infer.objective import make_setup
+    >>> model = pyhf.simplemodels.uncorrelated_background([5.0], [50.0], [5.0], validate=False)
+    >>> data = [62.0] + model.config.auxdata
+    >>> from ratiofactory.infer import hypotest
+    >>> result = toybased_hypotest(model, data, 5.0, 300, seed=1)
+    >>> abs(result.cls - hypotest(model, data, 5.0).cls) < 3 * result.cls_error()   # asymptotics hold here
+    True
     """
     _check_kind(test_stat)
     setup = prepare_setup(model, test_stat, poi=poi, init=init, fixed=fixed, bounds=bounds)

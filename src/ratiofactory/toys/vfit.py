@@ -313,6 +313,15 @@ def fit_toys(model: Any, toys: np.ndarray | SparseToys, setup: FitSetup, *, init
     MIGRAD for the toys it leaves unconverged. On numpy: MIGRAD per toy and start.
     ``sparse``: evaluate each unbinned channel only on the toy's events of non-zero weight
     (:mod:`.sparse`; ``False`` forces the dense likelihood).
+
+    >>> import numpy as np, pyhf
+    >>> from ratiofactory.infer.objective import make_setup
+    >>> model = pyhf.simplemodels.uncorrelated_background([5.0], [50.0], [5.0], validate=False)
+    >>> data = [62.0] + model.config.auxdata
+    >>> from ratiofactory.toys import generate_toys
+    >>> fitted = fit_toys(model, generate_toys(model, [1.0, 1.0], 20, seed=1), make_setup(model))
+    >>> fitted.values.shape, fitted.n_failed
+    ((20, 2), 0)
     """
     if not isinstance(toys, SparseToys):
         toys = np.atleast_2d(np.asarray(toys, dtype=float))
