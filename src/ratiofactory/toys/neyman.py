@@ -144,7 +144,19 @@ def critical_point(model: Any, data: Any, setup: FitSetup, free_nll: float, free
                    n_toys: int, seed: int, test_stat: str, cls: tuple[float, ...], *,
                    executor: Executor | None = None, batch_size: int = 64,
                    options: FitOptions | None = None, settings: dict[str, Any] | None = None) -> NeymanPoint:
-    """One grid point of the construction (θ̂̂(μ), observed t_μ, toys, critical values)."""
+    """One grid point of the construction (θ̂̂(μ), observed t_μ, toys, critical values).
+
+    >>> import pyhf
+    >>> from ratiofactory.infer import fit
+    >>> from ratiofactory.infer.objective import make_setup
+    >>> model = pyhf.simplemodels.uncorrelated_background([5.0], [50.0], [5.0], validate=False)
+    >>> data = [62.0] + model.config.auxdata
+    >>> best = fit(model, data)
+    >>> point = critical_point(model, data, make_setup(model), best.twice_nll, best.poi_value, 2.4, 50, 1,
+    ...                        "tmu", (0.6827,))
+    >>> point.t_observed, abs(point.critical["0.6827"] - 1.0) < 0.5   # near Wilks' t = 1
+    (0.0, True)
+    """
     generating = conditional_mle(model, data, setup.with_init(setup.init), poi_value, options)
     cond_nll = float(Objective(model, data)(generating))
     t_obs = float(statistic_from_fits(test_stat, poi_value, free_nll, free_poi, cond_nll))
@@ -254,6 +266,12 @@ def neyman_coverage(model: Any, truth: Any, n_experiments: int, n_toys: int, see
     The interval of a pseudo-experiment covers μ_true exactly when ``t_obs(μ_true) ≤
     t_crit(μ_true)``, with the critical value from toys at (μ_true, θ̂̂(μ_true)) fitted to
     that pseudo-experiment — so only the grid point at the truth is needed per experiment.
+
+    >>> import pyhf
+    >>> model = pyhf.simplemodels.uncorrelated_background([5.0], [50.0], [5.0], validate=False)
+    >>> coverage = neyman_coverage(model, [2.0, 1.0], 5, 20, seed=1)
+    >>> coverage.n_experiments, coverage.n_failed, sorted(coverage.covered) == ["0.682689", "0.9545"]
+    (5, 0, True)
     """
     _check_kind(test_stat, ("tmu", "tmu_tilde"))
     setup = prepare_setup(model, test_stat, poi=None, init=init, fixed=fixed, bounds=bounds)
