@@ -172,7 +172,7 @@ def toybased_hypotest(model: Any, data: Any, mu: float, n_toys: int, seed: int, 
     >>> model = pyhf.simplemodels.uncorrelated_background([5.0], [50.0], [5.0], validate=False)
     >>> data = [62.0] + model.config.auxdata
     >>> from ratiofactory.infer import hypotest
-    >>> result = toybased_hypotest(model, data, 5.0, 300, seed=1)
+    >>> result = toybased_hypotest(model, data, 5.0, 100, seed=1)
     >>> abs(result.cls - hypotest(model, data, 5.0).cls) < 3 * result.cls_error()   # asymptotics hold here
     True
     """
