@@ -196,7 +196,7 @@ def _resample(members: Sequence[np.ndarray], rng: np.random.Generator) -> list[n
     if len(sizes) == 1:
         draw = rng.integers(0, sizes.pop(), next(iter(members)).shape[0])
         return [draw] * len(members)
-    return [rng.integers(0, m.shape[0], m.shape[0]) for m in members]
+    return [np.asarray(rng.integers(0, m.shape[0], m.shape[0])) for m in members]
 
 
 def _ensemble_channel(model: Any, name: str | None) -> tuple[int, Any]:

@@ -52,7 +52,7 @@ def spurious_signal(workspace: str, output: str, grid: tuple[float, float, int],
     ws = load_workspace(workspace)
     lo, hi, points = grid
     with progress("Asimov fits"):
-        table = spurious_signal_table(ws, np.linspace(lo, hi, points), channel=channel, measurement=measurement,
+        table = spurious_signal_table(ws, np.linspace(lo, hi, points).tolist(), channel=channel, measurement=measurement,
                                       n_bootstrap=n_bootstrap, estimator=estimator, seed=seed, spread=spread)
     target = Path(output)  # load_workspace refused an --output that is an input
     spec = rebase_paths(add_spurious_signal(ws.spec, table, name=name), ws.base_dir, target.parent)
