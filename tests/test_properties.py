@@ -274,7 +274,7 @@ def _nll_is_finite_or_plus_infinity_and_backends_agree(root, data):
             assert value_jax == pytest.approx(value, rel=1e-10, abs=1e-10), (spec, pars)
 
 
-test_nll_is_finite_or_plus_infinity_and_backends_agree, test_nll_properties_thorough = _examples(5, 150)(
+test_nll_is_finite_or_plus_infinity_and_backends_agree, test_nll_properties_thorough = _examples(5, 40)(
     _nll_is_finite_or_plus_infinity_and_backends_agree)
 
 
@@ -297,7 +297,7 @@ def _pure_pyhf_logpdf_equals_pyhf(root, data):
     assert ws.digest() == pyhf.utils.digest(reference)
 
 
-test_pure_pyhf_logpdf_equals_pyhf, test_pure_pyhf_logpdf_thorough = _examples(10, 200)(_pure_pyhf_logpdf_equals_pyhf)
+test_pure_pyhf_logpdf_equals_pyhf, test_pure_pyhf_logpdf_thorough = _examples(10, 60)(_pure_pyhf_logpdf_equals_pyhf)
 
 
 def _all_names(spec: dict) -> dict[str, set[str]]:
@@ -333,7 +333,7 @@ def _rename_twice_and_prune_then_combine_round_trip(root, data):
     assert float(back_model.nll(pars, back.data(back_model))) == float(model.nll(pars, ws.data(model)))
 
 
-test_algebra_round_trips, test_algebra_round_trips_thorough = _examples(8, 150)(
+test_algebra_round_trips, test_algebra_round_trips_thorough = _examples(8, 40)(
     _rename_twice_and_prune_then_combine_round_trip)
 
 
@@ -400,4 +400,4 @@ def _mutated_spec_fails_cleanly(root, data):
     assert json.dumps(spec) == text  # the input is never modified
 
 
-test_mutated_spec_fails_cleanly, test_mutated_spec_thorough = _examples(25, 500)(_mutated_spec_fails_cleanly)
+test_mutated_spec_fails_cleanly, test_mutated_spec_thorough = _examples(25, 150)(_mutated_spec_fails_cleanly)
