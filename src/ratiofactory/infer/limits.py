@@ -24,6 +24,7 @@ from ..progress import Progress
 from .asimov import conditional_asimov
 from .errors import InvalidFitSetup
 from .fitting import FitOptions, minimize
+from .hypotest_results import BANDS, SignificanceResult, UpperLimitResult
 from .hypotests import (
     AsymptoticCalculator,
     _check_kind,
@@ -32,7 +33,7 @@ from .hypotests import (
     prepare_setup,
 )
 from .objective import Objective
-from .results import BANDS, FitResult, SignificanceResult, UpperLimitResult
+from .results import FitResult
 from .roots import bracketed_newton
 
 __all__ = ["NonMonotoneCLsWarning", "significance", "upper_limit"]
