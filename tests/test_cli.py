@@ -55,6 +55,18 @@ def test_fit_fixed_scipy_and_table(toy, tmp_path):
     assert "mu" in table
 
 
+def test_output_dash_writes_json_to_stdout(toy, tmp_path, monkeypatch):
+    """``-o -`` puts the JSON on stdout in place of the table and creates no file "-"."""
+    path, model, data = toy
+    monkeypatch.chdir(tmp_path)
+    result = run(["fit", path, "-o", "-"])
+    got = json.loads(result.stdout)
+    assert got["twice_nll"] == pytest.approx(infer.fit(model, data).twice_nll, rel=1e-10)
+    digested = json.loads(run(["digest", path, "-o", "-"]).stdout)
+    assert digested["measurements"] == json.loads(Path(path).read_text())["measurements"]
+    assert not (tmp_path / "-").exists()
+
+
 def test_fit_on_jax_agrees(toy, tmp_path):
     path, _, _ = toy
     numpy_fit = run_json(["fit", path], tmp_path, "np.json")

@@ -23,9 +23,9 @@ from scipy.stats import norm
 
 from ratiofactory import Workspace, infer
 from ratiofactory.cli import cli
+from ratiofactory.infer import BANDS
 from ratiofactory.infer.fitting import minimize
 from ratiofactory.infer.hypotests import AsymptoticCalculator, prepare_setup
-from ratiofactory.infer.results import BANDS
 from ratiofactory.testing import Exponential, Uniform, constant_model, ratio_model
 
 # Σ w_ref r over a stratified reference sample has zero Monte Carlo spread, which the

@@ -38,7 +38,7 @@ from typing import Any
 from .errors import RatiofactoryError
 from .files import atomic_write
 from .infer._format import fmt, jsonable, table
-from .infer.results import BANDS
+from .infer.hypotest_results import BANDS
 
 __all__ = ["GridPoint", "GridResult", "run_grid"]
 

@@ -34,7 +34,7 @@ __all__ = ["SUBMISSION", "HepDataTable", "result_table", "validate_submission",
            "verify_submission", "write_submission"]
 
 SUBMISSION = "submission.yaml"
-#: labels of the expected bands, in the order of :data:`ratiofactory.infer.results.BANDS`
+#: labels of the expected bands, in the order of :data:`ratiofactory.infer.BANDS`
 BAND_LABELS = ("expected -2 sigma", "expected -1 sigma", "expected median",
                "expected +1 sigma", "expected +2 sigma")
 RESOURCE_PREFIX = "ratiofactory likelihood bundle"

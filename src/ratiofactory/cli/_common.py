@@ -136,8 +136,11 @@ def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return patch_options(common_options(func))
 
 
-output_option = click.option("--output-file", "-o", default=None, type=click.Path(dir_okay=False),
-                             help="Write the result as JSON (atomically).")
+output_option = click.option("--output-file", "-o", default=None, type=click.Path(dir_okay=False, allow_dash=True),
+                             help="Write the result as JSON (atomically); '-' writes it to stdout instead of the table.")
+
+STDOUT = "-"
+"""The ``-o`` value that means standard output (as for pyhf and most Unix tools)."""
 
 
 def parse_fixed(items: Sequence[str]) -> dict[str, float]:
@@ -347,15 +350,22 @@ def warn(line: str) -> None:
 
 
 def write_json_atomic(path: str | os.PathLike[str], payload: Any) -> Path:
-    """Write ``payload`` as indented, key-sorted JSON, atomically."""
+    """Write ``payload`` as indented, key-sorted JSON, atomically; to stdout for ``-``."""
+    text = json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    if str(path) == STDOUT:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return Path(path)
     with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
     return Path(path)
 
 
 def emit(payload: dict[str, Any], output_file: str | None, table: Any) -> None:
-    """Show the table and write ``payload`` to ``output_file`` when given."""
-    show(table)
+    """Show the table and write ``payload`` to ``output_file`` when given; with ``-o -``
+    the JSON takes stdout's place and the table is not shown."""
+    if output_file != STDOUT:
+        show(table)
     if output_file:
         from ..infer._format import jsonable
 

@@ -8,14 +8,13 @@ the paths are relative to the (first) input's directory.
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
 from ._common import (
+    STDOUT,
     WORKSPACE,
     common_options,
     load_workspace,
@@ -26,15 +25,13 @@ from ._common import (
 
 
 def _write(spec: dict[str, Any], output_file: str | None, what: str) -> None:
-    if output_file:
-        write_json_atomic(output_file, spec)
+    write_json_atomic(output_file or STDOUT, spec)
+    if output_file and output_file != STDOUT:
         show(f"{what} written to {output_file}")
-    else:
-        sys.stdout.write(json.dumps(spec, indent=2, sort_keys=True) + "\n")
 
 
 def _target_dir(output_file: str | None, default: Path) -> Path:
-    return Path(output_file).resolve().parent if output_file else default
+    return Path(output_file).resolve().parent if output_file and output_file != STDOUT else default
 
 
 @click.command()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import click
 
 from ._common import (
+    STDOUT,
     WORKSPACE,
     common_options,
     emit,
@@ -40,12 +39,10 @@ def digest(workspace: str, in_place: bool, update: bool, output_file: str | None
         raise click.UsageError("--in-place needs a workspace file, not stdin")
     load_workspace(workspace)  # an --output-file may not overwrite the workspace or its files
     spec, added = record_digests(workspace, update=update)
-    target = workspace if in_place else output_file
-    if target:
-        write_json_atomic(target, spec)
+    target = workspace if in_place else (output_file or STDOUT)
+    write_json_atomic(target, spec)
+    if target != STDOUT:
         show(f"{added} digest(s) recorded in {target}")
-    else:
-        sys.stdout.write(json.dumps(spec, indent=2, sort_keys=True) + "\n")
 
 
 @click.command()

@@ -12,21 +12,18 @@ from __future__ import annotations
 from .asimov import AsimovYieldWarning, YieldCheck, asimov_data, asimov_yield_checks
 from .errors import FitFailed, InvalidFitSetup
 from .fitting import DEFAULT_STARTS, DEFAULT_TOLERANCE, FitOptions, fit
+from .hypotest_results import BANDS, HypoTestResult, SignificanceResult, UpperLimitResult
 from .hypotests import TEST_STATISTICS, asymptotic_pvalues, compute_teststat, hypotest
 from .limits import NonMonotoneCLsWarning, significance, upper_limit
 from .nuisance import impacts, prefit_constraints
 from .results import (
-    BANDS,
     FitResult,
-    HypoTestResult,
     ImpactRow,
     ImpactsResult,
     IntervalResult,
     LocalMinimum,
     ScanResult,
     ScanResult2D,
-    SignificanceResult,
-    UpperLimitResult,
 )
 from .scan import CL_1SIGMA, CL_2SIGMA, interval, profile_scan, profile_scan_2d
 

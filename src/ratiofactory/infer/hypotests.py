@@ -35,8 +35,9 @@ from scipy.stats import norm
 from .asimov import conditional_asimov
 from .errors import InvalidFitSetup
 from .fitting import FitOptions, minimize
+from .hypotest_results import BANDS, HypoTestResult
 from .objective import FitSetup, Objective, make_setup
-from .results import BANDS, FitResult, HypoTestResult
+from .results import FitResult
 
 __all__ = ["TEST_STATISTICS", "AsymptoticCalculator", "asymptotic_pvalues", "compute_teststat", "hypotest"]
 

@@ -24,9 +24,10 @@ from ..progress import Progress
 from .asimov import conditional_asimov
 from .errors import InvalidFitSetup
 from .fitting import FitOptions, minimize
+from .hypotest_results import BANDS, SignificanceResult, UpperLimitResult
 from .hypotests import AsymptoticCalculator, _check_kind, _statistic, prepare_setup
 from .objective import Objective
-from .results import BANDS, FitResult, SignificanceResult, UpperLimitResult
+from .results import FitResult
 
 __all__ = ["NonMonotoneCLsWarning", "significance", "upper_limit"]
 
