@@ -26,6 +26,7 @@ from .errors import FitFailed, InvalidFitSetup
 from .minima import TIE, LocalFit, distinct_minima, search
 from .objective import FitSetup, Objective, make_setup
 from .results import FitResult, LocalMinimum
+from .wall import WalledObjective, foot_of_wall, on_wall
 
 __all__ = ["DEFAULT_STARTS", "DEFAULT_TOLERANCE", "FitOptions", "fit", "minimize"]
 
@@ -271,11 +272,14 @@ def _all_fixed(objective: Objective, setup: FitSetup) -> FitResult:
     )
 
 
-def _make_minuit(objective: Objective, setup: FitSetup, x0: np.ndarray, options: FitOptions) -> Minuit:
-    grad = objective.grad if objective.has_grad else False
+def _make_minuit(objective: Objective, setup: FitSetup, x0: np.ndarray, options: FitOptions,
+                 walled: WalledObjective | None = None) -> Minuit:
+    if walled is None:  # the minimiser sees a finite wall where −2 ln L is +inf/NaN
+        walled = WalledObjective(objective, setup.bounds, setup.fixed)
+    grad = walled.grad if objective.has_grad else False
 
     def fcn(pars: np.ndarray) -> float:  # a plain function: iminuit must not pick up Objective.hessian
-        return objective(pars)
+        return walled(pars)
 
     m = Minuit(fcn, np.asarray(x0, dtype=float), grad=grad, name=setup.names)
     m.errordef = Minuit.LEAST_SQUARES  # the objective is -2 ln L
@@ -288,7 +292,8 @@ def _make_minuit(objective: Objective, setup: FitSetup, x0: np.ndarray, options:
 
 
 def _migrad_local(objective: Objective, setup: FitSetup, options: FitOptions) -> LocalFit:
-    m = _make_minuit(objective, setup, setup.init, options)
+    walled = WalledObjective(objective, setup.bounds, setup.fixed)
+    m = _make_minuit(objective, setup, setup.init, options, walled)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         m.migrad(ncall=options.maxiter)
@@ -296,26 +301,37 @@ def _migrad_local(objective: Objective, setup: FitSetup, options: FitOptions) ->
             m.migrad(ncall=options.maxiter)
     values = np.array(m.values, dtype=float)
     notes = sorted({str(w.message).splitlines()[0] for w in caught})
+    if on_wall(objective, values) or (m.valid and foot_of_wall(walled, values, float(m.fval))):
+        notes.append(_WALL_NOTE)
+        return LocalFit(setup.init, values, float(objective(values)), False, int(m.nfcn), m, notes)
     return LocalFit(setup.init, values, float(m.fval), bool(m.valid), int(m.nfcn), m, notes)
+
+
+_WALL_NOTE = ("the minimiser ended on (or at the foot of) the wall where -2 ln L is not finite (an event with"
+              " s(x;θ) <= 0): -2 ln L still falls towards that region, so the point is no minimum; try another"
+              " init= or bounds=")
 
 
 def _migrad_finish(objective, setup, options, local: LocalFit, hesse, minos) -> FitResult:
     m, notes = local.state, list(local.notes)
+    valid = bool(m.valid) and _WALL_NOTE not in notes
     cov, cov_ok = (None, False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        if m.valid and hesse:
+        if valid and hesse:
             cov, cov_ok = _covariance(objective, setup, local.values, m)
-        minos_errors = _minos(m, setup, minos, notes) if m.valid and minos else {}
+        minos_errors = _minos(m, setup, minos, notes) if valid and minos else {}
     notes += sorted({str(w.message).splitlines()[0] for w in caught} - set(notes))
-    return _result(objective, setup, local.values, cov, cov_ok, m.valid, m.fmin.edm, m.nfcn,
-                   _migrad_message(m, objective, notes), "minuit", minos_errors)
+    return _result(objective, setup, local.values, cov, cov_ok, valid, m.fmin.edm, m.nfcn,
+                   _migrad_message(m, objective, notes, valid), "minuit", minos_errors)
 
 
-def _migrad_message(m: Minuit, objective: Objective, notes: list[str]) -> str:
+def _migrad_message(m: Minuit, objective: Objective, notes: list[str], valid: bool = True) -> str:
     fmin = m.fmin
-    if m.valid:
+    if m.valid and valid:
         parts = ["converged"]
+    elif m.valid:
+        parts = ["MIGRAD's minimum is not a minimum of -2 ln L"]
     else:
         parts = ["MIGRAD did not converge"]
         if fmin.has_reached_call_limit:
@@ -388,16 +404,21 @@ def _scipy_local(objective: Objective, setup: FitSetup, options: FitOptions) -> 
         x[free] = x_free
         return x
 
-    def value(x_free: np.ndarray) -> float:
-        return objective(full(x_free))
+    walled = WalledObjective(objective, setup.bounds, setup.fixed)
 
-    jac = (lambda x_free: objective.grad(full(x_free))[free]) if objective.has_grad else "3-point"
+    def value(x_free: np.ndarray) -> float:
+        return walled(full(x_free))
+
+    jac = (lambda x_free: walled.grad(full(x_free))[free]) if objective.has_grad else "3-point"
     res = scipy.optimize.minimize(
         value, setup.init[free], jac=jac, method="L-BFGS-B", bounds=setup.bounds[free],
         options={"maxfun": options.maxiter, "ftol": 1e-15, "gtol": options.tolerance * 1e-3},
     )
     values = full(res.x)
     valid, cov, cov_ok, edm = bool(res.success), None, False, None
+    if on_wall(objective, values) or foot_of_wall(walled, values, float(objective(values))):
+        return LocalFit(setup.init, values, float(objective(values)), False, int(res.nfev),
+                        (res, None, False, None), [_WALL_NOTE])
     if not valid:
         # L-BFGS-B often stops "ABNORMAL" in the line search when already at the minimum to
         # machine precision: accept it when the EDM meets MIGRAD's criterion
@@ -417,6 +438,7 @@ def _scipy_finish(objective, setup, options, local: LocalFit, hesse, minos) -> F
     message = "converged" if local.valid else f"scipy L-BFGS-B did not converge: {res.message}"
     if objective.nonfinite_calls:
         message += f"; -2 ln L was not finite at {objective.nonfinite_calls} evaluated points"
+    message = "; ".join([message, *local.notes])
     if not hesse:
         cov, cov_ok = None, False
     return _result(objective, setup, local.values, cov, cov_ok, local.valid, edm, local.nfev,
