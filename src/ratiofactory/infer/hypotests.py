@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pyhf
 from scipy.stats import norm
 
 from .asimov import conditional_asimov
@@ -38,6 +39,7 @@ from .fitting import FitOptions, minimize
 from .hypotest_results import BANDS, HypoTestResult
 from .objective import FitSetup, Objective, make_setup
 from .results import FitResult
+from .roots import poi_slope
 
 __all__ = ["TEST_STATISTICS", "AsymptoticCalculator", "asymptotic_pvalues", "compute_teststat", "hypotest"]
 
@@ -90,7 +92,9 @@ class AsymptoticCalculator:
         _check_kind(test_stat)
         self.setup, self.test_stat, self.options = setup, test_stat, options
         self.index, self.poi_name = setup.require_poi()
-        self.data = Objective(model, data)
+        # on jax the Asimov fits compile the dense likelihood anyway: the data fits (a few
+        # hundred evaluations) do not repay compiling the sparse one too (sparse_data.py)
+        self.data = Objective(model, data, sparse=pyhf.get_backend()[0].name != "jax")
         self.free = minimize(self.data, setup, options, hesse=False, context="free fit to data: ")
         asimov, self.asimov_fit = conditional_asimov(self.data, setup, asimov_poi, options, start=self.free.values)
         self.asimov = Objective(model, asimov)
@@ -139,6 +143,17 @@ class AsymptoticCalculator:
             fit = self._conditional(self.asimov, "Asimov data", float(poi_value))
             self._cache[key] = _statistic(self.test_stat, poi_value, self.asimov_free, fit, self.index)
         return self._cache[key]
+
+    def slope(self, what: str, poi_value: float) -> float:
+        """d q/dμ of the statistic on ``"observed"`` or ``"asimov"`` data at ``poi_value``
+        (computed before): the slope of the conditional fit's −2 ln L along the POI
+        (:func:`~.roots.poi_slope`), 0 where the statistic is clipped to 0."""
+        key = (what, float(poi_value))
+        if self._cache[key] == 0.0:
+            return 0.0
+        objective = self.data if what == "observed" else self.asimov
+        values = self._fits["data" if what == "observed" else "Asimov data"][float(poi_value)]
+        return poi_slope(objective, values, self.index, self.setup.bounds)
 
     def expected_cls(self, poi_value: float) -> tuple[float, ...]:
         """Expected CLs at the −2σ … +2σ bands (needs only the Asimov fit)."""

@@ -25,9 +25,16 @@ from .asimov import conditional_asimov
 from .errors import InvalidFitSetup
 from .fitting import FitOptions, minimize
 from .hypotest_results import BANDS, SignificanceResult, UpperLimitResult
-from .hypotests import AsymptoticCalculator, _check_kind, _statistic, prepare_setup
+from .hypotests import (
+    AsymptoticCalculator,
+    _check_kind,
+    _statistic,
+    asymptotic_pvalues,
+    prepare_setup,
+)
 from .objective import Objective
 from .results import FitResult
+from .roots import bracketed_newton
 
 __all__ = ["NonMonotoneCLsWarning", "significance", "upper_limit"]
 
@@ -159,16 +166,41 @@ def _root_excluded(calc: AsymptoticCalculator, level: float, targets: list[float
         def above(target: float) -> Callable[[float], float]:
             return lambda mu: sqrt_qa(mu) - target
 
+        def sqrt_qa_and_slope(target: float) -> Callable[[float], tuple[float, float]]:
+            def f(mu: float) -> tuple[float, float]:
+                root = sqrt_qa(mu)
+                return root - target, calc.slope("asimov", mu) / (2.0 * root) if root > 0 else np.nan
+            return f
+
+        def cls_and_slope(mu: float) -> tuple[float, float]:
+            cls = observed_cls(mu)
+            q, q_asimov = calc.observed(mu), calc.asimov_value(mu)
+            d_q, d_qa = _cls_partials(q, q_asimov, calc.test_stat)
+            return level - cls, -(d_q * calc.slope("observed", mu) + d_qa * calc.slope("asimov", mu))
+
         grid = _refined(_search_grid(lo, hi), sqrt_qa)
-        sets = [_excluded(grid, above(target), rtol, atol) for target in targets]
+        sets = [_excluded(grid, above(target), rtol, atol, sqrt_qa_and_slope(target)) for target in targets]
         observed_grid = _refined(grid, observed_cls)
-        sets.insert(0, _excluded(observed_grid, lambda mu: level - observed_cls(mu), rtol, atol))
+        sets.insert(0, _excluded(observed_grid, lambda mu: level - observed_cls(mu), rtol, atol, cls_and_slope))
     return sets
 
 
-def _excluded(grid: list[float], f: Callable[[float], float], rtol: float, atol: float) -> Pieces:
+def _cls_partials(q: float, q_asimov: float, test_stat: str) -> tuple[float, float]:
+    """(∂CLs/∂q, ∂CLs/∂q_A) of the asymptotic formula, by central differences (no fits)."""
+    def cls(a: float, b: float) -> float:
+        return asymptotic_pvalues(a, b, test_stat)[2][0]
+
+    h_q, h_a = 1e-6 * max(1.0, q), 1e-6 * max(1.0, q_asimov)
+    d_q = (cls(q + h_q, q_asimov) - cls(max(q - h_q, 0.0), q_asimov)) / (q + h_q - max(q - h_q, 0.0))
+    d_a = (cls(q, q_asimov + h_a) - cls(q, max(q_asimov - h_a, 0.0))) / (q_asimov + h_a - max(q_asimov - h_a, 0.0))
+    return d_q, d_a
+
+
+def _excluded(grid: list[float], f: Callable[[float], float], rtol: float, atol: float,
+              f_and_slope: Callable[[float], tuple[float, float]] | None = None) -> Pieces:
     """The intervals of [grid[0], grid[-1]] where ``f > 0``, each crossing between grid
-    points refined by TOMS 748."""
+    points refined by Newton with the slope of ``f`` (``f_and_slope``: 2–4 fits per
+    crossing) or by TOMS 748 without one."""
     values = [f(mu) for mu in grid]
     edges: list[tuple[float, float]] = []
     inside = values[0] > 0
@@ -179,6 +211,8 @@ def _excluded(grid: list[float], f: Callable[[float], float], rtol: float, atol:
         a, b = grid[i], grid[i + 1]
         if values[i] == 0 or values[i + 1] == 0:
             crossing = a if values[i] == 0 else b
+        elif f_and_slope is not None:
+            crossing = bracketed_newton(f_and_slope, a, b, values[i], values[i + 1], xtol=atol, rtol=rtol)
         else:
             crossing = float(toms748(f, a, b, k=2, xtol=atol, rtol=rtol))
         inside = not inside

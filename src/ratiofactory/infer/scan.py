@@ -28,12 +28,17 @@ from .errors import InvalidFitSetup
 from .fitting import FitOptions, minimize
 from .objective import FitSetup, Objective, make_setup
 from .results import FitResult, IntervalResult, ScanResult, ScanResult2D
+from .roots import bracketed_newton, poi_slope
 
 __all__ = ["CL_1SIGMA", "CL_2SIGMA", "interval", "profile_scan", "profile_scan_2d"]
 
 #: 68.27 % and 95.45 %: the confidence levels of ±1σ and ±2σ (thresholds 1 and 4 in t_μ)
 CL_1SIGMA = float(chi2.cdf(1.0, 1))
 CL_2SIGMA = float(chi2.cdf(4.0, 1))
+
+#: t_μ is known to about this precision (MIGRAD's EDM goal 2e-7 at the default tolerance):
+#: a crossing where |t_μ − threshold| is below it is found
+_FIT_PRECISION = 1e-8
 
 #: a scan point this far below the global minimum (in −2 ln L) triggers a new global fit
 _BETTER_MINIMUM = 1e-6
@@ -73,14 +78,7 @@ def profile_scan(
     profiled, twice = _scan_line(objective, setup, index, values, best, options)
     best = _improve_global(objective, setup, best, profiled, twice, options)
     tmu = np.clip(twice - best.twice_nll, 0.0, None)
-
-    def profile(mu: float) -> float:
-        start = profiled[int(np.argmin(np.abs(values - mu)))]
-        fixed_setup = setup.with_init(start).with_poi_fixed(float(mu))
-        result = minimize(objective, fixed_setup, options, hesse=False,
-                          context=f"profile of {name} at {mu:g}: ")
-        return result.twice_nll - best.twice_nll
-
+    profile = _Profile(objective, setup, options, values, profiled, best)
     return ScanResult(name, values, tmu, twice, profiled, best, profile)
 
 
@@ -96,6 +94,36 @@ def _grid(poi_values: Iterable[float], setup: FitSetup, index: int) -> np.ndarra
             f" [{lo:g}, {hi:g}]; narrow the scan or pass bounds={{{name!r}: (lo, hi)}} containing it"
         )
     return values
+
+
+class _Profile:
+    """``t_μ`` re-profiled at any μ (a conditional fit warm-started from the nearest point
+    fitted so far) and its slope ``dt_μ/dμ`` there (:func:`~.roots.poi_slope`)."""
+
+    def __init__(self, objective: Objective, setup: FitSetup, options: FitOptions | None,
+                 values: np.ndarray, profiled: np.ndarray, best: FitResult) -> None:
+        self.objective, self.setup, self.options, self.best = objective, setup, options, best
+        self.index, self.name = setup.require_poi()
+        self._fitted = {float(mu): row for mu, row in zip(values, profiled, strict=True)}
+        self._results: dict[float, FitResult] = {}
+
+    def fit(self, mu: float) -> FitResult:
+        """The conditional fit at ``mu`` (memoised)."""
+        mu = float(mu)
+        if mu not in self._results:
+            start = self._fitted[min(self._fitted, key=lambda m: abs(m - mu))]
+            fixed_setup = self.setup.with_init(start).with_poi_fixed(mu)
+            self._results[mu] = minimize(self.objective, fixed_setup, self.options, hesse=False,
+                                         context=f"profile of {self.name} at {mu:g}: ")
+            self._fitted[mu] = self._results[mu].values
+        return self._results[mu]
+
+    def __call__(self, mu: float) -> float:
+        return self.fit(mu).twice_nll - self.best.twice_nll
+
+    def slope(self, mu: float) -> float:
+        """dt_μ/dμ at ``mu``."""
+        return poi_slope(self.objective, self.fit(mu).values, self.index, self.setup.bounds)
 
 
 def _scan_line(objective, setup, index, values, best, options) -> tuple[np.ndarray, np.ndarray]:
@@ -232,6 +260,10 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 
 def _crossing_finder(scan: ScanResult, threshold: float) -> Callable[[int, int], float]:
+    """Crossings of ``t_μ = threshold`` between grid points ``i`` and ``j``: linear
+    interpolation without a profile; with one, Newton on the re-profiled ``t_μ`` with its
+    slope (:func:`~.roots.bracketed_newton`, 2–4 conditional fits), Brent where the
+    profile gives no slope."""
     x, t = scan.poi_values, scan.tmu
 
     def crossing(i: int, j: int) -> float:
@@ -239,18 +271,14 @@ def _crossing_finder(scan: ScanResult, threshold: float) -> Callable[[int, int],
         profile = scan.profile
         if profile is None:
             return float(guess)
-        memo: dict[float, float] = {}
-
-        def f(mu: float) -> float:
-            if mu not in memo:
-                memo[mu] = profile(mu) - threshold
-            return memo[mu]
-
-        fa, fb = f(float(x[i])), f(float(x[j]))
+        fa, fb = float(t[i]) - threshold, float(t[j]) - threshold  # the scan's own fits
         if fa == 0.0 or fb == 0.0:
             return float(x[i] if fa == 0.0 else x[j])
-        if np.sign(fa) == np.sign(fb):  # re-profiling moved a grid value across the threshold
-            return float(guess)
-        return float(brentq(f, float(x[i]), float(x[j]), xtol=1e-10, rtol=1e-12))
+        slope = getattr(profile, "slope", None)
+        if slope is None:
+            return float(brentq(lambda mu: profile(mu) - threshold, float(x[i]), float(x[j]),
+                                xtol=1e-10, rtol=1e-12))
+        return bracketed_newton(lambda mu: (profile(mu) - threshold, slope(mu)), float(x[i]), float(x[j]),
+                                fa, fb, xtol=1e-10, rtol=1e-12, ftol=_FIT_PRECISION)
 
     return crossing
