@@ -382,3 +382,11 @@ def test_hs3_names_are_reserved_and_case_sensitive():
 def test_conditional_on_arrays_picks_per_element():
     expr = parse_expression("mu > 1 ? sqrt(mu) : -mu")
     np.testing.assert_array_equal(expr.evaluate({"mu": np.array([0.5, 4.0, 9.0])}), [-0.5, 2.0, 3.0])
+
+
+def test_undefined_values_are_nan_without_numpy_warnings():
+    """Outside a formula's domain the value is NaN (the model's −ln L is then +inf), and
+    numpy's RuntimeWarnings, errors under pytest, are not raised."""
+    assert np.isnan(float(parse_expression("pow(mu - 0.5, mu)").evaluate({"mu": 0.2})))
+    assert np.isnan(float(parse_expression("sqrt(log(theta))").evaluate({"theta": 0.5})))
+    assert float(parse_expression("1 / theta").evaluate({"theta": 0.0})) == np.inf

@@ -35,7 +35,8 @@ from hypothesis import strategies as st
 
 import ratiofactory
 from ratiofactory import algebra
-from ratiofactory.errors import RatiofactoryError
+from ratiofactory.errors import InvalidExpression, RatiofactoryError
+from ratiofactory.expressions import parse_expression
 from ratiofactory.testing import Exponential, Normal, Uniform, constant_model, ratio_model
 
 OUTPUTS = ("ratio", "log_ratio", "probability", "logit")
@@ -110,7 +111,16 @@ def _expression():
             st.tuples(st.sampled_from(["min", "max", "pow"]), inner, inner).map(lambda t: f"{t[0]}({t[1]}, {t[2]})"),
         )
 
-    return st.recursive(leaf, extend, max_leaves=4)
+    return st.recursive(leaf, extend, max_leaves=4).filter(_parses)
+
+
+def _parses(text: str) -> bool:
+    """Constant parts must be finite numbers (``log(0.1 - 0.5)`` is refused with a located error)."""
+    try:
+        parse_expression(text)
+    except InvalidExpression:
+        return False
+    return True
 
 
 @st.composite

@@ -302,7 +302,10 @@ class Expression:
                 f"{where}formula {self.text!r} needs a value for parameter "
                 f"{min(missing)!r}; given: {', '.join(sorted(values)) or 'none'}"
             )
-        return xp.asarray(self.root.evaluate(values, xp))
+        if xp is not np:
+            return xp.asarray(self.root.evaluate(values, xp))
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # NaN/inf: −ln L = +inf
+            return xp.asarray(self.root.evaluate(values, xp))
 
     def __str__(self) -> str:
         return self.text
