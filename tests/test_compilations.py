@@ -3,8 +3,8 @@ compile −2 ln L twice: its value and gradient (MIGRAD), and its value vectoris
 parameter points in buckets of ``BATCH_POINTS`` (the global-minimum search); the Hessian
 goes through the compiled gradient. The bound below is the design: it fails if someone adds a jit per call
 site, per data vector or per scan point, or an eager pass of jax operations over the
-likelihood. (Asimov datasets are still built by eager jax operations, ~40 small programs
-the first time: not counted here.)"""
+likelihood. Fits to observed data compile the sparse likelihood's (infer/sparse_data.py)
+instead of the dense one; Asimov datasets are computed on numpy (no eager jax pass)."""
 
 from __future__ import annotations
 
@@ -50,6 +50,20 @@ def test_fit_scan_and_impacts_compile_once(toy_jax):
         infer.fit(model, shifted)
         infer.profile_scan(model, shifted, [0.5, 1.0])
     assert again.count == 0, again.names
+
+
+def test_asimov_data_compile_nothing(toy_jax):
+    import jax
+
+    model = toy_jax.model()
+    jax.clear_caches()  # eager operations would compile again (~40 small programs)
+    with CompilationCounter() as counter:
+        asimov = infer.asimov_data(model, np.array(model.config.suggested_init()) * 1.1)
+    assert counter.count <= 1, counter.names  # the transfer of the data vector
+    pyhf.set_backend("numpy", precision="64b")
+    expected = infer.asimov_data(model, np.array(model.config.suggested_init()) * 1.1)
+    pyhf.set_backend("jax", precision="64b")
+    np.testing.assert_allclose(np.asarray(asimov), expected, rtol=1e-13)
 
 
 def test_difference_hessian_equals_the_exact_one(toy_jax):

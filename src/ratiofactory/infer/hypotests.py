@@ -30,7 +30,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import pyhf
 from scipy.stats import norm
 
 from .asimov import conditional_asimov
@@ -92,9 +91,7 @@ class AsymptoticCalculator:
         _check_kind(test_stat)
         self.setup, self.test_stat, self.options = setup, test_stat, options
         self.index, self.poi_name = setup.require_poi()
-        # on jax the Asimov fits compile the dense likelihood anyway: the data fits (a few
-        # hundred evaluations) do not repay compiling the sparse one too (sparse_data.py)
-        self.data = Objective(model, data, sparse=pyhf.get_backend()[0].name != "jax")
+        self.data = Objective(model, data)
         self.free = minimize(self.data, setup, options, hesse=False, context="free fit to data: ")
         asimov, self.asimov_fit = conditional_asimov(self.data, setup, asimov_poi, options, start=self.free.values)
         self.asimov = Objective(model, asimov)
