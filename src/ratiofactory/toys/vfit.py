@@ -218,11 +218,29 @@ class _SparseObjective(Objective):
         return self._count(float(value))
 
 
+def _finite_start(objective: Objective, setup: FitSetup, start: np.ndarray) -> np.ndarray:
+    """``start``, or where ``−2 ln L`` of this toy is not finite there, ``setup.init`` or
+    else the setup's origin (the first of them where it is finite).
+
+    A conditional toy fit starts from the toy's free fit with the POI moved to the tested
+    value; with an interference model that point can give one of the toy's events
+    s(x; θ) ≤ 0 (off-shell example: free fit at μ̂ ≈ 0 with k_factor ≈ −4.4, tested at
+    μ = 4), where no minimiser can start. Returns ``start`` unchanged if none is finite
+    (the fit then fails and is reported)."""
+    nonfinite = objective.nonfinite_calls
+    for point in (setup.with_init(start).init, setup.init, setup.start_points()):
+        if np.isfinite(objective(point)):
+            objective.nonfinite_calls = nonfinite  # a rejected start is not a problem of the fit
+            return point
+    objective.nonfinite_calls = nonfinite
+    return start
+
+
 def _fit_from_starts(model: Any, toy: np.ndarray, setup: FitSetup, start: np.ndarray, n: int,
                      options: FitOptions | None, sparse: SparseLikelihood | None):
     """MIGRAD from ``start`` and ``n − 1`` POI seeds; the best and every start's minimum."""
     objective = _SparseObjective(model, toy, sparse) if sparse is not None else Objective(model, toy)
-    points = [np.asarray(start, float)]
+    points = [_finite_start(objective, setup, np.asarray(start, float))]
     if n > 1:
         start_in = setup.with_init(start).init
         for mu in poi_seeds(objective, setup, start_in, n - 1):
