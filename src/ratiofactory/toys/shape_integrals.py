@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -186,4 +186,6 @@ def build(weights: np.ndarray, systematics: Sequence[tuple[str, Sequence[np.ndar
         for basis in bases[:-1]:
             outer = (outer[:, :, None] * basis[rows, None, :]).reshape(outer.shape[0], -1)
         tensor += (outer.T @ bases[-1][rows]).reshape(-1)
-    return ShapeIntegral(tensor.reshape(sizes), all_pieces, xp)
+    # the integral keeps the α-functions only, not the per-event coefficients (memory)
+    light = [[replace(piece, coefficients=np.zeros((0, 0))) for piece in pieces] for pieces in all_pieces]
+    return ShapeIntegral(tensor.reshape(sizes), light, xp)
