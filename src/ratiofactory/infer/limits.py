@@ -179,9 +179,11 @@ def _root_excluded(calc: AsymptoticCalculator, level: float, targets: list[float
             return level - cls, -(d_q * calc.slope("observed", mu) + d_qa * calc.slope("asimov", mu))
 
         grid = _refined(_search_grid(lo, hi), sqrt_qa)
-        sets = [_excluded(grid, above(target), rtol, atol, sqrt_qa_and_slope(target)) for target in targets]
+        with calc.refining():
+            sets = [_excluded(grid, above(target), rtol, atol, sqrt_qa_and_slope(target)) for target in targets]
         observed_grid = _refined(grid, observed_cls)
-        sets.insert(0, _excluded(observed_grid, lambda mu: level - observed_cls(mu), rtol, atol, cls_and_slope))
+        with calc.refining():
+            sets.insert(0, _excluded(observed_grid, lambda mu: level - observed_cls(mu), rtol, atol, cls_and_slope))
     return sets
 
 
