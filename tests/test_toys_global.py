@@ -88,3 +88,27 @@ def test_toy_cls_on_the_example_is_a_probability(offshell, backend_name):
     assert result.n_failed == 0
     assert 0.0 <= result.cls <= 1.0 + 2.0 * result.cls_error()
     assert result.clsb <= result.clb + 2.0 * np.sqrt(result.clb * (1 - result.clb) / 40 + 1e-12)
+
+
+@pytest.mark.parametrize("backend_name", ["numpy", "jax"])
+def test_conditional_toy_fit_from_a_start_where_an_event_has_negative_density(offshell, backend_name):
+    """Toy 45 of seed 11 at (μ = 4, θ̂̂(4)) of the observed data: its free fit ends at μ̂ = 0
+    with k_factor = −4.43, and that point with μ moved to 4 gives a reference event
+    s(x; θ) = −2.65 < 0. The conditional fit started there returned NaN (1–2 % of toys at
+    μ = 2, 4); it must fall back to a valid start and reach the conditional minimum."""
+    from ratiofactory.infer import fit
+    from ratiofactory.infer.objective import Objective
+
+    model, _ = offshell
+    toy = generate_toys(model, [4.0, 0.98822638, -2.41065175], 1, seed=11, start=45)
+    start = np.array([[4.0, 1.01709859, -4.43330341]])
+    assert not np.isfinite(Objective(model, toy[0])(start[0]))  # the situation of the bug
+    reference = fit(model, toy[0], fixed={"mu": 4.0})
+    pyhf.set_backend(backend_name, precision="64b")
+    try:
+        conditional = fit_toys(model, toy, make_setup(model).with_poi_fixed(4.0), init=start)
+    finally:
+        pyhf.set_backend("numpy", precision="64b")
+    assert conditional.converged.all()
+    np.testing.assert_allclose(conditional.twice_nll, reference.twice_nll, atol=1e-5)
+    np.testing.assert_allclose(conditional.values[0], reference.values, atol=2e-3)

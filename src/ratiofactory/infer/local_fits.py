@@ -24,6 +24,7 @@ from .minima import LocalFit
 from .objective import FitSetup, Objective
 from .options import FitOptions
 from .results import FitResult
+from .wall import WalledObjective, foot_of_wall, on_wall
 
 __all__ = ["AT_BOUND", "at_bound", "initial_steps", "migrad_finish", "migrad_local", "scipy_finish", "scipy_local"]
 
@@ -46,11 +47,14 @@ def at_bound(setup: FitSetup, values: np.ndarray) -> dict[str, str]:
     return found
 
 
-def _make_minuit(objective: Objective, setup: FitSetup, x0: np.ndarray, options: FitOptions) -> Minuit:
-    grad = objective.grad if objective.has_grad else False
+def _make_minuit(objective: Objective, setup: FitSetup, x0: np.ndarray, options: FitOptions,
+                 walled: WalledObjective | None = None) -> Minuit:
+    if walled is None:  # the minimiser sees a finite wall where −2 ln L is +inf/NaN (.wall)
+        walled = WalledObjective(objective, setup.bounds, setup.fixed)
+    grad = walled.grad if objective.has_grad else False
 
     def fcn(pars: np.ndarray) -> float:  # a plain function: iminuit must not pick up Objective.hessian
-        return objective(pars)
+        return walled(pars)
 
     m = Minuit(fcn, np.asarray(x0, dtype=float), grad=grad, name=setup.names)
     m.errordef = Minuit.LEAST_SQUARES  # the objective is -2 ln L
@@ -76,7 +80,8 @@ def initial_steps(setup: FitSetup, x0: np.ndarray) -> np.ndarray:
 
 
 def migrad_local(objective: Objective, setup: FitSetup, options: FitOptions) -> LocalFit:
-    m = _make_minuit(objective, setup, setup.init, options)
+    walled = WalledObjective(objective, setup.bounds, setup.fixed)
+    m = _make_minuit(objective, setup, setup.init, options, walled)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         m.migrad(ncall=options.maxiter)
@@ -84,26 +89,38 @@ def migrad_local(objective: Objective, setup: FitSetup, options: FitOptions) -> 
             m.migrad(ncall=options.maxiter)
     values = np.array(m.values, dtype=float)
     notes = sorted({str(w.message).splitlines()[0] for w in caught})
+    if on_wall(objective, values) or (m.valid and foot_of_wall(walled, values, float(m.fval))):
+        notes.append(WALL_NOTE)
+        return LocalFit(setup.init, values, float(objective(values)), False, int(m.nfcn), m, notes)
     return LocalFit(setup.init, values, float(m.fval), bool(m.valid), int(m.nfcn), m, notes)
+
+
+#: why a local fit that ended on the evaluation-error wall (:mod:`.wall`) is no result
+WALL_NOTE = ("the minimiser ended on (or at the foot of) the wall where -2 ln L is not finite (an event with"
+             " s(x;θ) <= 0): -2 ln L still falls towards that region, so the point is no minimum; try another"
+             " init= or bounds=")
 
 
 def migrad_finish(objective, setup, options, local: LocalFit, hesse, minos) -> FitResult:
     m, notes = local.state, list(local.notes)
+    valid = bool(m.valid) and WALL_NOTE not in notes
     cov, cov_ok = (None, False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        if m.valid and hesse:
+        if valid and hesse:
             cov, cov_ok = _covariance(objective, setup, local.values, m)
-        minos_errors = _minos(m, setup, minos, notes) if m.valid and minos else {}
+        minos_errors = _minos(m, setup, minos, notes) if valid and minos else {}
     notes += sorted({str(w.message).splitlines()[0] for w in caught} - set(notes))
-    return _result(objective, setup, local.values, cov, cov_ok, m.valid, m.fmin.edm, m.nfcn,
-                   _migrad_message(m, objective, notes), "minuit", minos_errors)
+    return _result(objective, setup, local.values, cov, cov_ok, valid, m.fmin.edm, m.nfcn,
+                   _migrad_message(m, objective, notes, valid), "minuit", minos_errors)
 
 
-def _migrad_message(m: Minuit, objective: Objective, notes: list[str]) -> str:
+def _migrad_message(m: Minuit, objective: Objective, notes: list[str], valid: bool = True) -> str:
     fmin = m.fmin
-    if m.valid:
+    if m.valid and valid:
         parts = ["converged"]
+    elif m.valid:
+        parts = ["MIGRAD's minimum is not a minimum of -2 ln L"]
     else:
         parts = ["MIGRAD did not converge"]
         if fmin.has_reached_call_limit:
@@ -176,16 +193,21 @@ def scipy_local(objective: Objective, setup: FitSetup, options: FitOptions) -> L
         x[free] = x_free
         return x
 
-    def value(x_free: np.ndarray) -> float:
-        return objective(full(x_free))
+    walled = WalledObjective(objective, setup.bounds, setup.fixed)
 
-    jac = (lambda x_free: objective.grad(full(x_free))[free]) if objective.has_grad else "3-point"
+    def value(x_free: np.ndarray) -> float:
+        return walled(full(x_free))
+
+    jac = (lambda x_free: walled.grad(full(x_free))[free]) if objective.has_grad else "3-point"
     res = scipy.optimize.minimize(
         value, setup.init[free], jac=jac, method="L-BFGS-B", bounds=setup.bounds[free],
         options={"maxfun": options.maxiter, "ftol": 1e-15, "gtol": options.tolerance * 1e-3},
     )
     values = full(res.x)
     valid, cov, cov_ok, edm = bool(res.success), None, False, None
+    if on_wall(objective, values) or foot_of_wall(walled, values, float(objective(values))):
+        return LocalFit(setup.init, values, float(objective(values)), False, int(res.nfev),
+                        (res, None, False, None), [WALL_NOTE])
     if not valid:
         # L-BFGS-B often stops "ABNORMAL" in the line search when already at the minimum to
         # machine precision: accept it when the EDM meets MIGRAD's criterion
@@ -205,6 +227,7 @@ def scipy_finish(objective, setup, options, local: LocalFit, hesse, minos) -> Fi
     message = "converged" if local.valid else f"scipy L-BFGS-B did not converge: {res.message}"
     if objective.nonfinite_calls:
         message += f"; -2 ln L was not finite at {objective.nonfinite_calls} evaluated points"
+    message = "; ".join([message, *local.notes])
     if not hesse:
         cov, cov_ok = None, False
     return _result(objective, setup, local.values, cov, cov_ok, local.valid, edm, local.nfev,
