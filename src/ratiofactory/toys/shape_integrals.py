@@ -96,7 +96,9 @@ def _exponential_piece(log_factor: np.ndarray, sign: float, start: float, end: f
     def functions(alpha: Any, xp: Any) -> Any:
         """(α − a)^n / n!, n = 0 … M (a few array operations, whatever M)."""
         t = sign * alpha - centre
-        powers = xp.cumprod(xp.concatenate([xp.ones(1), xp.ones(n_terms - 1) * t]))
+        # integer powers: jax differentiates them directly (cumprod's reverse mode doubled
+        # the compilation of the value and gradient, ~2.1 s -> 1.3 s on the off-shell example)
+        powers = t ** np.arange(n_terms)
         return powers * inverse_factorials
 
     return _Piece(region, functions, coefficients)
