@@ -55,7 +55,7 @@ class SparseLikelihood:
             import jax.numpy as xp
         self.xp = xp
         self._model = weakref.ref(model)  # cached per model by vfit: no strong reference back
-        self.tensors = model._channel_tensors(xp)
+        self.tensors = model._channel_tensors(np)  # arrays moved to xp in _arrays (no eager jax ops)
         self.slices = list(model._event_slices)
         self.binned_main, self.binned_aux = model._binned_main, model._binned_aux
         self.aux_start = model.config.nmaindata
@@ -104,17 +104,19 @@ class SparseLikelihood:
     def _arrays(self) -> list[dict[str, Any]]:
         """Per channel the per-event arrays (gathered per toy) and the integrals' tensors:
         a pytree passed to the compiled fit as an argument, never folded in as a constant."""
+        put = self.xp.asarray
         arrays = []
         for tensors, integrals in zip(self.tensors, self.integrals, strict=True):
             ref = tensors.reference_slice
             arrays.append({
-                "ratio": [s.ratio for s in tensors.samples],
-                "shapes": [[p.arrays for _, p in s.shapesys] for s in tensors.samples],
+                "ratio": [put(s.ratio) for s in tensors.samples],
+                "shapes": [[tuple(put(a) for a in p.arrays) for _, p in s.shapesys] for s in tensors.samples],
                 "tensors": [i.tensor if isinstance(i, shape_integrals.ShapeIntegral) else None for i in integrals],
                 "reference": [
-                    (s.ratio[ref], [tuple(a[ref] for a in p.arrays) for _, p in s.shapesys]) if i == "dense" else None
+                    (put(s.ratio[ref]), [tuple(put(a[ref]) for a in p.arrays) for _, p in s.shapesys])
+                    if i == "dense" else None
                     for s, i in zip(tensors.samples, integrals, strict=True)],
-                "reference_weights": tensors.reference_weights,
+                "reference_weights": put(tensors.reference_weights),
             })
         return arrays
 

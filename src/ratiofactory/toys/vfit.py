@@ -29,7 +29,7 @@ import pyhf
 
 from ..infer.errors import FitFailed, InvalidFitSetup
 from ..infer.fitting import FitOptions, minimize
-from ..infer.objective import FitSetup, Objective, _jax_functions
+from ..infer.objective import FitSetup, Objective
 from ..model import traceable_logpdf
 from .executors import batches
 from .generate import SparseToys, expected_main_data, generate_toys, numpy_backend
@@ -286,7 +286,6 @@ def _vectorised(model: Any, chunks: Iterable[tuple[np.ndarray | SparseToys, np.n
     for toys, first_points in chunks:
         if solver is None:
             first = _dense(toys[:1])[0]
-            _jax_functions(model, setup.init, jnp.asarray(first))  # eager first evaluation
             likelihood = _sparse_likelihood(model, first, first_points[0], setup) if sparse else None
             solver = _solver(model, setup, max_iter, edm_tol, likelihood, starts)
             size = _batch_shape(model, max(1, min(batch_size, 1 << (len(toys) - 1).bit_length())), batch_size)
@@ -308,9 +307,12 @@ def _vectorised(model: Any, chunks: Iterable[tuple[np.ndarray | SparseToys, np.n
     toys = _concatenate([t for t, _ in received])
     first_points = np.concatenate([s for _, s in received])
     refitted = ~converged
+    reference = None  # MIGRAD refits on the numpy sparse likelihood: no compilation for one toy
+    if likelihood is not None and refitted.any():
+        reference = _sparse_likelihood(model, _dense(toys[:1])[0], first_points[0], setup, np)
     for i in np.flatnonzero(refitted):
         best, start_nll[i], start_poi[i] = _fit_from_starts(model, _dense(toys[i:i + 1])[0], setup, first_points[i],
-                                                            starts, options, None)
+                                                            starts, options, reference)
         values[i], twice_nll[i], converged[i] = best
     return toys, BatchFit(values, twice_nll, converged, refitted, start_nll, start_poi)
 
