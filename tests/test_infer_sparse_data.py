@@ -50,9 +50,14 @@ def test_outside_the_bounds_of_the_integrals_it_is_dense(exact):
     assert sparse(beyond) == dense(beyond)
 
 
-def test_asimov_and_pyhf_data_are_dense(exact):
+def test_asimov_data_sparse_on_numpy_dense_on_jax(exact):
     model, _data = exact
-    assert Objective(model, model.expected_data([1.0, 1.0, 0.0])).sparse is None
+    asimov = model.expected_data([1.0, 1.0, 0.0])
+    objective = Objective(model, asimov)
+    assert (objective.sparse is None) == (objective.backend == "jax")  # the faster one on each
+    dense = Objective(model, asimov, sparse=False)
+    for point in map(np.array, POINTS):
+        assert objective(point) == pytest.approx(dense(point), rel=1e-11, abs=1e-9)
     binned = pyhf.simplemodels.uncorrelated_background([5.0], [50.0], [5.0], validate=False)
     assert Objective(binned, [55.0, *binned.config.auxdata]).sparse is None
 

@@ -121,6 +121,35 @@ def test_every_crossing_of_a_non_monotone_cls_is_found(interference):
     assert all(pieces[-1][1] == 10.0 for pieces in sets)
 
 
+def test_local_refinement_between_single_basin_fits_changes_nothing(interference, monkeypatch):
+    """Root refinement runs local fits between grid points whose global searches found one
+    minimum; searching at every refinement point too gives the same crossings."""
+    import contextlib
+
+    _, model, data = interference
+    searches = []
+    plain = AsymptoticCalculator._options
+
+    def options(self, what, mu):
+        chosen = plain(self, what, mu)
+        searches.append(chosen is None or chosen.global_search)
+        return chosen
+
+    monkeypatch.setattr(AsymptoticCalculator, "_options", options)
+    with pytest.warns(infer.NonMonotoneCLsWarning):
+        fast = infer.upper_limit(model, data)
+    local = searches.count(False)
+    monkeypatch.setattr(AsymptoticCalculator, "refining", lambda self: contextlib.nullcontext())
+    searches.clear()
+    with pytest.warns(infer.NonMonotoneCLsWarning):
+        full = infer.upper_limit(model, data)
+    assert local > 10
+    assert searches.count(False) == 0
+    for ours, theirs in zip((fast.excluded, *fast.expected_excluded), (full.excluded, *full.expected_excluded),
+                            strict=True):
+        np.testing.assert_allclose(np.ravel(ours), np.ravel(theirs), rtol=1e-7)
+
+
 @pytest.mark.slow  # 7 s: the jax compilations
 def test_jax_finds_the_same_crossings(interference):
     _, model, data = interference

@@ -181,11 +181,20 @@ def channel_nll(tensors: ChannelTensors, pars: Any, weights: Any, xp: Any) -> An
     """
     if xp is not np and weights.shape[0] >= CHUNKED_FROM and not tensors.parameterised:
         return _chunked_channel_nll(tensors, pars, weights)
+    if xp is np:
+        with np.errstate(all="ignore"):  # inf·0 or a formula outside its domain: +inf below
+            return _dense_channel_nll(tensors, pars, weights, xp)
+    return _dense_channel_nll(tensors, pars, weights, xp)
+
+
+def _dense_channel_nll(tensors: ChannelTensors, pars: Any, weights: Any, xp: Any) -> Any:
+    """−ln L of the channel, +inf where ν(θ) is undefined or s(x_i;θ) ≤ 0 (or undefined)
+    at an event of non-zero weight."""
     nu, s = event_densities(tensors, pars, xp)
     positive = s > 0
     log_s = xp.log(xp.where(positive, s, 1.0))
     weighted = xp.where(weights != 0, weights * log_s, 0.0)
-    invalid = xp.any((weights != 0) & ~positive)
+    invalid = xp.any((weights != 0) & ~positive) | xp.isnan(nu)
     return xp.where(invalid, xp.inf, nu - xp.sum(weighted))
 
 

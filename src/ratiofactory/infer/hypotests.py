@@ -26,7 +26,9 @@ the Asimov data at μ = 0 with θ̂̂(0) from the observed data.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -99,6 +101,30 @@ class AsymptoticCalculator:
                                     context="free fit to Asimov data: ")
         self._cache: dict[tuple[str, float], float] = {}
         self._fits: dict[str, dict[float, np.ndarray]] = {}
+        self._one_basin: dict[str, dict[float, bool]] = {}  # searched, and found a single minimum
+        self._refining = False
+
+    @contextlib.contextmanager
+    def refining(self) -> Iterator[None]:
+        """Root refinement between tested POI values: a conditional fit bracketed by two
+        fits whose global search found a single minimum is a local fit warm-started from the
+        nearest (the basin cannot change between them unless a minimum appears and vanishes
+        within one grid step; the grid's own fits all search)."""
+        self._refining = True
+        try:
+            yield
+        finally:
+            self._refining = False
+
+    def _options(self, what: str, poi_value: float) -> FitOptions | None:
+        searched = self._one_basin.get(what, {})
+        if not (self._refining and (self.options is None or self.options.global_search)):
+            return self.options
+        below = [mu for mu in searched if mu < poi_value]
+        above = [mu for mu in searched if mu > poi_value]
+        if below and above and searched[max(below)] and searched[min(above)]:
+            return replace(self.options or FitOptions(), global_search=False)
+        return self.options
 
     def _conditional(self, objective: Objective, what: str, poi_value: float) -> FitResult:
         """Fixed-POI fit, warm-started from the closest POI value fitted before."""
@@ -112,9 +138,12 @@ class AsymptoticCalculator:
             # (interference): start from the free fit's instead
             free = (self.free if what == "data" else self.asimov_free).values
             setup = self.setup.with_init(free).with_poi_fixed(poi_value)
-        result = minimize(objective, setup, self.options, hesse=False,
+        options = self._options(what, poi_value)
+        result = minimize(objective, setup, options, hesse=False,
                           context=f"fit to {what} at {self.setup.poi_name}={poi_value:g}: ")
         done[poi_value] = result.values
+        if options is None or options.global_search:
+            self._one_basin.setdefault(what, {})[poi_value] = not result.other_minima
         return result
 
     def cached_values(self) -> list[tuple[str, float]]:

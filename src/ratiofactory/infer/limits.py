@@ -60,8 +60,10 @@ def upper_limit(
 
     Without ``scan``, CLs is computed on a grid over ``search`` (default: the POI's bounds,
     lower end raised to 0; geometric towards the lower end, uniform above, refined around
-    local extrema of CLs), and every crossing of ``level`` is refined by TOMS 748 root
-    finding to ``rtol``. With ``scan`` (POI values), CLs is computed there and every
+    local extrema of CLs), and every crossing of ``level`` is refined to ``rtol`` by
+    Newton's method with the slopes of the statistics (:mod:`.roots`; TOMS 748 where
+    there is none); refinement between grid points whose global searches found one
+    minimum uses local fits. With ``scan`` (POI values), CLs is computed there and every
     crossing is interpolated linearly, as pyhf's ``linear_grid_scan`` does for the first.
 
     The limit itself is where the exclusion reaches the end of the search range: the lower
@@ -179,9 +181,11 @@ def _root_excluded(calc: AsymptoticCalculator, level: float, targets: list[float
             return level - cls, -(d_q * calc.slope("observed", mu) + d_qa * calc.slope("asimov", mu))
 
         grid = _refined(_search_grid(lo, hi), sqrt_qa)
-        sets = [_excluded(grid, above(target), rtol, atol, sqrt_qa_and_slope(target)) for target in targets]
+        with calc.refining():
+            sets = [_excluded(grid, above(target), rtol, atol, sqrt_qa_and_slope(target)) for target in targets]
         observed_grid = _refined(grid, observed_cls)
-        sets.insert(0, _excluded(observed_grid, lambda mu: level - observed_cls(mu), rtol, atol, cls_and_slope))
+        with calc.refining():
+            sets.insert(0, _excluded(observed_grid, lambda mu: level - observed_cls(mu), rtol, atol, cls_and_slope))
     return sets
 
 

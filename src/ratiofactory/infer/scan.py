@@ -2,9 +2,9 @@
 
 ``t_μ = −2 ln[L(μ, θ̂̂(μ)) / L(μ̂, θ̂)]`` is computed on a grid; each point is
 warm-started from its neighbour. :func:`interval` finds every crossing of ``t_μ`` with
-the Wilks threshold (interpolated between grid points, then refined by Brent's method on
-the profiled function itself), so asymmetric, non-parabolic and disjoint intervals come
-out right.
+the Wilks threshold (bracketed by grid points, then refined by Newton's method on the
+profiled function itself, with its slope from the envelope theorem: :mod:`.roots`), so
+asymmetric, non-parabolic and disjoint intervals come out right.
 
 >>> import pyhf
 >>> model = pyhf.simplemodels.uncorrelated_background([10.0], [50.0], [3.0], validate=False)
@@ -209,7 +209,8 @@ def interval(scan: ScanResult, cl: float = CL_1SIGMA, *, threshold: float | None
     ``cl = CL_1SIGMA`` = 68.27 %, 4 for ``CL_2SIGMA``; note that ``cl=0.6827`` gives 0.99998);
     pass ``threshold`` to override. Every crossing is bracketed by grid points,
     interpolated linearly and, when the scan can re-profile (``scan.profile``), refined
-    with Brent's method to 1e-9. Returns all disjoint pieces.
+    by Newton's method with the profile's slope (Brent's for a profile without
+    ``slope``) to 1e-10 in μ or 1e-8 in ``t_μ``. Returns all disjoint pieces.
 
     >>> import math, numpy as np, pyhf, scipy.optimize
     >>> model = pyhf.simplemodels.uncorrelated_background([5.0], [50.0], [5.0], validate=False)

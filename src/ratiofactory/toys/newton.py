@@ -1,6 +1,6 @@
 """The compiled toy fit on jax: vmapped projected Newton, started from several POI seeds.
 
-One toy's fit (``jax.vmap`` runs it for a batch of toys):
+One toy's fit (a batch of toys is one compiled call):
 
 1. its inputs are prepared once (the sparse likelihood gathers the per-event arrays of the
    events the toy drew, :meth:`~.sparse.SparseLikelihood.gather`);
@@ -10,9 +10,12 @@ One toy's fit (``jax.vmap`` runs it for a batch of toys):
    Interference models have their second minimum along the POI (quadratic in √μ: μ ≈ 0 and
    μ ≈ 2 for background-like data in the off-shell example), so this is where a single start
    picks the basin by accident;
-3. projected Newton from each start (``jax.vmap`` over the starts):
+3. projected Newton from each start; every (toy, start) pair is a lane, and the lanes are
+   iterated by :func:`~.lanes.run_lanes` (a window of lanes refilled with unfinished ones
+   at each iteration, so the batch does not wait for its slowest fit):
 
-   * exact gradient and Hessian (forward-over-reverse, ``jax.jacfwd`` of ``jax.grad``),
+   * exact gradient and Hessian (``derivatives``: for the sparse likelihood from per-event
+     sums, :mod:`.sparse_derivatives`; otherwise forward-over-reverse autodiff),
    * box constraints by projection: a parameter at a bound whose gradient points outward
      is held for that step, the step is clipped into the bounds,
    * saddle-free Newton steps: the Hessian's eigenvalues by their absolute value, so a step
@@ -32,6 +35,8 @@ One toy's fit (``jax.vmap`` runs it for a batch of toys):
 from __future__ import annotations
 
 from typing import Any
+
+from .lanes import run_lanes
 
 __all__ = ["GRID_POINTS", "build_solver", "poi_grid"]
 
@@ -54,8 +59,9 @@ def poi_grid(lo: float, hi: float, n: int = GRID_POINTS, xp: Any = None) -> Any:
     return lo + (hi - lo) * xp.where(lo >= 0, steps**2, steps)
 
 
-def _seeds(values: Any, grid: Any, n_seeds: int) -> Any:
-    """The grid's local minima (best first), then its other points by value."""
+def _seeds(values: Any, grid: Any, n_seeds: int) -> tuple[Any, Any]:
+    """The grid's local minima (best first), then its other points by value; and whether
+    each is a local minimum."""
     import jax.numpy as jnp
 
     finite = jnp.isfinite(values)
@@ -63,13 +69,16 @@ def _seeds(values: Any, grid: Any, n_seeds: int) -> Any:
     right = jnp.concatenate([values[1:], jnp.array([jnp.inf])])
     local = finite & (values <= left) & (values <= right)
     rank = jnp.where(local, values, jnp.where(finite, values + 1e12, jnp.inf))
-    return grid[jnp.argsort(rank)[:n_seeds]]
+    order = jnp.argsort(rank)[:n_seeds]
+    return grid[order], local[order]
 
 
 def build_solver(twice_nll: Any, prepare: Any, max_iter: int, edm_tol: float, n_starts: int,
-                 poi_index: int | None) -> Any:
+                 poi_index: int | None, derivatives: Any = None, window: bool = True) -> Any:
     """``jit(vmap(fit))`` for ``twice_nll(x, inputs, arrays)`` with ``inputs = prepare(data,
-    arrays)`` per toy (``data`` a pytree per toy, ``arrays`` shared by all toys).
+    arrays)`` per toy (``data`` a pytree per toy, ``arrays`` shared by all toys);
+    ``derivatives(x, inputs, arrays)`` gives (value, gradient, Hessian), default autodiff;
+    ``window``: step all lanes together (False: the plain vmapped loop, for comparisons).
 
     The compiled function takes ``(x0 (n, p), data, free, lo, hi, arrays)`` and returns the
     best fit per toy ``(values (n, p), −2 ln L (n,), converged (n,))`` and every start's
@@ -79,6 +88,9 @@ def build_solver(twice_nll: Any, prepare: Any, max_iter: int, edm_tol: float, n_
     import jax.numpy as jnp
 
     def value_grad_hess(x, inputs, box):
+        if derivatives is not None:
+            return derivatives(x, *inputs)
+
         def grad_with_aux(y):
             value, grad = jax.value_and_grad(twice_nll)(y, *inputs)
             return grad, (value, grad)
@@ -149,34 +161,47 @@ def build_solver(twice_nll: Any, prepare: Any, max_iter: int, edm_tol: float, n_
         finished = polish | (iteration + 1 >= max_iter)
         return x, value, g, h, lam, iteration + 1, converged, probing & ~bad_alt, finished
 
-    def newton(x0, inputs, box):
+    def initial(x0, skip):
         # the first iteration evaluates the start (value +inf, zero gradient: a zero step),
-        # so that the value, gradient and Hessian appear once in the compiled program
+        # so that the value, gradient and Hessian appear once in the compiled program; a
+        # skipped start is finished before it begins (value +inf, not converged)
         n = x0.shape[0]
-        state = (x0, jnp.asarray(jnp.inf), jnp.zeros(n), jnp.eye(n), jnp.asarray(0.0), 0, jnp.asarray(False),
-                 jnp.asarray(True), jnp.asarray(False))
-        state = jax.lax.while_loop(lambda s: ~s[8], lambda s: body(s, inputs, box), state)
-        return state[0], state[1], state[6], state[5]
+        return (x0, jnp.asarray(jnp.inf), jnp.zeros(n), jnp.eye(n), jnp.asarray(0.0), 0, jnp.asarray(False),
+                jnp.asarray(True), skip)
 
     def starts(x0, inputs, box):
+        """(S, p) start points and whether each is used: the given start, then the local
+        minima of the POI curve (a seed that is not a local minimum is skipped)."""
         if n_starts <= 1 or poi_index is None:
-            return x0[None, :]
+            return x0[None, :], jnp.ones(1, dtype=bool)
         free, lo, hi = box
         grid = poi_grid(lo[poi_index], hi[poi_index], GRID_POINTS, jnp)
         values = jax.vmap(lambda mu: twice_nll(x0.at[poi_index].set(mu), *inputs))(grid)
-        seeds = _seeds(values, grid, n_starts - 1)
+        seeds, local = _seeds(values, grid, n_starts - 1)
         seeded = jnp.tile(x0, (n_starts - 1, 1)).at[:, poi_index].set(seeds)
-        use = free[poi_index]  # a fixed POI: all starts are the given one
-        return jnp.concatenate([x0[None, :], jnp.where(use, seeded, x0[None, :])])
+        use = local & free[poi_index]  # a fixed POI: only the given start
+        return jnp.concatenate([x0[None, :], seeded]), jnp.concatenate([jnp.ones(1, dtype=bool), use])
 
-    def fit_one(x0, data, free, lo, hi, arrays):
-        inputs = (prepare(data, arrays), arrays)
-        box = (free, lo, hi)
-        xs, values, converged, iterations = jax.vmap(lambda x: newton(x, inputs, box))(starts(x0, inputs, box))
+    def best_of(xs, values, converged):
         score = jnp.where(converged & jnp.isfinite(values), values, jnp.inf)
         best = jnp.argmin(jnp.where(jnp.any(jnp.isfinite(score)), score, jnp.where(jnp.isfinite(values), values,
                                                                                         jnp.inf)))
-        poi = xs[:, poi_index] if poi_index is not None else jnp.zeros(values.shape)
-        return xs[best], values[best], converged[best], values, poi, iterations
+        return xs[best], values[best], converged[best]
 
-    return jax.jit(jax.vmap(fit_one, in_axes=(0, 0, None, None, None, None)))
+    def fit_batch(x0, data, free, lo, hi, arrays):
+        box = (free, lo, hi)
+        prepared = jax.vmap(prepare, in_axes=(0, None))(data, arrays)
+        points, used = jax.vmap(lambda x, p: starts(x, (p, arrays), box))(x0, prepared)
+        n, n_lanes_per_toy, n_pars = points.shape
+        toy_of_lane = jnp.repeat(jnp.arange(n), n_lanes_per_toy)
+        state = jax.vmap(initial)(points.reshape(-1, n_pars), ~used.reshape(-1))
+        step = jax.vmap(lambda s, p: body(s, (p, arrays), box))
+        inputs_of = lambda lanes: jax.tree_util.tree_map(lambda a: a[toy_of_lane[lanes]], prepared)
+        state = run_lanes(step, lambda s: s[8], state, inputs_of, window)
+        per_toy = lambda a: a.reshape((n, n_lanes_per_toy, *a.shape[1:]))
+        xs, values, converged, iterations = per_toy(state[0]), per_toy(state[1]), per_toy(state[6]), per_toy(state[5])
+        best_x, best_value, best_converged = jax.vmap(best_of)(xs, values, converged)
+        poi = jnp.where(used, xs[:, :, poi_index], jnp.nan) if poi_index is not None else jnp.zeros(values.shape)
+        return best_x, best_value, best_converged, values, poi, iterations
+
+    return jax.jit(fit_batch)

@@ -60,7 +60,7 @@ _RELATIVE_REMAINDER = 1e-15
 @dataclass(frozen=True)
 class _Piece:
     """One α region of a systematic: ``region(α)`` True where it applies, the α-functions
-    ``functions(α)`` (a list of scalars) and the per-event coefficients ``(N, m)``."""
+    ``functions(α)`` (an array of m values) and the per-event coefficients ``(N, m)``."""
 
     region: Callable[[Any, Any], Any]
     functions: Callable[[Any, Any], list[Any]]
@@ -91,15 +91,15 @@ def _exponential_piece(log_factor: np.ndarray, sign: float, start: float, end: f
         return None
     base = np.exp(centre * log_factor)
     coefficients = np.stack([base * log_factor**n for n in range(n_terms)], axis=1)
-    inverse_factorials = [1.0 / math.factorial(n) for n in range(n_terms)]
+    inverse_factorials = np.array([1.0 / math.factorial(n) for n in range(n_terms)])
 
-    def functions(alpha: Any, xp: Any) -> list[Any]:
+    def functions(alpha: Any, xp: Any) -> Any:
+        """(α − a)^n / n!, n = 0 … M (a few array operations, whatever M)."""
         t = sign * alpha - centre
-        powers, value = [], 1.0
-        for n in range(n_terms):
-            powers.append(value * inverse_factorials[n])
-            value = value * t
-        return powers
+        # integer powers: jax differentiates them directly (cumprod's reverse mode doubled
+        # the compilation of the value and gradient, ~2.1 s -> 1.3 s on the off-shell example)
+        powers = t ** np.arange(n_terms)
+        return powers * inverse_factorials
 
     return _Piece(region, functions, coefficients)
 
@@ -107,7 +107,12 @@ def _exponential_piece(log_factor: np.ndarray, sign: float, start: float, end: f
 def _code4_inside(hi: np.ndarray, lo: np.ndarray, log_hi: np.ndarray, log_lo: np.ndarray) -> _Piece:
     basis = np.stack([np.ones_like(hi), hi - 1, lo - 1, hi * log_hi, lo * log_lo, hi * log_hi**2, lo * log_lo**2],
                      axis=1)
-    return _Piece(lambda a, xp: xp.abs(a) < 1, lambda a, xp: [1.0, *code4_weights(a)], basis)
+    return _Piece(lambda a, xp: xp.abs(a) < 1, lambda a, xp: _stack(xp, [1.0, *code4_weights(a)]), basis)
+
+
+def _stack(xp: Any, values: list[Any]) -> Any:
+    """Scalars (numbers or 0-d arrays) as one float64 array."""
+    return xp.stack([xp.asarray(v, dtype=xp.float64) * xp.ones(()) for v in values])
 
 
 def _pieces(code: str, arrays: Sequence[np.ndarray], bounds: tuple[float, float]) -> list[_Piece] | None:
@@ -120,8 +125,8 @@ def _pieces(code: str, arrays: Sequence[np.ndarray], bounds: tuple[float, float]
     if code == "code0":
         up, down = arrays
         ones = np.ones_like(up)
-        return [_Piece(lambda a, xp: a >= 0, lambda a, xp: [1.0, a], np.stack([ones, up], axis=1)),
-                _Piece(lambda a, xp: a < 0, lambda a, xp: [1.0, a], np.stack([ones, down], axis=1))]
+        return [_Piece(lambda a, xp: a >= 0, lambda a, xp: _stack(xp, [1.0, a]), np.stack([ones, up], axis=1)),
+                _Piece(lambda a, xp: a < 0, lambda a, xp: _stack(xp, [1.0, a]), np.stack([ones, down], axis=1))]
     log_hi, log_lo = arrays[-2:]
     if code == "code1":
         sides = [_exponential_piece(log_hi, 1.0, 0.0, max(a_hi, 0.0), lambda a, xp: a >= 0),
@@ -148,11 +153,7 @@ class ShapeIntegral:
     def functions(self, alpha: Any, pieces: list[_Piece]) -> Any:
         """The α-functions of one systematic, those of inactive regions set to 0."""
         xp = self.xp
-        parts = []
-        for piece in pieces:
-            active = piece.region(alpha, xp)
-            parts += [xp.where(active, f, 0.0) for f in piece.functions(alpha, xp)]
-        return xp.stack([xp.asarray(p, dtype=xp.float64) * xp.ones(()) for p in parts])
+        return xp.concatenate([xp.where(piece.region(alpha, xp), piece.functions(alpha, xp), 0.0) for piece in pieces])
 
     def __call__(self, alphas: Sequence[Any], tensor: Any = None) -> Any:
         """N(α); ``tensor``: :attr:`tensor` passed as an argument (under jit: not a constant)."""

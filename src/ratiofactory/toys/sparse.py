@@ -196,6 +196,20 @@ class SparseLikelihood:
         """``−2 ln L`` at ``pars`` of a toy prepared by :meth:`gather`."""
         xp = self.xp
         rest, channels = toy
+        total = self.rest_twice_nll(pars, rest, arrays)
+        for c, (w, ratios, shapes) in enumerate(channels):
+            s = sum(coef * factor for coef, factor in zip(self.coefficients(c, pars, arrays),
+                                                          self.event_factors(c, pars, ratios, shapes), strict=True))
+            positive = s > 0
+            log_s = xp.log(xp.where(positive, s, 1.0))
+            invalid = xp.any((w != 0) & ~positive)
+            total = total + xp.where(invalid, xp.inf, -2.0 * xp.sum(xp.where(w != 0, w * log_s, 0.0)))
+        return total
+
+    def rest_twice_nll(self, pars: Any, rest: Any, arrays: Any) -> Any:
+        """The part of ``−2 ln L`` that reads no event: binned channels, constraints and
+        +2 ν(θ) of each unbinned channel (``rest``: the toy's binned counts and auxdata)."""
+        xp = self.xp
         model = self._model()
         if model is None:
             raise InvalidModel("the model of this sparse likelihood no longer exists")
@@ -204,33 +218,35 @@ class SparseLikelihood:
         if model.binned is not None:
             n_baux = self.binned_aux.stop - self.binned_aux.start
             total = total + model.binned_logpdf(pars, rest[: n_bmain + n_baux], xp)
-        for tensors, integrals, channel_arrays, (w, ratios, shapes) in zip(
-                self.tensors, self.integrals, arrays, channels, strict=True):
-            s = self._densities(tensors, integrals, channel_arrays, pars, ratios, shapes)
-            positive = s > 0
-            log_s = xp.log(xp.where(positive, s, 1.0))
-            invalid = xp.any((w != 0) & ~positive)
-            nll = expected_yield(tensors, pars, xp) - xp.sum(xp.where(w != 0, w * log_s, 0.0))
-            total = total - xp.where(invalid, xp.inf, nll)
+        for tensors in self.tensors:
+            total = total - expected_yield(tensors, pars, xp)
         for par_index, aux_index, sigma in model._constraints:
             pull = (rest[n_bmain + aux_index - self.aux_start] - pars[par_index]) / sigma
             total = total - 0.5 * pull**2 - np.log(sigma) - 0.5 * _LOG_2PI
         return -2.0 * total
 
-    def _densities(self, tensors: Any, integrals: list[Any], channel_arrays: dict[str, Any], pars: Any,
-                   ratios: list[Any], shapes: list[Any]) -> Any:
-        """s(x_i;θ) on a toy's events, as :func:`ratiofactory.likelihood.event_densities`."""
-        xp = self.xp
-        s = 0.0
+    def coefficients(self, channel: int, pars: Any, arrays: Any) -> list[Any]:
+        """C_j(θ) = c_j(θ) D_j(α) of each sample of ``channel``: s(x_i;θ) = Σ_j C_j F_j(x_i; α)."""
+        tensors, integrals = self.tensors[channel], self.integrals[channel]
+        found = []
         for j, (compiled, sample) in enumerate(zip(tensors.channel.samples, tensors.samples, strict=True)):
-            coef = _coefficient(compiled, tensors.index, pars, xp)
-            factor = ratios[j]
-            for (par_index, prepared), arrs in zip(sample.shapesys, shapes[j], strict=True):
-                factor = factor * PreparedInterpolation(prepared.code, arrs, xp)(pars[par_index])
+            coef = _coefficient(compiled, tensors.index, pars, self.xp)
             if integrals[j] is not None:
-                coef = coef * (sample.reference_norm / self._integral(j, integrals[j], sample, channel_arrays, pars))
-            s = s + coef * factor
-        return s
+                coef = coef * (sample.reference_norm / self._integral(j, integrals[j], sample, arrays[channel], pars))
+            found.append(coef)
+        return found
+
+    def event_factors(self, channel: int, pars: Any, ratios: list[Any], shapes: list[Any]) -> list[Any]:
+        """F_j(x_i; α) = r_j(x_i) Π_k g_jk(x_i, α_k) of each sample on a toy's events."""
+        return [self.sample_factor(channel, j, [pars[i] for i, _ in sample.shapesys], ratios[j], shapes[j])
+                for j, sample in enumerate(self.tensors[channel].samples)]
+
+    def sample_factor(self, channel: int, j: int, alphas: Any, ratio: Any, shapes: list[Any]) -> Any:
+        """F_j for the α of sample ``j``'s own shape systematics (``alphas``, in their order)."""
+        factor = ratio
+        for k, ((_, prepared), arrs) in enumerate(zip(self.tensors[channel].samples[j].shapesys, shapes, strict=True)):
+            factor = factor * PreparedInterpolation(prepared.code, arrs, self.xp)(alphas[k])
+        return factor
 
     def _integral(self, j: int, integral: Any, sample: Any, channel_arrays: dict[str, Any], pars: Any) -> Any:
         """N_j(α) = Σ_ref w r_j Π_k g_jk(α): from the moment tensor, or summed per event."""

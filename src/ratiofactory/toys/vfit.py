@@ -35,6 +35,7 @@ from .executors import batches
 from .generate import SparseToys, expected_main_data, generate_toys
 from .newton import GRID_POINTS, build_solver, poi_grid
 from .sparse import SparseLikelihood
+from .sparse_derivatives import value_grad_hess
 
 __all__ = ["DEFAULT_STARTS", "BatchFit", "fit_toys", "generate_and_fit", "poi_seeds"]
 
@@ -92,8 +93,8 @@ def n_starts(setup: FitSetup, starts: int | str | None = None, options: FitOptio
 
 def poi_seeds(twice_nll_at: Any, setup: FitSetup, start: np.ndarray, n_seeds: int) -> np.ndarray:
     """The POI seeds of a toy on numpy, as :mod:`.newton` finds them on jax: the local
-    minima (best first) of ``twice_nll_at(pars)`` on :func:`~.newton.poi_grid` of the POI's
-    bounds, the other parameters at ``start``."""
+    minima (best first, at most ``n_seeds``) of ``twice_nll_at(pars)`` on
+    :func:`~.newton.poi_grid` of the POI's bounds, the other parameters at ``start``."""
     lo, hi = setup.bounds[setup.poi_index]
     grid = poi_grid(float(lo), float(hi), GRID_POINTS, np)
     values = np.empty(GRID_POINTS)
@@ -105,7 +106,8 @@ def poi_seeds(twice_nll_at: Any, setup: FitSetup, start: np.ndarray, n_seeds: in
     left, right = np.append(np.inf, values[:-1]), np.append(values[1:], np.inf)
     local = finite & (values <= left) & (values <= right)
     rank = np.where(local, values, np.where(finite, values + 1e12, np.inf))
-    return grid[np.argsort(rank, kind="stable")[:n_seeds]]
+    order = np.argsort(rank, kind="stable")[:n_seeds]
+    return grid[order[local[order]]]
 
 
 def _dense_nll(model: Any) -> tuple[Any, Any, Any]:
@@ -119,6 +121,10 @@ def _sparse_nll(sparse: SparseLikelihood) -> tuple[Any, Any, Any]:
     return sparse.twice_nll_gathered, sparse.gather, sparse.arrays
 
 
+def _sparse_derivatives(sparse: SparseLikelihood) -> Any:
+    return lambda x, toy, arrays: value_grad_hess(sparse, x, toy, arrays)
+
+
 def _solver(model: Any, setup: FitSetup, max_iter: int, edm_tol: float, sparse: SparseLikelihood | None,
             starts: int):
     import jax.numpy as jnp
@@ -127,7 +133,9 @@ def _solver(model: Any, setup: FitSetup, max_iter: int, edm_tol: float, sparse: 
     per_model = _SOLVERS.setdefault(model, {})
     if key not in per_model:
         twice_nll, prepare, arrays = _sparse_nll(sparse) if sparse else _dense_nll(model)
-        per_model[key] = (build_solver(twice_nll, prepare, max_iter, edm_tol, starts, setup.poi_index), arrays)
+        derivatives = _sparse_derivatives(sparse) if sparse else None
+        per_model[key] = (build_solver(twice_nll, prepare, max_iter, edm_tol, starts, setup.poi_index, derivatives),
+                          arrays)
     solve, arrays = per_model[key]
     box = (jnp.asarray(~setup.fixed), jnp.asarray(setup.bounds[:, 0]), jnp.asarray(setup.bounds[:, 1]))
     return lambda x0, data: solve(x0, data, *box, arrays)
@@ -240,11 +248,12 @@ def _fit_from_starts(model: Any, toy: np.ndarray, setup: FitSetup, start: np.nda
             seeded[setup.poi_index] = mu
             points.append(seeded)
     fits = [_migrad(model, toy, setup, point, options, objective) for point in points]
-    values = np.array([f[1] for f in fits])
-    score = np.where(np.isfinite(values), values, np.inf)
-    best = int(np.argmin(score))
-    poi = [f[0][setup.poi_index] if setup.poi_index is not None else 0.0 for f in fits]
-    return fits[best], values, np.array(poi)
+    values = np.full(n, np.inf)  # +inf, NaN POI: a seed that was not needed (see poi_seeds)
+    values[:len(fits)] = [f[1] for f in fits]
+    poi = np.full(n, np.nan)
+    poi[:len(fits)] = [f[0][setup.poi_index] if setup.poi_index is not None else 0.0 for f in fits]
+    best = int(np.argmin(np.where(np.isfinite(values), values, np.inf)))
+    return fits[best], values, poi
 
 
 def _loop(model, toys, setup, starts, options, n: int, sparse: bool) -> BatchFit:
