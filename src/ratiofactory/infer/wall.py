@@ -91,7 +91,8 @@ class WalledObjective:
         """The objective's gradient where it is finite, else the wall's."""
         pars = np.array(pars, dtype=float)
         value = float(self.objective(pars))
-        grad = np.asarray(self.objective.grad(pars), dtype=float)  # type: ignore[attr-defined]
+        gradient: Any = getattr(self.objective, "grad")  # noqa: B009 (only objectives with exact gradients)
+        grad = np.asarray(gradient(pars), dtype=float)
         if np.isfinite(value) and np.all(np.isfinite(grad)):
             return grad
         return WALL_HEIGHT * self._distance(pars)[1]
