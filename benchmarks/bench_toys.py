@@ -12,10 +12,16 @@ shape systematic, 100k reference events, ~1000 expected events), toys at μ = 1;
 Generate-and-fit per toy, with the global search of the toy fits (``--starts``).
 
     python benchmarks/bench_toys.py --toys 1000 [--big 10000] [--roofit]
-    python benchmarks/bench_toys.py --model offshell --toys 2000 --big 10000 --neyman
+    python benchmarks/bench_toys.py --model offshell --toys 2000 --big 10000 --neyman --baseline
+    python benchmarks/bench_toys.py --model offshell --backend numpy --toys 40
 
-Reports toys/s including compilation (first run) and in steady state (second run with
-new toys), and for ``--big`` the time and peak memory (ru_maxrss) of that many toys.
+Reports the first batch (compilation included) separately, toys/s in steady state (a run
+with new toys after a first compiled run), and for ``--big`` the time and peak memory
+(ru_maxrss, the whole process) of that many toys. ``--baseline``: the fits alone, on the
+same packed toys in the same run, of the current solver and of the previous toy Newton
+(autodiff Hessian by forward-over-reverse, all fit lanes stepped until the slowest has
+finished), as a ratio: timings on the shared machine vary by 2x with its load, ratios much
+less. On numpy every toy is fitted with MIGRAD (the reference path).
 RooFit (``--roofit``, needs ``import ROOT``): RooGaussian + RooExponential in an extended
 RooAddPdf, the background yield times a Gaussian-constrained normsys-like factor,
 generate-and-fit per toy with MIGRAD.
@@ -52,6 +58,51 @@ def run_toys(model, setup, truth, n_toys, seed, batch_size, span=1024, starts=No
     elapsed = time.perf_counter() - start
     return (elapsed, np.concatenate([f.values[:, 0] for f in fits]), sum(f.n_failed for f in fits),
             sum(int(f.refitted.sum()) for f in fits))
+
+
+def solver_ratio(model, setup, truth, n_toys: int, batch_size: int) -> None:
+    """Fits per second of the current toy solver and of the previous one on the same toys."""
+    import jax
+    import jax.numpy as jnp
+
+    from ratiofactory.toys import generate_toys, newton, vfit
+    from ratiofactory.toys.sparse_derivatives import SparseEvaluation
+
+    toys = generate_toys(model, truth, n_toys, 4, sparse=True)
+    sparse = vfit._sparse_likelihood(model, toys[:1].dense()[0], setup.init, setup)
+    if sparse is None:
+        print("baseline: the model has no sparse likelihood; skipped")
+        return
+    packed = []
+    for first in range(0, n_toys - batch_size + 1, batch_size):
+        rest, idx, w = sparse.pack(toys[first:first + batch_size])
+        packed.append((jnp.asarray(rest), [jnp.asarray(i) for i in idx], [jnp.asarray(v) for v in w]))
+    x0 = jnp.asarray(np.tile(setup.init, (batch_size, 1)))
+    box = (jnp.asarray(~setup.fixed), jnp.asarray(setup.bounds[:, 0]), jnp.asarray(setup.bounds[:, 1]))
+    starts = vfit.n_starts(setup)
+    solvers = {
+        "current": newton.build_solver(SparseEvaluation(sparse, setup.poi_index), sparse.gather, 50, 1e-8, starts,
+                                       setup.poi_index),
+        "previous": newton.build_solver(newton.AutodiffEvaluation(sparse.twice_nll_gathered), sparse.gather, 50,
+                                        1e-8, starts, setup.poi_index, window=False),
+    }
+    seconds, results = dict.fromkeys(solvers, 0.0), {name: [] for name in solvers}
+    for name, solve in solvers.items():
+        start = time.perf_counter()
+        jax.block_until_ready(solve(x0, packed[0], *box, sparse.arrays))
+        print(f"  {name} solver: compilation + first batch {time.perf_counter() - start:.1f} s")
+    for batch in packed:  # alternating, so that both see the same machine load
+        for name, solve in solvers.items():
+            start = time.perf_counter()
+            out = jax.block_until_ready(solve(x0, batch, *box, sparse.arrays))
+            seconds[name] += time.perf_counter() - start
+            results[name].append(np.asarray(out[1]))
+    n = len(packed) * batch_size
+    rates = {name: n / t for name, t in seconds.items()}
+    diff = np.max(np.abs(np.concatenate(results["current"]) - np.concatenate(results["previous"])))
+    print(f"fits alone, {n} toys (batches of {batch_size}, same toys, same run): current {rates['current']:.0f} "
+          f"toys/s, previous {rates['previous']:.0f} toys/s: {rates['current'] / rates['previous']:.1f}x; "
+          f"max |Δ(−2 ln L)| {diff:.1e}")
 
 
 def peak_memory_mb() -> float:
@@ -118,14 +169,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="toy fits per second")
     parser.add_argument("--model", choices=["gauss-exp", "offshell"], default="gauss-exp")
     parser.add_argument("--toys", type=int, default=1000)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--backend", choices=["jax", "numpy"], default="jax")
+    parser.add_argument("--baseline", action="store_true", help="fits alone: current vs previous solver")
     parser.add_argument("--starts", default=None, help="local fits per toy (default: the library's; 'off': 1)")
     parser.add_argument("--big", type=int, default=0, help="also time this many toys (peak memory)")
     parser.add_argument("--neyman", action="store_true", help="time the Neyman construction (25 x 1000 toys)")
     parser.add_argument("--roofit", action="store_true")
     args = parser.parse_args()
     starts = None if args.starts is None else (args.starts if args.starts == "off" else int(args.starts))
-    pyhf.set_backend("jax", precision="64b")
+    pyhf.set_backend(args.backend, precision="64b")
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
         model, data, truth = load(args.model, folder)
@@ -133,7 +186,8 @@ def main() -> None:
               f"load {time.perf_counter() - start:.1f} s")
         setup = make_setup(model)
         first, _, _, _ = run_toys(model, setup, truth, args.batch_size, 0, args.batch_size, starts=starts)
-        print(f"first batch ({args.batch_size} toys, incl. compilation): {first:.1f} s")
+        print(f"first batch ({args.batch_size} toys, incl. compilation): {first:.1f} s; "
+              f"peak memory so far {peak_memory_mb():.0f} MB")
         warm, mus, failed, refits = run_toys(model, setup, truth, args.toys, 1, args.batch_size, starts=starts)
         print(f"first run (compiled): {args.toys} toys in {warm:.2f} s = {args.toys / warm:.0f} toys/s;"
               f" failed {failed}, MIGRAD refits {refits}; mean mu-hat {mus.mean():.4f} ± {mus.std() / np.sqrt(mus.size):.4f}")
@@ -144,6 +198,8 @@ def main() -> None:
             elapsed, _, failed, refits = run_toys(model, setup, truth, args.big, 3, args.batch_size, starts=starts)
             print(f"{args.big} toys in {elapsed:.1f} s = {args.big / elapsed:.0f} toys/s; failed {failed}, "
                   f"refits {refits}; peak memory (ru_maxrss) {peak_memory_mb():.0f} MB")
+        if args.baseline and args.backend == "jax":
+            solver_ratio(model, setup, truth, args.toys, args.batch_size)
         if args.neyman:
             neyman(model, data, args.batch_size)
     if args.roofit:

@@ -193,7 +193,11 @@ def test_hand_written_derivatives_equal_autodiff(models):
             toy = generate_toys(model, model.config.suggested_init(), 1, seed=9)[0]
             gathered = sparse.gather(sparse.pack_one(toy), sparse.arrays)
             ours = jax.jit(lambda p, g, a, s=sparse: value_grad_hess(s, p, g, a))
-            dense = lambda p, m=model, t=jax.numpy.asarray(toy): 2.0 * m.nll(p, t)  # noqa: E731
+            toy_array = jax.numpy.asarray(toy)
+
+            def dense(p, m=model, t=toy_array):
+                return 2.0 * m.nll(p, t)
+
             dense_grad, dense_hess = jax.jit(jax.grad(dense)), jax.jit(jax.hessian(dense))
             for pars in _points(model, 8, 5):
                 value, grad, hess = ours(jax.numpy.asarray(pars), gathered, sparse.arrays)

@@ -26,7 +26,8 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -60,16 +61,23 @@ def expected_main_data(model: Any, pars: ArrayLike) -> np.ndarray:
     >>> expected_main_data(model, [1.0, 1.0]).tolist()   # 5 signal + 50 background
     [55.0]
     """
+    with numpy_backend():
+        expected = np.asarray(model.expected_actualdata(np.asarray(pars, dtype=float)), dtype=float)
+    return np.reshape(expected, (-1,))
+
+
+@contextmanager
+def numpy_backend() -> Iterator[None]:
+    """pyhf's numpy backend (64 bit) inside the block, the previous one after it."""
     previous = pyhf.get_backend()
     switch = previous[0].name != "numpy"
     if switch:
         pyhf.set_backend("numpy", precision="64b")
     try:
-        expected = np.asarray(model.expected_actualdata(np.asarray(pars, dtype=float)), dtype=float)
+        yield
     finally:
         if switch:
             pyhf.set_backend(*previous)
-    return np.reshape(expected, (-1,))
 
 
 def _constraints(model: Any, pars: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray]]:

@@ -59,9 +59,10 @@ def poi_grid(lo: float, hi: float, n: int = GRID_POINTS, xp: Any = None) -> Any:
     return lo + (hi - lo) * xp.where(lo >= 0, steps**2, steps)
 
 
-def _seeds(values: Any, grid: Any, n_seeds: int) -> tuple[Any, Any]:
-    """The grid's local minima (best first), then its other points by value; and whether
-    each is a local minimum."""
+def _seeds(values: Any, grid: Any, n_seeds: int) -> Any:
+    """The grid's local minima (best first), then its other points by value (a point next
+    to the only local minimum can still lie in another basin of the full profile: 1 toy in
+    1000 of the off-shell example finds its global minimum only from there)."""
     import jax.numpy as jnp
 
     finite = jnp.isfinite(values)
@@ -69,34 +70,53 @@ def _seeds(values: Any, grid: Any, n_seeds: int) -> tuple[Any, Any]:
     right = jnp.concatenate([values[1:], jnp.array([jnp.inf])])
     local = finite & (values <= left) & (values <= right)
     rank = jnp.where(local, values, jnp.where(finite, values + 1e12, jnp.inf))
-    order = jnp.argsort(rank)[:n_seeds]
-    return grid[order], local[order]
+    return grid[jnp.argsort(rank)[:n_seeds]]
 
 
-def build_solver(twice_nll: Any, prepare: Any, max_iter: int, edm_tol: float, n_starts: int,
-                 poi_index: int | None, derivatives: Any = None, window: bool = True) -> Any:
-    """``jit(vmap(fit))`` for ``twice_nll(x, inputs, arrays)`` with ``inputs = prepare(data,
+class AutodiffEvaluation:
+    """``−2 ln L`` as ``twice_nll(x, *inputs)``, derivatives by forward-over-reverse autodiff;
+    the interface of :class:`~.sparse_derivatives.SparseEvaluation` (no per-event terms)."""
+
+    shares_terms = True
+
+    def __init__(self, twice_nll: Any) -> None:
+        self.twice_nll = twice_nll
+
+    def terms(self, pars: Any, inputs: Any, order: int = 2) -> None:
+        return None
+
+    def value(self, pars: Any, inputs: Any, terms: None) -> Any:
+        return self.twice_nll(pars, *inputs)
+
+    def value_grad_hess(self, pars: Any, inputs: Any, terms: None) -> tuple[Any, Any, Any]:
+        import jax
+
+        def grad_with_aux(y: Any) -> Any:
+            value, grad = jax.value_and_grad(self.twice_nll)(y, *inputs)
+            return grad, (value, grad)
+
+        hess, (value, grad) = jax.jacfwd(grad_with_aux, has_aux=True)(pars)
+        return value, grad, hess
+
+    def curve(self, pars: Any, poi_index: int, mus: Any, inputs: Any) -> Any:
+        import jax
+
+        return jax.vmap(lambda mu: self.twice_nll(pars.at[poi_index].set(mu), *inputs))(mus)
+
+
+def build_solver(evaluation: Any, prepare: Any, max_iter: int, edm_tol: float, n_starts: int,
+                 poi_index: int | None, window: bool = True) -> Any:
+    """``jit`` of the batch fit for ``evaluation`` (:class:`AutodiffEvaluation` or
+    :class:`~.sparse_derivatives.SparseEvaluation`) with ``inputs = (prepare(data, arrays),
     arrays)`` per toy (``data`` a pytree per toy, ``arrays`` shared by all toys);
-    ``derivatives(x, inputs, arrays)`` gives (value, gradient, Hessian), default autodiff;
-    ``window``: step all lanes together (False: the plain vmapped loop, for comparisons).
+    ``window``: step a refilled window of lanes (False: the plain vmapped loop, for comparisons).
 
     The compiled function takes ``(x0 (n, p), data, free, lo, hi, arrays)`` and returns the
     best fit per toy ``(values (n, p), −2 ln L (n,), converged (n,))`` and every start's
-    ``(−2 ln L (n, S), POI (n, S))``.
+    ``(−2 ln L (n, S), POI (n, S), iterations (n, S))``.
     """
     import jax
     import jax.numpy as jnp
-
-    def value_grad_hess(x, inputs, box):
-        if derivatives is not None:
-            return derivatives(x, *inputs)
-
-        def grad_with_aux(y):
-            value, grad = jax.value_and_grad(twice_nll)(y, *inputs)
-            return grad, (value, grad)
-
-        hess, (value, grad) = jax.jacfwd(grad_with_aux, has_aux=True)(x)
-        return value, grad, hess
 
     def reduced(x, g, h, free, lo, hi):
         """Gradient and Hessian on the parameters that may move (identity elsewhere)."""
@@ -146,10 +166,15 @@ def build_solver(twice_nll: Any, prepare: Any, max_iter: int, edm_tol: float, n_
         # inside and the trial is dropped for the rest of this fit)
         trying = probing & ~polish
         x_alt = jnp.where(trying & free, root_trial(x, g, h, x_step, lo, hi), x_step)
-        v_step, v_alt = jax.vmap(lambda y: twice_nll(y, *inputs))(jnp.stack([x_step, x_alt]))
+        # per-event terms at the step's α serve both trials and the derivatives (x_alt and
+        # x_new differ from x_step in the POI only)
+        t_step = evaluation.terms(x_step, inputs)
+        t_alt = t_step if evaluation.shares_terms else evaluation.terms(x_alt, inputs)
+        v_step, v_alt = evaluation.value(x_step, inputs, t_step), evaluation.value(x_alt, inputs, t_alt)
         took_alt = jnp.isfinite(v_alt) & (v_alt < v_step)
         x_new = jnp.where(took_alt, x_alt, x_step)
-        v_new, g_new, h_new = value_grad_hess(x_new, inputs, box)
+        t_new = t_step if evaluation.shares_terms else evaluation.terms(x_new, inputs)
+        v_new, g_new, h_new = evaluation.value_grad_hess(x_new, inputs, t_new)
         on_bound = took_alt & free & ((x_new <= lo) | (x_new >= hi)) & ((x_step > lo) & (x_step < hi))
         holds = ((x_new <= lo) & (g_new > 0)) | ((x_new >= hi) & (g_new < 0))
         bad_alt = jnp.any(on_bound & ~holds)
@@ -170,16 +195,16 @@ def build_solver(twice_nll: Any, prepare: Any, max_iter: int, edm_tol: float, n_
                 jnp.asarray(True), skip)
 
     def starts(x0, inputs, box):
-        """(S, p) start points and whether each is used: the given start, then the local
-        minima of the POI curve (a seed that is not a local minimum is skipped)."""
+        """(S, p) start points and whether each is used: the given start, then the seeds from
+        the POI curve (all skipped when the POI is fixed)."""
         if n_starts <= 1 or poi_index is None:
             return x0[None, :], jnp.ones(1, dtype=bool)
         free, lo, hi = box
         grid = poi_grid(lo[poi_index], hi[poi_index], GRID_POINTS, jnp)
-        values = jax.vmap(lambda mu: twice_nll(x0.at[poi_index].set(mu), *inputs))(grid)
-        seeds, local = _seeds(values, grid, n_starts - 1)
+        values = evaluation.curve(x0, poi_index, grid, inputs)
+        seeds = _seeds(values, grid, n_starts - 1)
         seeded = jnp.tile(x0, (n_starts - 1, 1)).at[:, poi_index].set(seeds)
-        use = local & free[poi_index]  # a fixed POI: only the given start
+        use = jnp.broadcast_to(free[poi_index], seeds.shape)  # a fixed POI: only the given start
         return jnp.concatenate([x0[None, :], seeded]), jnp.concatenate([jnp.ones(1, dtype=bool), use])
 
     def best_of(xs, values, converged):

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -96,12 +96,20 @@ def _exponential_piece(log_factor: np.ndarray, sign: float, start: float, end: f
     def functions(alpha: Any, xp: Any) -> Any:
         """(α − a)^n / n!, n = 0 … M (a few array operations, whatever M)."""
         t = sign * alpha - centre
-        # integer powers: jax differentiates them directly (cumprod's reverse mode doubled
-        # the compilation of the value and gradient, ~2.1 s -> 1.3 s on the off-shell example)
-        powers = t ** np.arange(n_terms)
-        return powers * inverse_factorials
+        return _powers(t, n_terms, xp) * inverse_factorials
 
     return _Piece(region, functions, coefficients)
+
+
+def _powers(t: Any, n: int, xp: Any) -> Any:
+    """[1, t, t², …, t^(n−1)] by doubling ([1…t^(k−1)] then the same times t^k): a few
+    products whatever n, smooth derivatives of any order (``t ** np.arange(n)`` has a NaN
+    second derivative at t = 0 on jax; cumprod's reverse mode compiles slowly)."""
+    powers, step = xp.ones(1), t
+    while powers.shape[0] < n:
+        powers = xp.concatenate([powers, powers * step])
+        step = step * step
+    return powers[:n]
 
 
 def _code4_inside(hi: np.ndarray, lo: np.ndarray, log_hi: np.ndarray, log_lo: np.ndarray) -> _Piece:
@@ -188,4 +196,6 @@ def build(weights: np.ndarray, systematics: Sequence[tuple[str, Sequence[np.ndar
         for basis in bases[:-1]:
             outer = (outer[:, :, None] * basis[rows, None, :]).reshape(outer.shape[0], -1)
         tensor += (outer.T @ bases[-1][rows]).reshape(-1)
-    return ShapeIntegral(tensor.reshape(sizes), all_pieces, xp)
+    # the integral keeps the α-functions only, not the per-event coefficients (memory)
+    light = [[replace(piece, coefficients=np.zeros((0, 0))) for piece in pieces] for pieces in all_pieces]
+    return ShapeIntegral(tensor.reshape(sizes), light, xp)

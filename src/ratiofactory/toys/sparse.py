@@ -55,7 +55,7 @@ class SparseLikelihood:
             import jax.numpy as xp
         self.xp = xp
         self._model = weakref.ref(model)  # cached per model by vfit: no strong reference back
-        self.tensors = model._channel_tensors(xp)
+        self.tensors = model._channel_tensors(np)  # arrays moved to xp in _arrays (no eager jax ops)
         self.slices = list(model._event_slices)
         self.binned_main, self.binned_aux = model._binned_main, model._binned_aux
         self.aux_start = model.config.nmaindata
@@ -104,24 +104,26 @@ class SparseLikelihood:
     def _arrays(self) -> list[dict[str, Any]]:
         """Per channel the per-event arrays (gathered per toy) and the integrals' tensors:
         a pytree passed to the compiled fit as an argument, never folded in as a constant."""
+        put = self.xp.asarray
         arrays = []
         for tensors, integrals in zip(self.tensors, self.integrals, strict=True):
             ref = tensors.reference_slice
             arrays.append({
-                "ratio": [s.ratio for s in tensors.samples],
-                "shapes": [[p.arrays for _, p in s.shapesys] for s in tensors.samples],
+                "ratio": [put(s.ratio) for s in tensors.samples],
+                "shapes": [[tuple(put(a) for a in p.arrays) for _, p in s.shapesys] for s in tensors.samples],
                 "tensors": [i.tensor if isinstance(i, shape_integrals.ShapeIntegral) else None for i in integrals],
                 "reference": [
-                    (s.ratio[ref], [tuple(a[ref] for a in p.arrays) for _, p in s.shapesys]) if i == "dense" else None
+                    (put(s.ratio[ref]), [tuple(put(a[ref]) for a in p.arrays) for _, p in s.shapesys])
+                    if i == "dense" else None
                     for s, i in zip(tensors.samples, integrals, strict=True)],
-                "reference_weights": tensors.reference_weights,
+                "reference_weights": put(tensors.reference_weights),
             })
         return arrays
 
     # ------------------------------------------------------------------ packing toys
 
     def pack(self, toys: np.ndarray | SparseToys,
-             pad_to: int = 512) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+             pad_to: int = 128) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
         """(dense rest: binned counts then auxdata; per channel indices and weights (n, K)),
         from dense toy rows or :class:`SparseToys`."""
         if isinstance(toys, SparseToys):
@@ -164,9 +166,13 @@ class SparseLikelihood:
     def _padded(self, channel: int, n: int, rows: np.ndarray, cols: np.ndarray, values: np.ndarray,
                 pad_to: int) -> tuple[np.ndarray, np.ndarray]:
         """(n, width) event indices and weights from the non-zero ``(row, col, value)``s
-        (rows increasing), zero-padded to a width that only grows (few compilations)."""
+        (rows increasing), zero-padded to a width that only grows (few compilations): a
+        multiple of ``pad_to`` holding the batch's largest toy and its mean number of
+        entries plus 6 standard deviations (so that later batches rarely need a wider one)."""
         counts = np.bincount(rows, minlength=n)
-        width = max(pad_to, int(-(-counts.max(initial=0) // pad_to) * pad_to), self.widths[channel])
+        mean = float(counts.mean()) if n else 0.0
+        needed = max(int(counts.max(initial=0)), int(np.ceil(mean + 6.0 * np.sqrt(mean))))
+        width = max(pad_to, int(-(-needed // pad_to) * pad_to), self.widths[channel])
         self.widths[channel] = width
         filled = np.arange(width) < counts[:, None]  # row-major order: each row's values in order
         idx = np.zeros((n, width), dtype=np.int32)
@@ -194,17 +200,21 @@ class SparseLikelihood:
 
     def twice_nll_gathered(self, pars: Any, toy: Any, arrays: Any) -> Any:
         """``−2 ln L`` at ``pars`` of a toy prepared by :meth:`gather`."""
-        xp = self.xp
         rest, channels = toy
         total = self.rest_twice_nll(pars, rest, arrays)
         for c, (w, ratios, shapes) in enumerate(channels):
             s = sum(coef * factor for coef, factor in zip(self.coefficients(c, pars, arrays),
                                                           self.event_factors(c, pars, ratios, shapes), strict=True))
-            positive = s > 0
-            log_s = xp.log(xp.where(positive, s, 1.0))
-            invalid = xp.any((w != 0) & ~positive)
-            total = total + xp.where(invalid, xp.inf, -2.0 * xp.sum(xp.where(w != 0, w * log_s, 0.0)))
+            total = total + self.events_twice_nll(w, s)
         return total
+
+    def events_twice_nll(self, w: Any, s: Any) -> Any:
+        """−2 Σ_i w_i ln s_i over a toy's events (+∞ if an event of weight ≠ 0 has s ≤ 0)."""
+        xp = self.xp
+        positive = s > 0
+        log_s = xp.log(xp.where(positive, s, 1.0))
+        invalid = xp.any((w != 0) & ~positive)
+        return xp.where(invalid, xp.inf, -2.0 * xp.sum(xp.where(w != 0, w * log_s, 0.0)))
 
     def rest_twice_nll(self, pars: Any, rest: Any, arrays: Any) -> Any:
         """The part of ``−2 ln L`` that reads no event: binned channels, constraints and

@@ -22,6 +22,12 @@ the α-derivatives of F_j placed at the sample's shape parameters. The events ar
 a few elementwise products and sums (no batched matrix products, which XLA's CPU backend
 runs slowly); 3–4x faster than forward-over-reverse autodiff of the whole likelihood on
 the off-shell example, equal to it to round-off (tested).
+
+:class:`SparseEvaluation` is what the Newton fits (:mod:`.newton`) call. Its per-event
+``terms`` (F_j and its α-derivatives at one α) serve every point of an iteration that
+differs only in the POI: both trial points and the derivatives at the accepted one, and
+all points of the coarse POI curve (the POI is not a shape parameter; where it is, the
+terms are recomputed per point).
 """
 
 from __future__ import annotations
@@ -30,21 +36,30 @@ from typing import Any
 
 from .sparse import SparseLikelihood
 
-__all__ = ["value_grad_hess"]
+__all__ = ["SparseEvaluation", "value_grad_hess"]
 
 
 def _scalar_derivatives(function: Any, pars: Any) -> tuple[Any, Any, Any]:
-    """(f, ∂f, ∂²f) of a function of θ returning an array (any shape), by forward mode."""
+    """(f, ∂f, ∂²f) of a function of θ returning an array (any shape), by forward mode over
+    forward mode, traced once (the value and gradient ride along as auxiliary outputs)."""
     import jax
 
-    first = jax.jacfwd(function)
-    return function(pars), first(pars), jax.jacfwd(first)(pars)
+    def with_value(p: Any) -> tuple[Any, Any]:
+        value = function(p)
+        return value, value
+
+    def gradient(p: Any) -> tuple[Any, Any]:
+        grad, value = jax.jacfwd(with_value, has_aux=True)(p)
+        return grad, (grad, value)
+
+    hess, (grad, value) = jax.jacfwd(gradient, has_aux=True)(pars)
+    return value, grad, hess
 
 
 def _factor_derivatives(likelihood: SparseLikelihood, channel: int, j: int, alphas: Any, ratio: Any,
-                        shapes: list[Any]) -> tuple[Any, list[Any], dict[tuple[int, int], Any]]:
+                        shapes: list[Any], order: int) -> tuple[Any, list[Any], dict[tuple[int, int], Any]]:
     """F_j, [∂F_j/∂α_a] and {(a, b): ∂²F_j/∂α_a∂α_b, a ≤ b} on a toy's events (forward mode,
-    one tangent per α of the sample's own shape systematics)."""
+    one tangent per α of the sample's own shape systematics), up to derivative ``order``."""
     import jax
     import jax.numpy as jnp
 
@@ -57,40 +72,48 @@ def _factor_derivatives(likelihood: SparseLikelihood, channel: int, j: int, alph
         return jax.jvp(factor, (a,), (basis[k],))[1]
 
     value = factor(alphas)
-    first = [slope(alphas, k) for k in range(len(basis))]
+    first = [slope(alphas, k) for k in range(len(basis))] if order >= 1 else []
     second = {(k, m): jax.jvp(lambda a, k=k: slope(a, k), (alphas,), (basis[m],))[1]
-              for k in range(len(basis)) for m in range(k, len(basis))}
+              for k in range(len(basis)) for m in range(k, len(basis))} if order >= 2 else {}
     return value, first, second
 
 
-def _channel_terms(likelihood: SparseLikelihood, channel: int, pars: Any, w: Any, ratios: list[Any],
-                   shapes: list[Any], arrays: Any) -> tuple[Any, Any, Any]:
-    """(Σ w ln s, its gradient, its Hessian) of one unbinned channel. Per-event work is
-    elementwise products and sums over the events (no batched matrix products: XLA fuses
-    these into a few passes)."""
+def event_terms(likelihood: SparseLikelihood, pars: Any, toy: Any, order: int = 2) -> list[list[Any]]:
+    """Per channel and sample: (F_j, its α-derivatives up to ``order``) on a toy's events at
+    the α of ``pars`` (a toy prepared by :meth:`~.sparse.SparseLikelihood.gather`)."""
+    import jax.numpy as jnp
+
+    _, channels = toy
+    terms = []
+    for c, (_, ratios, shapes) in enumerate(channels):
+        per_sample = []
+        for j, sample in enumerate(likelihood.tensors[c].samples):
+            if not sample.shapesys:
+                per_sample.append((ratios[j], [], {}))
+                continue
+            alphas = jnp.stack([pars[i] for i, _ in sample.shapesys])
+            per_sample.append(_factor_derivatives(likelihood, c, j, alphas, ratios[j], shapes[j], order))
+        terms.append(per_sample)
+    return terms
+
+
+def _channel_derivatives(likelihood: SparseLikelihood, channel: int, pars: Any, w: Any, factors: list[Any],
+                         arrays: Any) -> tuple[Any, Any, Any]:
+    """(−2 Σ w ln s, its gradient, its Hessian) of one unbinned channel from its ``factors``
+    (:func:`event_terms`). Per-event work is elementwise products and sums over the events
+    (no batched matrix products: XLA fuses these into a few passes)."""
     import jax.numpy as jnp
 
     n_pars = pars.shape[0]
     coef, d_coef, dd_coef = _scalar_derivatives(
         lambda p: jnp.stack(likelihood.coefficients(channel, p, arrays)), pars)
-    samples = likelihood.tensors[channel].samples
-    factors, own = [], []
-    for j, sample in enumerate(samples):
-        indices = [i for i, _ in sample.shapesys]
-        own.append(indices)
-        if not indices:
-            factors.append((ratios[j], [], {}))
-            continue
-        alphas = jnp.stack([pars[i] for i in indices])
-        factors.append(_factor_derivatives(likelihood, channel, j, alphas, ratios[j], shapes[j]))
+    own = [[i for i, _ in sample.shapesys] for sample in likelihood.tensors[channel].samples]
     s = sum(coef[j] * f for j, (f, _, _) in enumerate(factors))
+    value = likelihood.events_twice_nll(w, s)
     used = w != 0
-    positive = s > 0
-    safe_s = jnp.where(positive, s, 1.0)
-    value = jnp.sum(jnp.where(used, w * jnp.log(safe_s), 0.0))
-    value = jnp.where(jnp.any(used & ~positive), -jnp.inf, value)
+    safe_s = jnp.where(s > 0, s, 1.0)
     q = jnp.where(used, w / safe_s, 0.0)
-    # ∂s_i/∂θ_a and the q-weighted sums of F_j and its α-derivatives
+    # ∂s_i/∂θ_a, and the q-weighted sums of F_j and its α-derivatives
     ds = [sum(d_coef[j, a] * f for j, (f, _, _) in enumerate(factors)) for a in range(n_pars)]
     grad = jnp.zeros(n_pars)
     hess = jnp.zeros((n_pars, n_pars))
@@ -110,16 +133,62 @@ def _channel_terms(likelihood: SparseLikelihood, channel: int, pars: Any, w: Any
     r = jnp.where(used, w / safe_s**2, 0.0)
     sums = {(a, b): jnp.sum(r * ds[a] * ds[b]) for a in range(n_pars) for b in range(a, n_pars)}
     outer = jnp.stack([jnp.stack([sums[min(a, b), max(a, b)] for b in range(n_pars)]) for a in range(n_pars)])
-    return value, grad, hess - outer
+    return value, -2.0 * grad, -2.0 * (hess - outer)
+
+
+class SparseEvaluation:
+    """``−2 ln L`` of the sparse likelihood for the Newton fits: :meth:`terms` per event at
+    one α, then :meth:`value` and :meth:`value_grad_hess` at any point with that α.
+    ``inputs`` is (the toy prepared by :meth:`~.sparse.SparseLikelihood.gather`, the
+    likelihood's arrays)."""
+
+    def __init__(self, likelihood: SparseLikelihood, poi_index: int | None) -> None:
+        self.likelihood = likelihood
+        shape_parameters = {i for t in likelihood.tensors for s in t.samples for i, _ in s.shapesys}
+        self.shares_terms = poi_index not in shape_parameters
+        """Whether points that differ only in the POI share their per-event terms."""
+
+    def terms(self, pars: Any, inputs: Any, order: int = 2) -> Any:
+        """The per-event terms at the α of ``pars`` (:func:`event_terms`)."""
+        return event_terms(self.likelihood, pars, inputs[0], order)
+
+    def value(self, pars: Any, inputs: Any, terms: Any) -> Any:
+        """``−2 ln L`` at ``pars`` (its α those of ``terms``); equals
+        :meth:`~.sparse.SparseLikelihood.twice_nll_gathered`."""
+        like = self.likelihood
+        (rest, channels), arrays = inputs
+        total = like.rest_twice_nll(pars, rest, arrays)
+        for c, ((w, _, _), factors) in enumerate(zip(channels, terms, strict=True)):
+            s = sum(coef * f for coef, (f, _, _) in zip(like.coefficients(c, pars, arrays), factors, strict=True))
+            total = total + like.events_twice_nll(w, s)
+        return total
+
+    def value_grad_hess(self, pars: Any, inputs: Any, terms: Any) -> tuple[Any, Any, Any]:
+        """``−2 ln L``, its gradient and Hessian at ``pars`` (its α those of ``terms``)."""
+        (rest, channels), arrays = inputs
+        value, grad, hess = _scalar_derivatives(lambda p: self.likelihood.rest_twice_nll(p, rest, arrays), pars)
+        for c, ((w, _, _), factors) in enumerate(zip(channels, terms, strict=True)):
+            v, g, h = _channel_derivatives(self.likelihood, c, pars, w, factors, arrays)
+            value, grad, hess = value + v, grad + g, hess + h
+        return value, grad, hess
+
+    def curve(self, pars: Any, poi_index: int, mus: Any, inputs: Any) -> Any:
+        """``−2 ln L`` at ``pars`` with the POI at each of ``mus``."""
+        import jax
+
+        shared = self.terms(pars, inputs, 0) if self.shares_terms else None
+
+        def at(mu: Any) -> Any:
+            point = pars.at[poi_index].set(mu)
+            return self.value(point, inputs, shared if shared is not None else self.terms(point, inputs, 0))
+
+        return jax.vmap(at)(mus)
 
 
 def value_grad_hess(likelihood: SparseLikelihood, pars: Any, toy: Any, arrays: Any) -> tuple[Any, Any, Any]:
     """``−2 ln L``, its gradient and its Hessian at ``pars`` for a toy prepared by
     :meth:`~.sparse.SparseLikelihood.gather` (jax; the value is +∞ where an event of the toy
     has s ≤ 0, as :meth:`~.sparse.SparseLikelihood.twice_nll_gathered`)."""
-    rest, channels = toy
-    value, grad, hess = _scalar_derivatives(lambda p: likelihood.rest_twice_nll(p, rest, arrays), pars)
-    for c, (w, ratios, shapes) in enumerate(channels):
-        v, g, h = _channel_terms(likelihood, c, pars, w, ratios, shapes, arrays)
-        value, grad, hess = value - 2.0 * v, grad - 2.0 * g, hess - 2.0 * h
-    return value, grad, hess
+    evaluation = SparseEvaluation(likelihood, None)
+    inputs = (toy, arrays)
+    return evaluation.value_grad_hess(pars, inputs, evaluation.terms(pars, inputs))

@@ -29,13 +29,13 @@ import pyhf
 
 from ..infer.errors import FitFailed, InvalidFitSetup
 from ..infer.fitting import FitOptions, minimize
-from ..infer.objective import FitSetup, Objective, _jax_functions
+from ..infer.objective import FitSetup, Objective
 from ..model import traceable_logpdf
 from .executors import batches
-from .generate import SparseToys, expected_main_data, generate_toys
-from .newton import GRID_POINTS, build_solver, poi_grid
+from .generate import SparseToys, expected_main_data, generate_toys, numpy_backend
+from .newton import GRID_POINTS, AutodiffEvaluation, build_solver, poi_grid
 from .sparse import SparseLikelihood
-from .sparse_derivatives import value_grad_hess
+from .sparse_derivatives import SparseEvaluation
 
 __all__ = ["DEFAULT_STARTS", "BatchFit", "fit_toys", "generate_and_fit", "poi_seeds"]
 
@@ -93,8 +93,8 @@ def n_starts(setup: FitSetup, starts: int | str | None = None, options: FitOptio
 
 def poi_seeds(twice_nll_at: Any, setup: FitSetup, start: np.ndarray, n_seeds: int) -> np.ndarray:
     """The POI seeds of a toy on numpy, as :mod:`.newton` finds them on jax: the local
-    minima (best first, at most ``n_seeds``) of ``twice_nll_at(pars)`` on
-    :func:`~.newton.poi_grid` of the POI's bounds, the other parameters at ``start``."""
+    minima (best first) of ``twice_nll_at(pars)`` on :func:`~.newton.poi_grid` of the POI's
+    bounds, the other parameters at ``start``, then the other grid points by value."""
     lo, hi = setup.bounds[setup.poi_index]
     grid = poi_grid(float(lo), float(hi), GRID_POINTS, np)
     values = np.empty(GRID_POINTS)
@@ -106,8 +106,7 @@ def poi_seeds(twice_nll_at: Any, setup: FitSetup, start: np.ndarray, n_seeds: in
     left, right = np.append(np.inf, values[:-1]), np.append(values[1:], np.inf)
     local = finite & (values <= left) & (values <= right)
     rank = np.where(local, values, np.where(finite, values + 1e12, np.inf))
-    order = np.argsort(rank, kind="stable")[:n_seeds]
-    return grid[order[local[order]]]
+    return grid[np.argsort(rank, kind="stable")[:n_seeds]]
 
 
 def _dense_nll(model: Any) -> tuple[Any, Any, Any]:
@@ -121,10 +120,6 @@ def _sparse_nll(sparse: SparseLikelihood) -> tuple[Any, Any, Any]:
     return sparse.twice_nll_gathered, sparse.gather, sparse.arrays
 
 
-def _sparse_derivatives(sparse: SparseLikelihood) -> Any:
-    return lambda x, toy, arrays: value_grad_hess(sparse, x, toy, arrays)
-
-
 def _solver(model: Any, setup: FitSetup, max_iter: int, edm_tol: float, sparse: SparseLikelihood | None,
             starts: int):
     import jax.numpy as jnp
@@ -133,9 +128,8 @@ def _solver(model: Any, setup: FitSetup, max_iter: int, edm_tol: float, sparse: 
     per_model = _SOLVERS.setdefault(model, {})
     if key not in per_model:
         twice_nll, prepare, arrays = _sparse_nll(sparse) if sparse else _dense_nll(model)
-        derivatives = _sparse_derivatives(sparse) if sparse else None
-        per_model[key] = (build_solver(twice_nll, prepare, max_iter, edm_tol, starts, setup.poi_index, derivatives),
-                          arrays)
+        evaluation = SparseEvaluation(sparse, setup.poi_index) if sparse else AutodiffEvaluation(twice_nll)
+        per_model[key] = (build_solver(evaluation, prepare, max_iter, edm_tol, starts, setup.poi_index), arrays)
     solve, arrays = per_model[key]
     box = (jnp.asarray(~setup.fixed), jnp.asarray(setup.bounds[:, 0]), jnp.asarray(setup.bounds[:, 1]))
     return lambda x0, data: solve(x0, data, *box, arrays)
@@ -157,12 +151,20 @@ def _sparse_likelihood(model: Any, toy: np.ndarray, pars: np.ndarray, setup: Fit
         return per_model[key]
     per_model[key] = None
     sparse = SparseLikelihood(model, xp, bounds)
-    value = float(sparse.twice_nll(xp.asarray(pars), sparse.pack_one(toy), sparse.arrays))
-    dense = -2.0 * float(np.reshape(np.asarray(model.logpdf(xp.asarray(pars), xp.asarray(toy))), (-1,))[0])
+    evaluate = sparse.twice_nll if xp is np else _jit(sparse.twice_nll)  # eager jax ops would compile one by one
+    value = float(evaluate(xp.asarray(pars), sparse.pack_one(toy), sparse.arrays))
+    with numpy_backend():  # the dense reference on numpy: no jax compilations, little memory
+        dense = -2.0 * float(np.reshape(np.asarray(model.logpdf(np.asarray(pars, float), np.asarray(toy))), (-1,))[0])
     if not abs(value - dense) <= 1e-9 * max(1.0, abs(dense)):
         return None
     per_model[key] = sparse
     return sparse
+
+
+def _jit(function: Any) -> Any:
+    import jax
+
+    return jax.jit(function)
 
 
 def _batch_shape(model: Any, needed: int, batch_size: int) -> int:
@@ -248,12 +250,10 @@ def _fit_from_starts(model: Any, toy: np.ndarray, setup: FitSetup, start: np.nda
             seeded[setup.poi_index] = mu
             points.append(seeded)
     fits = [_migrad(model, toy, setup, point, options, objective) for point in points]
-    values = np.full(n, np.inf)  # +inf, NaN POI: a seed that was not needed (see poi_seeds)
-    values[:len(fits)] = [f[1] for f in fits]
-    poi = np.full(n, np.nan)
-    poi[:len(fits)] = [f[0][setup.poi_index] if setup.poi_index is not None else 0.0 for f in fits]
+    values = np.array([f[1] for f in fits])
     best = int(np.argmin(np.where(np.isfinite(values), values, np.inf)))
-    return fits[best], values, poi
+    poi = [f[0][setup.poi_index] if setup.poi_index is not None else 0.0 for f in fits]
+    return fits[best], values, np.array(poi)
 
 
 def _loop(model, toys, setup, starts, options, n: int, sparse: bool) -> BatchFit:
@@ -286,7 +286,6 @@ def _vectorised(model: Any, chunks: Iterable[tuple[np.ndarray | SparseToys, np.n
     for toys, first_points in chunks:
         if solver is None:
             first = _dense(toys[:1])[0]
-            _jax_functions(model, setup.init, jnp.asarray(first))  # eager first evaluation
             likelihood = _sparse_likelihood(model, first, first_points[0], setup) if sparse else None
             solver = _solver(model, setup, max_iter, edm_tol, likelihood, starts)
             size = _batch_shape(model, max(1, min(batch_size, 1 << (len(toys) - 1).bit_length())), batch_size)
@@ -308,9 +307,12 @@ def _vectorised(model: Any, chunks: Iterable[tuple[np.ndarray | SparseToys, np.n
     toys = _concatenate([t for t, _ in received])
     first_points = np.concatenate([s for _, s in received])
     refitted = ~converged
+    reference = None  # MIGRAD refits on the numpy sparse likelihood: no compilation for one toy
+    if likelihood is not None and refitted.any():
+        reference = _sparse_likelihood(model, _dense(toys[:1])[0], first_points[0], setup, np)
     for i in np.flatnonzero(refitted):
         best, start_nll[i], start_poi[i] = _fit_from_starts(model, _dense(toys[i:i + 1])[0], setup, first_points[i],
-                                                            starts, options, None)
+                                                            starts, options, reference)
         values[i], twice_nll[i], converged[i] = best
     return toys, BatchFit(values, twice_nll, converged, refitted, start_nll, start_poi)
 
