@@ -1,4 +1,4 @@
-"""The compiled toy fit on jax: vmapped projected Newton, started from several POI seeds.
+"""The compiled toy fit on jax: batched projected Newton, started from several POI seeds.
 
 One toy's fit (a batch of toys is one compiled call):
 
@@ -6,7 +6,8 @@ One toy's fit (a batch of toys is one compiled call):
    events the toy drew, :meth:`~.sparse.SparseLikelihood.gather`);
 2. global search along the POI (``n_starts`` > 1 and a free POI): ``−2 ln L`` is evaluated
    on a grid of POI values (:func:`poi_grid`, uniform in √μ, the other parameters at the
-   start); the grid's local minima, best first, become the seeds besides the given start.
+   start); the grid's local minima, best first, then its other points by value, become the
+   seeds besides the given start.
    Interference models have their second minimum along the POI (quadratic in √μ: μ ≈ 0 and
    μ ≈ 2 for background-like data in the off-shell example), so this is where a single start
    picks the basin by accident;
@@ -14,8 +15,9 @@ One toy's fit (a batch of toys is one compiled call):
    iterated by :func:`~.lanes.run_lanes` (a window of lanes refilled with unfinished ones
    at each iteration, so the batch does not wait for its slowest fit):
 
-   * exact gradient and Hessian (``derivatives``: for the sparse likelihood from per-event
-     sums, :mod:`.sparse_derivatives`; otherwise forward-over-reverse autodiff),
+   * exact gradient and Hessian (``evaluation``: for the sparse likelihood from per-event
+     sums, :mod:`.sparse_derivatives`; otherwise forward-over-reverse autodiff,
+     :class:`AutodiffEvaluation`),
    * box constraints by projection: a parameter at a bound whose gradient points outward
      is held for that step, the step is clipped into the bounds,
    * saddle-free Newton steps: the Hessian's eigenvalues by their absolute value, so a step

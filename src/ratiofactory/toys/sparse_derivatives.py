@@ -86,7 +86,7 @@ def event_terms(likelihood: SparseLikelihood, pars: Any, toy: Any, order: int = 
     _, channels = toy
     terms = []
     for c, (_, ratios, shapes) in enumerate(channels):
-        per_sample = []
+        per_sample: list[Any] = []
         for j, sample in enumerate(likelihood.tensors[c].samples):
             if not sample.shapesys:
                 per_sample.append((ratios[j], [], {}))
