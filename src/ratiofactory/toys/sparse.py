@@ -199,14 +199,15 @@ class SparseLikelihood:
         return self.twice_nll_gathered(pars, self.gather(packed, arrays), arrays)
 
     def twice_nll_gathered(self, pars: Any, toy: Any, arrays: Any) -> Any:
-        """``−2 ln L`` at ``pars`` of a toy prepared by :meth:`gather`."""
+        """``−2 ln L`` at ``pars`` of a toy prepared by :meth:`gather` (+∞ where it is
+        undefined, e.g. ν(θ) NaN, as the dense likelihood)."""
         rest, channels = toy
         total = self.rest_twice_nll(pars, rest, arrays)
         for c, (w, ratios, shapes) in enumerate(channels):
             s = sum(coef * factor for coef, factor in zip(self.coefficients(c, pars, arrays),
                                                           self.event_factors(c, pars, ratios, shapes), strict=True))
             total = total + self.events_twice_nll(w, s)
-        return total
+        return self.xp.where(self.xp.isnan(total), self.xp.inf, total)
 
     def events_twice_nll(self, w: Any, s: Any) -> Any:
         """−2 Σ_i w_i ln s_i over a toy's events (+∞ if an event of weight ≠ 0 has s ≤ 0)."""
