@@ -31,6 +31,7 @@ POINTS = [[1.0, 1.0, 0.0], [0.3, 0.97, -0.6], [2.2, 1.04, 1.0], [0.05, 1.0, -2.7
           [0.0, 1.0, -5.0]]
 
 
+@pytest.mark.slow_when(backend="jax")  # builds the example on jax: ~4 s; numpy runs in the fast suite
 def test_observed_data_are_evaluated_on_their_events(exact):
     model, data = exact
     sparse, dense = Objective(model, data), Objective(model, data, sparse=False)

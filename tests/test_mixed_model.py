@@ -109,6 +109,7 @@ def _reference_logpdf(pars: dict, x: np.ndarray, binned_model: pyhf.Model, binne
     return binned - unbinned_nll
 
 
+@pytest.mark.slow_when(backend="jax")  # eager jax evaluation of pyhf: ~4 s; numpy runs in the fast suite
 def test_nll_is_pyhf_plus_exact_unbinned(mixed, backend):
     root, x = mixed
     ws = ratiofactory.Workspace.load(root / "workspace.json")

@@ -79,6 +79,7 @@ def test_belt_interval_and_resume(unbinned, jax_backend, tmp_path):
     assert other.critical[key68][0] != 123.0
 
 
+@pytest.mark.slow  # 60 pseudo-experiments x 128 toys: ~5 s
 def test_coverage_small(unbinned, jax_backend):
     model, _ = unbinned
     result = neyman_coverage(model, [1.0, 0.0], 60, 128, seed=21)
