@@ -21,19 +21,22 @@ EXACT = Path(__file__).resolve().parents[1] / "examples" / "offshell" / "workspa
 
 # ----------------------------------------------------------------------------- off-shell example
 
-_OFFSHELL: dict[str, tuple] = {}
+@pytest.fixture(scope="module")
+def _offshell_models() -> dict[str, tuple]:
+    """Off-shell models built in this module, per backend (freed with the module)."""
+    return {}
 
 
 @pytest.fixture
-def offshell(backend):
+def offshell(backend, _offshell_models):
     """exact.json's model (100k reference events) and its background-only Asimov data
     (conditional MLE at μ = 0 on the observed data), built once per backend."""
-    if backend not in _OFFSHELL:
+    if backend not in _offshell_models:
         ws = ratiofactory.Workspace.load(EXACT)
         model = ws.model()
         bonly = infer.fit(model, ws.data(model), fixed={"mu": 0.0}, hesse=False)
-        _OFFSHELL[backend] = (model, model.expected_data(bonly.values), bonly)
-    return _OFFSHELL[backend]
+        _offshell_models[backend] = (model, model.expected_data(bonly.values), bonly)
+    return _offshell_models[backend]
 
 
 def test_background_only_asimov_fit_finds_mu_zero(offshell):

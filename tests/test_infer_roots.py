@@ -102,18 +102,13 @@ def test_limit_crossings_by_newton_equal_toms748(backend, monkeypatch):
     assert newton.observed == pytest.approx(root, rel=1e-5)
 
 
-_EXACT: dict[str, tuple] = {}
-
-
 def test_migrad_leaves_a_start_near_zero(backend):
     """A warm start with a nuisance parameter at 2e-7 (where it had no effect, μ = 0 of the
     interference model): iminuit's default step, 1 % of the value, made MIGRAD on jax stop
     "converged" at α = 3e-7, 0.0135 above the conditional minimum."""
-    if backend not in _EXACT:
-        ws = ratiofactory.Workspace.load(EXACT)
-        model = ws.model()
-        _EXACT[backend] = (model, ws.data(model))
-    model, data = _EXACT[backend]
+    ws = ratiofactory.Workspace.load(EXACT)
+    model = ws.model()
+    data = ws.data(model)
     fits = [infer.fit(model, data, init={"k_factor": k}, fixed={"mu": 0.0333}, hesse=False, global_search=False)
             for k in (2.2e-7, 0.0, 0.5)]
     for fit in fits[:2]:

@@ -15,16 +15,19 @@ from ratiofactory.infer.objective import Objective, make_setup
 
 EXACT = Path(__file__).resolve().parents[1] / "examples" / "offshell" / "workspace" / "exact.json"
 
-_MODELS: dict[str, tuple] = {}
+@pytest.fixture(scope="module")
+def _models() -> dict[str, tuple]:
+    """Models built in this module, per backend (freed with the module)."""
+    return {}
 
 
 @pytest.fixture
-def exact(backend):
-    if backend not in _MODELS:
+def exact(backend, _models):
+    if backend not in _models:
         ws = ratiofactory.Workspace.load(EXACT)
         model = ws.model()
-        _MODELS[backend] = (model, ws.data(model))
-    return _MODELS[backend]
+        _models[backend] = (model, ws.data(model))
+    return _models[backend]
 
 
 POINTS = [[1.0, 1.0, 0.0], [0.3, 0.97, -0.6], [2.2, 1.04, 1.0], [0.05, 1.0, -2.7], [4.0, 0.93, 5.0],
