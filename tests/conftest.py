@@ -10,6 +10,7 @@ values are marked ``slow``.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import sys
@@ -54,6 +55,18 @@ def _release_compiled_programs():
 
         jax.clear_caches()
     gc.collect()
+    _return_freed_memory()
+
+
+def _return_freed_memory() -> None:
+    """Give the heap's free pages back to the system (glibc keeps them otherwise, and the
+    suite's resident memory would only grow from module to module)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import ctypes.util
+
+        with contextlib.suppress(OSError, AttributeError):  # not glibc (e.g. musl)
+            ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
 
 
 @pytest.fixture(autouse=True)

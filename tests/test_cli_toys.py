@@ -22,6 +22,7 @@ def toy(tmp_path_factory):
     return path, model, ws.data(model)
 
 
+@pytest.mark.slow  # two toy runs on the CLI and the API: ~4 s
 def test_toys_matches_python_api(toy, tmp_path):
     path, model, data = toy
     got = cli_toy.run_json(["toys", path, "--test-poi", 1.0, "--ntoys", 40, "--seed", 3], tmp_path)

@@ -19,6 +19,7 @@ MODULES = sorted(
 
 
 @pytest.mark.parametrize("name", MODULES)
+@pytest.mark.slow_when(name="ratiofactory.toys.neyman")  # a Neyman construction: ~4 s
 def test_docstring_examples(name):
     module = importlib.import_module(name)
     try:

@@ -295,7 +295,7 @@ def _nll_is_finite_or_plus_infinity_and_backends_agree(root, data):
             assert value_jax == pytest.approx(value, rel=1e-10, abs=1e-10), (spec, pars)
 
 
-test_nll_is_finite_or_plus_infinity_and_backends_agree, test_nll_properties_thorough = _examples(5, 40)(
+test_nll_is_finite_or_plus_infinity_and_backends_agree, test_nll_properties_thorough = _examples(3, 40)(
     _nll_is_finite_or_plus_infinity_and_backends_agree)
 
 
