@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -57,6 +57,22 @@ def array_namespace() -> Any:
     if tensorlib.name == "numpy":
         return np
     raise InvalidModel(f"ratiofactory runs on the numpy and jax backends, not on {tensorlib.name!r}")
+
+
+@contextlib.contextmanager
+def numpy_backend() -> Iterator[None]:
+    """pyhf's numpy backend (64 bit) inside the block, the previous one after it: for work
+    done once (Asimov data, toys' expected data) that on jax would run op by op, each
+    operation its own small compiled program."""
+    previous = pyhf.get_backend()
+    switch = previous[0].name != "numpy"
+    if switch:
+        pyhf.set_backend("numpy", precision="64b")
+    try:
+        yield
+    finally:
+        if switch:
+            pyhf.set_backend(*previous)
 
 
 class Model:

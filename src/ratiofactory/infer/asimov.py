@@ -23,15 +23,15 @@ events.
 
 from __future__ import annotations
 
-import contextlib
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyhf
 
+from ..model import numpy_backend
 from ..normalisation import ROUNDING, weighted_mean_and_error
 from .fitting import FitOptions, minimize
 from .objective import FitSetup, Objective
@@ -105,7 +105,7 @@ def asimov_data(model: Any, pars: Sequence[float] | np.ndarray, *, check: bool =
     [55.0, 100.0]
     """
     backend = pyhf.get_backend()
-    with _numpy_backend():  # on jax: no eager pass of ~40 small compiled programs
+    with numpy_backend():  # on jax: no eager pass of ~40 small compiled programs
         data = model.expected_data(np.asarray(pars, dtype=float))
         checks = asimov_yield_checks(model, pars) if check else []
     data = backend[0].astensor(np.asarray(data, dtype=float))
@@ -121,22 +121,6 @@ def asimov_data(model: Any, pars: Sequence[float] | np.ndarray, *, check: bool =
                     stacklevel=2,
                 )
     return data
-
-
-@contextlib.contextmanager
-def _numpy_backend() -> Iterator[None]:
-    """pyhf's numpy backend for the duration (as the toys compute their expected data): an
-    Asimov dataset is one evaluation, which on jax would run op by op, each operation its
-    own small compiled program."""
-    previous = pyhf.get_backend()
-    switch = previous[0].name != "numpy"
-    if switch:
-        pyhf.set_backend("numpy", precision="64b")
-    try:
-        yield
-    finally:
-        if switch:
-            pyhf.set_backend(*previous)
 
 
 def conditional_asimov(

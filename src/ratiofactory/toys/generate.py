@@ -26,16 +26,15 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-import pyhf
 from numpy.typing import ArrayLike
 
 from ..errors import RatiofactoryError
+from ..model import numpy_backend
 
 __all__ = ["SparseToys", "ToyGenerationError", "expected_main_data", "generate_toys", "toy_rng"]
 
@@ -64,20 +63,6 @@ def expected_main_data(model: Any, pars: ArrayLike) -> np.ndarray:
     with numpy_backend():
         expected = np.asarray(model.expected_actualdata(np.asarray(pars, dtype=float)), dtype=float)
     return np.reshape(expected, (-1,))
-
-
-@contextmanager
-def numpy_backend() -> Iterator[None]:
-    """pyhf's numpy backend (64 bit) inside the block, the previous one after it."""
-    previous = pyhf.get_backend()
-    switch = previous[0].name != "numpy"
-    if switch:
-        pyhf.set_backend("numpy", precision="64b")
-    try:
-        yield
-    finally:
-        if switch:
-            pyhf.set_backend(*previous)
 
 
 def _constraints(model: Any, pars: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray]]:

@@ -30,9 +30,9 @@ import pyhf
 from ..infer.errors import FitFailed, InvalidFitSetup
 from ..infer.fitting import FitOptions, minimize
 from ..infer.objective import FitSetup, Objective
-from ..model import traceable_logpdf
+from ..model import numpy_backend, traceable_logpdf
 from .executors import batches
-from .generate import SparseToys, expected_main_data, generate_toys, numpy_backend
+from .generate import SparseToys, expected_main_data, generate_toys
 from .newton import GRID_POINTS, AutodiffEvaluation, build_solver, poi_grid
 from .sparse import SparseLikelihood
 from .sparse_derivatives import SparseEvaluation
