@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pyhf
 import pytest
@@ -9,6 +11,7 @@ import pytest
 import ratiofactory
 from ratiofactory.infer import fit
 from ratiofactory.infer.objective import make_setup
+from ratiofactory.model import backend_task, numpy_backend
 from ratiofactory.toys import DaskExecutor, fit_toys, generate_toys, sample_teststats
 from ratiofactory.toys.examples import gaussian_on_exponential
 
@@ -148,6 +151,35 @@ def test_same_statistics_for_batch_sizes_and_dask_workers(unbinned, jax_backend)
         # Same toys, same fits; XLA in dask's worker threads may sum in another order, which moves
         # a converged minimum by far less than the fit tolerance (CI saw 5e-8 on q = 6e-4).
         np.testing.assert_allclose(on_dask, by_256, rtol=1e-6, atol=1e-6)
+
+
+def test_a_task_keeps_the_backend_while_another_thread_would_switch_it(jax_backend):
+    # CI saw a Dask worker thread's numpy_backend() switch pyhf to numpy under another
+    # worker thread's jax trace (TracerArrayConversionError): the switch now waits for the task.
+    inside, release, seen = threading.Event(), threading.Event(), []
+
+    def task():
+        with backend_task("jax"):
+            inside.set()
+            release.wait(10)
+            seen.append(pyhf.get_backend()[0].name)
+
+    def switch():
+        with numpy_backend():
+            seen.append(pyhf.get_backend()[0].name)
+
+    threads = [threading.Thread(target=task), threading.Thread(target=switch)]
+    threads[0].start()
+    assert inside.wait(10)
+    threads[1].start()
+    threads[1].join(0.3)
+    assert threads[1].is_alive()  # the switch waits for the task
+    assert seen == []
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    assert seen == ["jax", "numpy"]
+    assert pyhf.get_backend()[0].name == "jax"
 
 
 def test_sparse_toy_likelihood_equals_dense(unbinned, jax_backend):

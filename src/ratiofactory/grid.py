@@ -137,30 +137,36 @@ class GridResult:
 def _test_point(task: tuple[Any, ...]) -> GridPoint:
     """Patch, compile and test one point (a module-level function: Dask pickles it)."""
     spec, base_dir, name, values, operations, settings = task
-    import pyhf
+    from .model import backend_task
 
-    from . import infer
-    from .patchset import apply_patch
-    from .workspace import Workspace
-
-    pyhf.set_backend(settings["backend"], precision="64b")
-    try:
-        ws = apply_patch(Workspace(spec, base_dir=base_dir, validate=False), operations, name=name)
-        model = ws.model(settings["measurement"])
-        data = ws.data(model)
-        options = settings["options"]
-        test = infer.hypotest(model, data, settings["test_poi"], test_stat=settings["test_stat"], options=options)
-        limit = None
-        if settings["upper_limit"]:
-            limit = infer.upper_limit(model, data, level=settings["level"], test_stat=settings["test_stat"],
-                                      options=options)
-    except (RatiofactoryError, OSError, ValueError) as err:
-        return GridPoint(name, values, error=str(err).splitlines()[0], level=settings["level"])
+    with backend_task(settings["backend"]):
+        try:
+            test, limit = _hypotest_and_limit(spec, base_dir, name, operations, settings)
+        except (RatiofactoryError, OSError, ValueError) as err:
+            return GridPoint(name, values, error=str(err).splitlines()[0], level=settings["level"])
     return GridPoint(
         name, values, cls=float(test.cls), expected_cls=tuple(float(v) for v in test.expected_cls),
         upper_limit=None if limit is None else float(limit.observed),
         expected_limits=None if limit is None else tuple(float(v) for v in limit.expected),
         level=settings["level"])
+
+
+def _hypotest_and_limit(spec: Any, base_dir: Any, name: str, operations: Any,
+                        settings: dict[str, Any]) -> tuple[Any, Any]:
+    from . import infer
+    from .patchset import apply_patch
+    from .workspace import Workspace
+
+    ws = apply_patch(Workspace(spec, base_dir=base_dir, validate=False), operations, name=name)
+    model = ws.model(settings["measurement"])
+    data = ws.data(model)
+    options = settings["options"]
+    test = infer.hypotest(model, data, settings["test_poi"], test_stat=settings["test_stat"], options=options)
+    limit = None
+    if settings["upper_limit"]:
+        limit = infer.upper_limit(model, data, level=settings["level"], test_stat=settings["test_stat"],
+                                  options=options)
+    return test, limit
 
 
 def run_grid(

@@ -13,6 +13,7 @@ Observed data weighs the observed events 1 and the reference events 0; Asimov da
 from __future__ import annotations
 
 import contextlib
+import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -33,7 +34,7 @@ from .likelihood import (
     shape_drift,
 )
 
-__all__ = ["Model", "array_namespace", "traceable_logpdf"]
+__all__ = ["BACKEND_LOCK", "Model", "array_namespace", "backend_task", "numpy_backend", "traceable_logpdf"]
 
 _LOG_2PI = float(np.log(2 * np.pi))
 
@@ -59,20 +60,52 @@ def array_namespace() -> Any:
     raise InvalidModel(f"ratiofactory runs on the numpy and jax backends, not on {tensorlib.name!r}")
 
 
+BACKEND_LOCK = threading.RLock()
+"""Held while pyhf's backend, one per process, is switched or relied on by a task: tasks on
+threads of one process (a Dask cluster with ``processes=False``, several threads per
+worker) run one at a time instead of one switching the backend under another's jax trace."""
+
+
 @contextlib.contextmanager
 def numpy_backend() -> Iterator[None]:
     """pyhf's numpy backend (64 bit) inside the block, the previous one after it: for work
     done once (Asimov data, toys' expected data) that on jax would run op by op, each
-    operation its own small compiled program."""
-    previous = pyhf.get_backend()
-    switch = previous[0].name != "numpy"
-    if switch:
-        pyhf.set_backend("numpy", precision="64b")
-    try:
-        yield
-    finally:
+    operation its own small compiled program.
+
+    >>> pyhf.set_backend("jax")
+    >>> with numpy_backend():
+    ...     pyhf.get_backend()[0].name
+    'numpy'
+    >>> pyhf.get_backend()[0].name
+    'jax'
+    >>> pyhf.set_backend("numpy")
+    """
+    with BACKEND_LOCK:
+        previous = pyhf.get_backend()
+        switch = previous[0].name != "numpy"
         if switch:
-            pyhf.set_backend(*previous)
+            pyhf.set_backend("numpy", precision="64b")
+        try:
+            yield
+        finally:
+            if switch:
+                pyhf.set_backend(*previous)
+
+
+@contextlib.contextmanager
+def backend_task(backend: str) -> Iterator[None]:
+    """The body of a task an executor runs (a batch of toys, a signal point): ``backend``
+    (64 bit) set in this process, and :data:`BACKEND_LOCK` held, so that concurrent tasks
+    in one process cannot switch the backend under each other.
+
+    >>> with backend_task("numpy"):
+    ...     pyhf.get_backend()[0].name
+    'numpy'
+    """
+    with BACKEND_LOCK:
+        if pyhf.get_backend()[0].name != backend:
+            pyhf.set_backend(backend, precision="64b")
+        yield
 
 
 class Model:

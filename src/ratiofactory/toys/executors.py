@@ -77,7 +77,10 @@ class LocalExecutor:
 class DaskExecutor:
     """Sends batches to a Dask cluster: an existing ``client``, a scheduler ``address``
     (e.g. of a dask-jobqueue HTCondor/SLURM cluster), or a new ``LocalCluster``
-    (``n_workers``, ``processes``). Close it (or use it as a context manager) when done."""
+    (``n_workers``, ``processes``). Close it (or use it as a context manager) when done.
+
+    pyhf's backend is one per process, so tasks on threads of one process run one at a time
+    (:data:`ratiofactory.model.BACKEND_LOCK`): parallel work needs worker processes."""
 
     def __init__(self, client: Any = None, *, address: str | None = None, n_workers: int | None = None,
                  threads_per_worker: int = 1, processes: bool = True) -> None:

@@ -20,6 +20,7 @@ from scipy.stats import norm
 from ..infer.fitting import FitOptions, minimize
 from ..infer.hypotests import _check_kind, prepare_setup
 from ..infer.objective import FitSetup, Objective
+from ..model import backend_task
 from .executors import Executor, run_batches
 from .generate import SparseToys, expected_main_data
 from .vfit import BatchFit, fit_toys, generate_and_fit
@@ -94,13 +95,12 @@ class _TeststatBatch:
     backend: str
 
     def __call__(self, span: tuple[int, int]) -> np.ndarray:
-        if pyhf.get_backend()[0].name != self.backend:
-            pyhf.set_backend(self.backend, precision="64b")
         start, n = span
-        toys, free = generate_and_fit(self.model, self.generating, n, self.seed, self.setup, start=start,
-                                      expected=self.expected, batch_size=self.batch_size)
-        return toy_teststats(self.model, toys, self.poi_value, self.setup, self.test_stat,
-                             batch_size=self.batch_size, free=free)
+        with backend_task(self.backend):
+            toys, free = generate_and_fit(self.model, self.generating, n, self.seed, self.setup, start=start,
+                                          expected=self.expected, batch_size=self.batch_size)
+            return toy_teststats(self.model, toys, self.poi_value, self.setup, self.test_stat,
+                                 batch_size=self.batch_size, free=free)
 
 
 def sample_teststats(model: Any, generating: np.ndarray, n_toys: int, seed: int, poi_value: float,
