@@ -368,3 +368,32 @@ def test_cli_writes_a_root_file(mixed, tmp_path):
     handle = ROOT.TFile.Open(str(out))
     assert handle.Get("w").pdf("simPdf")
     handle.Close()
+
+
+# --- the formula of N(α) with several systematics on one sample ---------------------------
+
+
+@pytest.mark.parametrize("codes", [("code4", "code1"), ("code0", "code4")])
+def test_reference_integral_formula_of_two_systematics_equals_the_event_sum(codes):
+    from ratiofactory.export.shape_normalisation import integral_formula
+    from ratiofactory.interpolation import prepare_interpolation
+    from ratiofactory.toys import shape_integrals
+
+    rng = np.random.default_rng(7)
+    n, bounds = 2000, [(-5.0, 5.0), (-3.0, 2.0)]
+    weights = rng.uniform(0.0, 1.0, n) / n
+    factors = [(rng.uniform(0.8, 1.3, n), rng.uniform(0.75, 1.2, n)) for _ in codes]
+    systematics = [(code, prepare_interpolation(code, hi, lo).arrays, b)
+                   for code, (hi, lo), b in zip(codes, factors, bounds, strict=True)]
+    integral = shape_integrals.build(weights, systematics, np)
+    pieces = shape_integrals.polynomial_pieces(integral)
+    a = ROOT.RooRealVar("a_two", "a", 0.0, *bounds[0])
+    b = ROOT.RooRealVar("b_two", "b", 0.0, *bounds[1])
+    formula = ROOT.RooFormulaVar("n_two", "N(a, b)", integral_formula(pieces, bounds), ROOT.RooArgList(a, b))
+    for alpha in (-4.6, -1.0, -0.3, 0.0, 0.5, 1.0, 3.3, 5.0):
+        for beta in (-3.0, -1.0, -0.7, 0.2, 1.0, 1.6):
+            a.setVal(alpha)
+            b.setVal(beta)
+            (c1, (h1, l1)), (c2, (h2, l2)) = zip(codes, factors, strict=True)
+            direct = np.sum(weights * interpolate(c1, alpha, h1, l1, np) * interpolate(c2, beta, h2, l2, np))
+            assert formula.getVal() == pytest.approx(direct, rel=1e-10, abs=0), (alpha, beta)
