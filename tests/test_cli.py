@@ -89,6 +89,25 @@ def test_scan_with_intervals_and_plot(toy, tmp_path):
     assert (tmp_path / "scan.png").stat().st_size > 5000
 
 
+@pytest.mark.parametrize("command", [["scan", "--poi-range", 0, 1], ["impacts"], ["neyman", "--poi-range", 0, 1],
+                                     ["reweighting", "--channel", "SR", "--sample", "signal"],
+                                     ["spurious-signal", "--output", "new.json"], ["grid", "patchset.json"]])
+def test_plot_extension_checked_before_anything_runs(tmp_path, command):
+    """An unknown --plot extension is one line naming --plot before the workspace is read
+    (here it does not even exist) and no fit runs; every command's --plot shares the rule."""
+    name, *rest = command
+    result = run([name, tmp_path / "missing.json", *rest, "--plot", tmp_path / "plot.txt"])
+    one_line_error(result, "--plot", "cannot write a plot as '.txt'", ".pdf")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_scan_plot_pdf_is_pdf(toy, tmp_path):
+    path, _, _ = toy
+    result = run(["scan", path, "--poi-range", 0, 3, "--points", 4, "--plot", tmp_path / "scan.pdf"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "scan.pdf").read_bytes()[:4] == b"%PDF"
+
+
 def test_cls_upper_limit_significance(toy, tmp_path):
     path, model, data = toy
     got = run_json(["cls", path, "--test-poi", 2.0], tmp_path, "cls.json")

@@ -163,6 +163,26 @@ def parse_fixed(items: Sequence[str]) -> dict[str, float]:
     return fixed
 
 
+def _check_plot_path(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value:
+        from ..errors import InvalidOutput
+        from ..plots import image_format
+
+        try:
+            image_format(value)
+        except InvalidOutput as err:
+            raise click.BadParameter(str(err), param_hint="--plot") from None
+    return value
+
+
+def plot_option(what: str, *, required: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--plot FILE``: write ``what`` in the format of FILE's extension (png, pdf, svg, ...),
+    checked before any fitting."""
+    return click.option("--plot", default=None, required=required, type=click.Path(dir_okay=False),
+                        callback=_check_plot_path,
+                        help=f"Write {what}; the extension picks the format (.png, .pdf, .svg, ...).")
+
+
 def check_parameters(model: Any, names: Sequence[str], option: str) -> None:
     """Every name is a parameter (or an expanded ``name[i]``) of ``model``."""
     known = set(model.config.par_order)

@@ -15,6 +15,7 @@ from ._common import (
     emit,
     load_workspace,
     output_option,
+    plot_option,
     progress,
     write_json_atomic,
 )
@@ -36,7 +37,7 @@ from ._common import (
 @click.option("--measurement", default=None, help="Measurement name (default: the first).")
 @click.option("--name", default="alpha_ss", show_default=True, help="Name of the nuisance parameter.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--plot", default=None, type=click.Path(dir_okay=False), help="Write the plot of delta mu_hat (PNG).")
+@plot_option("the plot of delta mu_hat")
 @output_option
 @common_options
 def spurious_signal(workspace: str, output: str, grid: tuple[float, float, int], n_bootstrap: int,

@@ -9,7 +9,7 @@ from typing import Any
 import click
 import numpy as np
 
-from ._common import WORKSPACE, emit, model_options, reporting, settings
+from ._common import WORKSPACE, emit, model_options, plot_option, reporting, settings
 from .analysis import _options, _setup
 
 _TOY_OPTIONS = [
@@ -106,7 +106,7 @@ def toys(workspace: str, backend: str, measurement: str | None, optimizer: str, 
               help="Toys for the expected band (0: none).")
 @click.option("--directory", type=click.Path(file_okay=False), default=None,
               help="Keep one JSON per grid point here; a rerun resumes from them.")
-@click.option("--plot", default=None, type=click.Path(dir_okay=False), help="Write the 68 % belt (PNG).")
+@plot_option("the 68 % belt")
 def neyman(workspace: str, backend: str, measurement: str | None, optimizer: str, fixed: tuple[str, ...],
            output_file: str | None, ntoys: int, seed: int, batch_size: int, dask_workers: int | None,
            scheduler: str | None, poi_range: tuple[float, float],
