@@ -101,6 +101,20 @@ def test_plot_extension_checked_before_anything_runs(tmp_path, command):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("command", [["scan", "--poi-range"], ["upper-limit", "--poi-range"],
+                                     ["neyman", "--poi-range"], ["spurious-signal", "--output", "n.json", "--grid"]])
+@pytest.mark.parametrize(("lo", "hi"), [(2, 1), (1, 1), (0, "inf")])
+def test_reversed_or_empty_poi_range_is_refused(tmp_path, command, lo, hi):
+    """One rule for every POI range: LO < HI, checked before the workspace is read
+    (``neyman --poi-range 2 1`` printed the interval [2, 1])."""
+    name, *rest = command
+    extra = [3] if name == "spurious-signal" else []
+    result = run([name, tmp_path / "missing.json", *rest, lo, hi, *extra])
+    option = "--grid" if name == "spurious-signal" else "--poi-range"
+    expected = "LO must be below HI" if hi != "inf" else "must be finite"
+    one_line_error(result, f"Invalid value for {option}", expected)
+
+
 def test_scan_plot_pdf_is_pdf(toy, tmp_path):
     path, _, _ = toy
     result = run(["scan", path, "--poi-range", 0, 3, "--points", 4, "--plot", tmp_path / "scan.pdf"])

@@ -20,6 +20,7 @@ from ._common import (
     parse_fixed,
     patch_options,
     plot_option,
+    poi_range_option,
     progress,
     reporting,
     show,
@@ -212,7 +213,7 @@ def _drift_text(drift: dict[str, dict[str, float]]) -> str:
 @WORKSPACE
 @model_options
 @click.option("--poi", "poi", default=None, help="Scan this parameter instead of the POI.")
-@click.option("--poi-range", nargs=2, type=float, required=True, metavar="LO HI", help="Scan range.")
+@poi_range_option("Scan range (LO < HI).", required=True)
 @click.option("--points", type=click.IntRange(2), default=21, show_default=True, help="Grid points.")
 @plot_option("the t_mu plot")
 def scan(workspace: str, backend: str, measurement: str | None, optimizer: str, fixed: tuple[str, ...],
@@ -259,8 +260,7 @@ def cls(workspace: str, backend: str, measurement: str | None, optimizer: str, f
 @model_options
 @click.option("--level", type=float, default=0.05, show_default=True, help="CLs level.")
 @click.option("--test-stat", type=click.Choice(["qtilde", "q"]), default="qtilde", show_default=True)
-@click.option("--poi-range", nargs=2, type=float, default=None, metavar="LO HI",
-              help="Grid scan in this range instead of root finding.")
+@poi_range_option("Grid scan in this range (LO < HI) instead of root finding.")
 @click.option("--points", type=click.IntRange(2), default=21, show_default=True)
 def upper_limit(workspace: str, backend: str, measurement: str | None, optimizer: str,
                 fixed: tuple[str, ...], output_file: str | None, level: float, test_stat: str,

@@ -9,7 +9,15 @@ from typing import Any
 import click
 import numpy as np
 
-from ._common import WORKSPACE, emit, model_options, plot_option, reporting, settings
+from ._common import (
+    WORKSPACE,
+    emit,
+    model_options,
+    plot_option,
+    poi_range_option,
+    reporting,
+    settings,
+)
 from .analysis import _options, _setup
 
 _TOY_OPTIONS = [
@@ -99,7 +107,7 @@ def toys(workspace: str, backend: str, measurement: str | None, optimizer: str, 
 @WORKSPACE
 @model_options
 @toy_options
-@click.option("--poi-range", nargs=2, type=float, required=True, metavar="LO HI", help="Grid range.")
+@poi_range_option("Grid range (LO < HI).", required=True)
 @click.option("--points", type=click.IntRange(2), default=11, show_default=True, help="Grid points.")
 @click.option("--test-stat", type=click.Choice(["tmu", "tmu_tilde"]), default="tmu", show_default=True)
 @click.option("--expected-toys", type=click.IntRange(0), default=0, show_default=True,
