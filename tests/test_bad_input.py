@@ -172,7 +172,15 @@ def test_unknown_poi_and_measurement(workdir):
 
     with pytest.raises(errors.InvalidModel) as excinfo:
         _build(workdir, unknown_poi)
-    _one_line(excinfo, "/measurements/0/config/poi", "'nu'", "mu")
+    _one_line(excinfo, "/measurements/0/config/poi", "'nu'", "mu", "no modifier uses it",
+              "a background-only workspace needs a signal patch first")
+
+    def misspelt_poi(spec):
+        spec["measurements"][0]["config"]["poi"] = "muu"
+
+    with pytest.raises(errors.InvalidModel) as excinfo:
+        _build(workdir, misspelt_poi)
+    _one_line(excinfo, "'muu'", "did you mean 'mu'?")
     ws = ratiofactory.Workspace.load(workdir / "workspace.json")
     with pytest.raises(errors.InvalidModel) as excinfo:
         ws.model("other")
