@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import warnings
 
 import cli_toy
 import numpy as np
@@ -172,11 +173,47 @@ def test_unknown_poi_and_measurement(workdir):
 
     with pytest.raises(errors.InvalidModel) as excinfo:
         _build(workdir, unknown_poi)
-    _one_line(excinfo, "/measurements/0/config/poi", "'nu'", "mu")
+    _one_line(excinfo, "/measurements/0/config/poi", "'nu'", "mu", "no modifier uses it",
+              "a background-only workspace needs a signal patch first")
+
+    def misspelt_poi(spec):
+        spec["measurements"][0]["config"]["poi"] = "muu"
+
+    with pytest.raises(errors.InvalidModel) as excinfo:
+        _build(workdir, misspelt_poi)
+    _one_line(excinfo, "'muu'", "did you mean 'mu'?")
     ws = ratiofactory.Workspace.load(workdir / "workspace.json")
     with pytest.raises(errors.InvalidModel) as excinfo:
         ws.model("other")
     _one_line(excinfo, "other", "meas")
+
+
+def test_a_formula_parameter_that_looks_like_a_typo_is_a_warning(workdir):
+    from ratiofactory.parameters import FormulaParameterWarning
+
+    def typo(spec):  # "muu" beside the POI "mu": a new free parameter nobody asked for
+        spec["unbinned_channels"][0]["samples"][0]["modifiers"].append(
+            {"name": "g", "type": "formula", "data": {"expression": "sqrt(muu)"}})
+
+    with pytest.warns(FormulaParameterWarning) as record:
+        model = _build(workdir, typo)
+    assert "muu" in model.config.par_order
+    assert [str(w.message) for w in record] == [
+        ("parameter 'muu' (formula at /unbinned_channels/0/samples/0/modifiers/1) is used only by formulas and "
+         "has no measurement setting, so it is a new free parameter: did you mean 'mu'?")]
+
+    def configured(spec):  # a measurement setting says the parameter is meant
+        typo(spec)
+        spec["measurements"][0]["config"]["parameters"].append({"name": "muu", "bounds": [[0, 5]]})
+
+    def far(spec):  # nothing like the POI or a configured parameter (kappa_t ~ kappa_b: both loose)
+        spec["unbinned_channels"][0]["samples"][0]["modifiers"].append(
+            {"name": "g", "type": "formula", "data": {"expression": "kappa_t * kappa_b"}})
+
+    for change in (configured, far):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", FormulaParameterWarning)
+            _build(workdir, change)
 
 
 def test_inputs_are_not_modified(workdir):

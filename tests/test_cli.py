@@ -138,6 +138,33 @@ def test_cls_upper_limit_significance(toy, tmp_path):
     assert got["pvalue"] == pytest.approx(z.pvalue, rel=1e-4)
 
 
+def test_upper_limit_reports_lines_beyond_the_range(toy, tmp_path):
+    """POI bounds [-1, 1] (a -p patch): the observed (1.37) and +2 sigma (1.17) limits lie
+    beyond the search range and are reported as '> 1' (null, outside_range "above") with a
+    warning in command-line terms; the other bands keep their numbers."""
+    path, model, data = toy
+    patch = tmp_path / "bounds.json"
+    patch.write_text(json.dumps([{"op": "replace", "path": "/measurements/0/config/parameters/0/bounds",
+                                  "value": [[-1.0, 1.0]]}]))
+    result = run(["upper-limit", path, "-p", patch, "-o", tmp_path / "ul.json"])
+    assert result.exit_code == 0, result.output
+    got = json.loads((tmp_path / "ul.json").read_text())
+    limit = infer.upper_limit(model, data)
+    assert got["observed"] is None
+    assert got["expected"][4] is None
+    np.testing.assert_allclose(got["expected"][:4], limit.expected[:4], rtol=1e-4)
+    assert got["outside_range"] == ["above", None, None, None, None, "above"]
+    assert got["search_range"] == [0.0, 1.0]
+    assert "> 1" in result.stdout
+    assert ("warning: CLs of observed, expected +2 sigma is still above 0.05 at mu=1, the end of the search"
+            " range: limit > 1 (raise the POI's upper bound in the measurement's parameters, e.g. with a -p"
+            " JSON patch)") in result.stderr
+    assert "bounds=" not in result.stderr
+    scanned = run(["upper-limit", path, "--poi-range", 0, 1, "--points", 3])
+    assert scanned.exit_code == 0, scanned.output
+    assert "limit > 1 (extend --poi-range)" in scanned.stderr
+
+
 def test_impacts_and_plot(toy, tmp_path):
     path, model, data = toy
     got = run_json(["impacts", path, "--plot", tmp_path / "impacts.png"], tmp_path)

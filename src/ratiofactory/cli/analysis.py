@@ -265,15 +265,35 @@ def cls(workspace: str, backend: str, measurement: str | None, optimizer: str, f
 def upper_limit(workspace: str, backend: str, measurement: str | None, optimizer: str,
                 fixed: tuple[str, ...], output_file: str | None, level: float, test_stat: str,
                 poi_range: tuple[float, float] | None, points: int) -> None:
-    """Observed and expected CLs upper limits on the POI."""
+    """Observed and expected CLs upper limits on the POI.
+
+    A line whose CLs does not cross the level within the range (the POI's bounds, or
+    --poi-range) is reported as beyond it ('> HI'; null in the JSON, with
+    outside_range "above"), with a warning naming it."""
+    import warnings
+
     from .. import infer
 
     _, model, data, fixed_values = _setup(workspace, backend, measurement, fixed)
     grid = None if poi_range is None else np.linspace(poi_range[0], poi_range[1], points)
-    with reporting():
+    with reporting(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", infer.LimitOutsideRangeWarning)  # said below in CLI terms
         result = infer.upper_limit(model, data, scan=grid, level=level, test_stat=test_stat,
                                    fixed=fixed_values or None, options=_options(optimizer))
     emit(result.to_dict(), output_file, str(result))
+    message = result.outside_range_message(_range_hint(result, grid is not None))
+    if message:
+        warn(message)
+
+
+def _range_hint(result: Any, scanned: bool) -> str:
+    """What to change on the command line when a limit lies outside the range."""
+    ends = [where for where in result.outside_range if where]
+    if scanned:
+        return "extend --poi-range"
+    bound = "upper" if "above" in ends else "lower"
+    return (f"{'raise' if bound == 'upper' else 'lower'} the POI's {bound} bound in the measurement's"
+            " parameters, e.g. with a -p JSON patch")
 
 
 @click.command()
