@@ -805,7 +805,8 @@ def toy_copy(toy_bundle, tmp_path):
         (["fit", "{ws}", "-o", "{d}/link.npz"], ["link.npz is the file the workspace references at /observations/0/events"]),
         (["fit", "{ws}", "-o", "{d}/hard.npz"], ["hard.npz is the file the workspace references at /unbinned_channels/0/reference"]),
         (["fit", "{ws}", "-o", "{d}/models/../workspace.json"], ["is the workspace"]),
-        (["scan", "{ws}", "--poi-range", "0", "2", "--plot", "{d}/models/B.onnx"], ["--plot", "models/B.onnx"]),
+        # a link with a plot's extension to a model (models/B.onnx itself is refused for its extension)
+        (["scan", "{ws}", "--poi-range", "0", "2", "--plot", "{d}/B.png"], ["--plot", "B.png is the file the workspace"]),
         (["scan", "{ws}", "--poi-range", "0", "2", "--plot", "{d}/x.png", "-o", "{d}/x.png"], ["x.png is also given to"]),
         (["validate", "{ws}", "-o", "{d}/data/reference.npz"], ["/unbinned_channels/0/reference/events"]),
         (["inspect", "{ws}", "-o", "{ws}"], ["is the workspace"]),
@@ -826,6 +827,7 @@ def test_outputs_that_would_overwrite_an_input_are_refused(toy_copy, toy_bundle,
     shutil.copy(toy_bundle[1], directory.parent / "bundle.tar.gz")
     (directory / "link.npz").symlink_to(directory / "data" / "observed.npz")
     (directory / "hard.npz").hardlink_to(directory / "data" / "reference.npz")
+    (directory / "B.png").symlink_to(directory / "models" / "B.onnx")
     before = {p: p.read_bytes() for p in [*directory.rglob("*"), directory.parent / "bundle.tar.gz"] if p.is_file()}
     ws = directory / "workspace.json"
     monkeypatch.chdir(directory)

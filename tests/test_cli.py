@@ -115,6 +115,13 @@ def test_reversed_or_empty_poi_range_is_refused(tmp_path, command, lo, hi):
     one_line_error(result, f"Invalid value for {option}", expected)
 
 
+@pytest.mark.parametrize(("command", "option"), [(["scan"], "--poi-range"), (["neyman"], "--poi-range"),
+                                                 (["reweighting", "--channel", "SR", "--sample", "s"], "--plot")])
+def test_required_range_and_plot_options_are_required(tmp_path, command, option):
+    name, *rest = command
+    one_line_error(run([name, tmp_path / "missing.json", *rest]), f"Missing option '{option}'")
+
+
 def test_scan_plot_pdf_is_pdf(toy, tmp_path):
     path, _, _ = toy
     result = run(["scan", path, "--poi-range", 0, 3, "--points", 4, "--plot", tmp_path / "scan.pdf"])

@@ -178,8 +178,8 @@ def _check_plot_path(_ctx: click.Context, _param: click.Parameter, value: str | 
 def plot_option(what: str, *, required: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``--plot FILE``: write ``what`` in the format of FILE's extension (png, pdf, svg, ...),
     checked before any fitting."""
-    return click.option("--plot", default=None, required=required, type=click.Path(dir_okay=False),
-                        callback=_check_plot_path,
+    extra: dict[str, Any] = {"required": True} if required else {"default": None}
+    return click.option("--plot", type=click.Path(dir_okay=False), callback=_check_plot_path, **extra,
                         help=f"Write {what}; the extension picks the format (.png, .pdf, .svg, ...).")
 
 
@@ -199,8 +199,10 @@ def _check_poi_range(ctx: click.Context, param: click.Parameter, value: tuple[fl
 
 def poi_range_option(help: str, *, required: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``--poi-range LO HI`` (``LO < HI``, :func:`_check_poi_range`)."""
-    return click.option("--poi-range", nargs=2, type=float, default=None, required=required, metavar="LO HI",
-                        callback=_check_poi_range, help=help)
+    # no default=None with required=True: click 8.2 then passes None instead of "missing option"
+    extra: dict[str, Any] = {"required": True} if required else {"default": None}
+    return click.option("--poi-range", nargs=2, type=float, metavar="LO HI", callback=_check_poi_range,
+                        help=help, **extra)
 
 
 def poi_grid_option(default: tuple[float, float, int], help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
