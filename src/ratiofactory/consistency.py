@@ -114,7 +114,7 @@ def _check_parameter_settings(parameters: Sequence[Mapping[str, Any]], pointer: 
 def _check_positive(entry: Mapping[str, Any], key: str, what: str, where: str) -> None:
     values = entry.get(key)
     for k, value in enumerate(values if is_array(values) else []):
-        if isinstance(value, numbers.Real) and not value > 0:
+        if isinstance(value, numbers.Real) and not float(value) > 0:
             raise InvalidSpecification(
                 f"{key[:-1]} {plain_value(value)} of parameter {entry['name']!r} must be positive ({what})",
                 f"{where}/{key}/{k}",
