@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import warnings
 
 import cli_toy
 import numpy as np
@@ -185,6 +186,34 @@ def test_unknown_poi_and_measurement(workdir):
     with pytest.raises(errors.InvalidModel) as excinfo:
         ws.model("other")
     _one_line(excinfo, "other", "meas")
+
+
+def test_a_formula_parameter_that_looks_like_a_typo_is_a_warning(workdir):
+    from ratiofactory.parameters import FormulaParameterWarning
+
+    def typo(spec):  # "muu" beside the POI "mu": a new free parameter nobody asked for
+        spec["unbinned_channels"][0]["samples"][0]["modifiers"].append(
+            {"name": "g", "type": "formula", "data": {"expression": "sqrt(muu)"}})
+
+    with pytest.warns(FormulaParameterWarning) as record:
+        model = _build(workdir, typo)
+    assert "muu" in model.config.par_order
+    assert [str(w.message) for w in record] == [
+        ("parameter 'muu' (formula at /unbinned_channels/0/samples/0/modifiers/1) is used only by formulas and "
+         "has no measurement setting, so it is a new free parameter: did you mean 'mu'?")]
+
+    def configured(spec):  # a measurement setting says the parameter is meant
+        typo(spec)
+        spec["measurements"][0]["config"]["parameters"].append({"name": "muu", "bounds": [[0, 5]]})
+
+    def far(spec):  # nothing like the POI or a configured parameter (kappa_t ~ kappa_b: both loose)
+        spec["unbinned_channels"][0]["samples"][0]["modifiers"].append(
+            {"name": "g", "type": "formula", "data": {"expression": "kappa_t * kappa_b"}})
+
+    for change in (configured, far):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", FormulaParameterWarning)
+            _build(workdir, change)
 
 
 def test_inputs_are_not_modified(workdir):
@@ -776,7 +805,8 @@ def toy_copy(toy_bundle, tmp_path):
         (["fit", "{ws}", "-o", "{d}/link.npz"], ["link.npz is the file the workspace references at /observations/0/events"]),
         (["fit", "{ws}", "-o", "{d}/hard.npz"], ["hard.npz is the file the workspace references at /unbinned_channels/0/reference"]),
         (["fit", "{ws}", "-o", "{d}/models/../workspace.json"], ["is the workspace"]),
-        (["scan", "{ws}", "--poi-range", "0", "2", "--plot", "{d}/models/B.onnx"], ["--plot", "models/B.onnx"]),
+        # a link with a plot's extension to a model (models/B.onnx itself is refused for its extension)
+        (["scan", "{ws}", "--poi-range", "0", "2", "--plot", "{d}/B.png"], ["--plot", "B.png is the file the workspace"]),
         (["scan", "{ws}", "--poi-range", "0", "2", "--plot", "{d}/x.png", "-o", "{d}/x.png"], ["x.png is also given to"]),
         (["validate", "{ws}", "-o", "{d}/data/reference.npz"], ["/unbinned_channels/0/reference/events"]),
         (["inspect", "{ws}", "-o", "{ws}"], ["is the workspace"]),
@@ -797,6 +827,7 @@ def test_outputs_that_would_overwrite_an_input_are_refused(toy_copy, toy_bundle,
     shutil.copy(toy_bundle[1], directory.parent / "bundle.tar.gz")
     (directory / "link.npz").symlink_to(directory / "data" / "observed.npz")
     (directory / "hard.npz").hardlink_to(directory / "data" / "reference.npz")
+    (directory / "B.png").symlink_to(directory / "models" / "B.onnx")
     before = {p: p.read_bytes() for p in [*directory.rglob("*"), directory.parent / "bundle.tar.gz"] if p.is_file()}
     ws = directory / "workspace.json"
     monkeypatch.chdir(directory)

@@ -89,6 +89,46 @@ def test_scan_with_intervals_and_plot(toy, tmp_path):
     assert (tmp_path / "scan.png").stat().st_size > 5000
 
 
+@pytest.mark.parametrize("command", [["scan", "--poi-range", 0, 1], ["impacts"], ["neyman", "--poi-range", 0, 1],
+                                     ["reweighting", "--channel", "SR", "--sample", "signal"],
+                                     ["spurious-signal", "--output", "new.json"], ["grid", "patchset.json"]])
+def test_plot_extension_checked_before_anything_runs(tmp_path, command):
+    """An unknown --plot extension is one line naming --plot before the workspace is read
+    (here it does not even exist) and no fit runs; every command's --plot shares the rule."""
+    name, *rest = command
+    result = run([name, tmp_path / "missing.json", *rest, "--plot", tmp_path / "plot.txt"])
+    one_line_error(result, "--plot", "cannot write a plot as '.txt'", ".pdf")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [["scan", "--poi-range"], ["upper-limit", "--poi-range"],
+                                     ["neyman", "--poi-range"], ["spurious-signal", "--output", "n.json", "--grid"]])
+@pytest.mark.parametrize(("lo", "hi"), [(2, 1), (1, 1), (0, "inf")])
+def test_reversed_or_empty_poi_range_is_refused(tmp_path, command, lo, hi):
+    """One rule for every POI range: LO < HI, checked before the workspace is read
+    (``neyman --poi-range 2 1`` printed the interval [2, 1])."""
+    name, *rest = command
+    extra = [3] if name == "spurious-signal" else []
+    result = run([name, tmp_path / "missing.json", *rest, lo, hi, *extra])
+    option = "--grid" if name == "spurious-signal" else "--poi-range"
+    expected = "LO must be below HI" if hi != "inf" else "must be finite"
+    one_line_error(result, f"Invalid value for {option}", expected)
+
+
+@pytest.mark.parametrize(("command", "option"), [(["scan"], "--poi-range"), (["neyman"], "--poi-range"),
+                                                 (["reweighting", "--channel", "SR", "--sample", "s"], "--plot")])
+def test_required_range_and_plot_options_are_required(tmp_path, command, option):
+    name, *rest = command
+    one_line_error(run([name, tmp_path / "missing.json", *rest]), f"Missing option '{option}'")
+
+
+def test_scan_plot_pdf_is_pdf(toy, tmp_path):
+    path, _, _ = toy
+    result = run(["scan", path, "--poi-range", 0, 3, "--points", 4, "--plot", tmp_path / "scan.pdf"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "scan.pdf").read_bytes()[:4] == b"%PDF"
+
+
 def test_cls_upper_limit_significance(toy, tmp_path):
     path, model, data = toy
     got = run_json(["cls", path, "--test-poi", 2.0], tmp_path, "cls.json")

@@ -15,6 +15,8 @@ from ._common import (
     emit,
     load_workspace,
     output_option,
+    plot_option,
+    poi_grid_option,
     progress,
     relocated,
     write_json_atomic,
@@ -25,8 +27,7 @@ from ._common import (
 @WORKSPACE
 @click.option("--output", "output", required=True, type=click.Path(dir_okay=False),
               help="The new workspace file (WORKSPACE itself is never modified).")
-@click.option("--grid", nargs=3, type=(float, float, int), default=(0.0, 3.0, 7), show_default=True,
-              metavar="LO HI N", help="POI grid: N points from LO to HI.")
+@poi_grid_option((0.0, 3.0, 7), "POI grid: N >= 2 points from LO to HI (LO < HI).")
 @click.option("--bootstrap", "n_bootstrap", type=click.IntRange(2), default=40, show_default=True,
               help="Bootstrap resamples of the ensemble members per grid point.")
 @click.option("--estimator", type=click.Choice(["mean", "members"]), default="mean", show_default=True,
@@ -37,7 +38,7 @@ from ._common import (
 @click.option("--measurement", default=None, help="Measurement name (default: the first).")
 @click.option("--name", default="alpha_ss", show_default=True, help="Name of the nuisance parameter.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--plot", default=None, type=click.Path(dir_okay=False), help="Write the plot of delta mu_hat (PNG).")
+@plot_option("the plot of delta mu_hat")
 @output_option
 @common_options
 def spurious_signal(workspace: str, output: str, grid: tuple[float, float, int], n_bootstrap: int,

@@ -9,7 +9,15 @@ from typing import Any
 import click
 import numpy as np
 
-from ._common import WORKSPACE, emit, model_options, reporting, settings
+from ._common import (
+    WORKSPACE,
+    emit,
+    model_options,
+    plot_option,
+    poi_range_option,
+    reporting,
+    settings,
+)
 from .analysis import _options, _setup
 
 _TOY_OPTIONS = [
@@ -140,14 +148,14 @@ def _toy_summary(result: Any, poi: str, ntoys: int, seed: int) -> tuple[dict[str
 @WORKSPACE
 @model_options
 @toy_options
-@click.option("--poi-range", nargs=2, type=float, required=True, metavar="LO HI", help="Grid range.")
+@poi_range_option("Grid range (LO < HI).", required=True)
 @click.option("--points", type=click.IntRange(2), default=11, show_default=True, help="Grid points.")
 @click.option("--test-stat", type=click.Choice(["tmu", "tmu_tilde"]), default="tmu", show_default=True)
 @click.option("--expected-toys", type=click.IntRange(0), default=0, show_default=True,
               help="Toys for the expected band (0: none).")
 @click.option("--directory", type=click.Path(file_okay=False), default=None,
               help="Keep one JSON per grid point here; a rerun resumes from them.")
-@click.option("--plot", default=None, type=click.Path(dir_okay=False), help="Write the 68 % belt (PNG).")
+@plot_option("the 68 % belt")
 def neyman(workspace: str, backend: str, measurement: str | None, optimizer: str, fixed: tuple[str, ...],
            output_file: str | None, ntoys: int, seed: int, batch_size: int, dask_workers: int | None,
            scheduler: str | None, poi_range: tuple[float, float],
