@@ -218,20 +218,21 @@ def test_digest_writes_sha256_and_keeps_input(toy, tmp_path):
 
     path, _, _ = toy
     before = path.read_text()
-    out = tmp_path / "digested.json"
-    assert run(["digest", path, "--output-file", out]).exit_code == 0
-    assert path.read_text() == before
-    spec = json.loads(out.read_text())
-    ref = spec["unbinned_channels"][0]["samples"][1]["ratio"]["onnx"]
-    assert ref["sha256"] == hashlib.sha256((path.parent / ref["path"]).read_bytes()).hexdigest()
+    out = path.parent / "digested_keeps_input.json"  # beside the workspace: the references stay valid
     copy = path.parent / "copy.json"
-    copy.write_text(before)
     try:
+        assert run(["digest", path, "--output-file", out]).exit_code == 0
+        assert path.read_text() == before
+        spec = json.loads(out.read_text())
+        ref = spec["unbinned_channels"][0]["samples"][1]["ratio"]["onnx"]
+        assert ref["sha256"] == hashlib.sha256((path.parent / ref["path"]).read_bytes()).hexdigest()
+        copy.write_text(before)
         assert run(["digest", copy, "--in-place"]).exit_code == 0
         assert json.loads(copy.read_text()) == spec
         assert run(["validate", copy]).exit_code == 0
     finally:
-        copy.unlink()
+        copy.unlink(missing_ok=True)
+        out.unlink(missing_ok=True)
 
 
 def test_workspace_from_stdin(toy, tmp_path, monkeypatch):
@@ -283,10 +284,11 @@ def test_validate_names_a_file_whose_recorded_digest_differs(toy, tmp_path):
     digested.write_text(json.dumps(spec))
     try:
         one_line_error(run(["validate", digested]), "data/reference.npz", "sha256")
-        one_line_error(run(["digest", digested, "-o", tmp_path / "x.json"]), "use --update")
-        assert run(["digest", digested, "-o", tmp_path / "x.json", "--update"]).exit_code == 0
+        one_line_error(run(["digest", digested, "-o", path.parent / "x.json"]), "use --update")
+        assert run(["digest", digested, "-o", path.parent / "x.json", "--update"]).exit_code == 0
     finally:
         digested.unlink()
+        (path.parent / "x.json").unlink(missing_ok=True)
 
 
 def test_quiet_before_or_after_the_subcommand(toy, tmp_path):

@@ -278,6 +278,22 @@ def protect_inputs(inputs: Mapping[Path, str], outputs: Mapping[str, Any] | None
         written[target] = option
 
 
+def output_directory(output_file: str | None, default: Path) -> Path:
+    """The directory a workspace written to ``output_file`` lives in (``default``, the
+    input's directory, for stdout)."""
+    return Path(output_file).resolve().parent if output_file and output_file != STDOUT else default
+
+
+def relocated(spec: dict[str, Any], base_dir: Path, output_file: str | None, what: str) -> dict[str, Any]:
+    """``spec`` (file references relative to ``base_dir``) with its references rewritten
+    relative to the directory of ``output_file``; refused where a file lies outside it
+    (:func:`ratiofactory.algebra.rebase_paths`). The workspace-writing commands (combine,
+    prune, rename, digest, spurious-signal) all go through here, before any long work."""
+    from ..algebra import rebase_paths
+
+    return rebase_paths(spec, base_dir, output_directory(output_file, base_dir), what=what)
+
+
 def load_workspace(source: str) -> Any:
     """A workspace from a path, or from stdin with ``-`` (file paths then relative to the cwd).
 

@@ -18,6 +18,7 @@ from ._common import (
     plot_option,
     poi_grid_option,
     progress,
+    relocated,
     write_json_atomic,
 )
 
@@ -46,18 +47,19 @@ def spurious_signal(workspace: str, output: str, grid: tuple[float, float, int],
     """Compute delta mu_hat(mu) from the ratio-model ensembles of WORKSPACE (Asimov fits
     with bootstrap resamples of the members) and write a new workspace with it as a
     Gauss(0,1)-constrained spurious-signal nuisance parameter."""
-    from ..algebra import rebase_paths
     from ..ensemble_uncertainty import add_spurious_signal, spurious_signal_table
     from ..workspace import Workspace
 
     ws = load_workspace(workspace)
+    target = Path(output)  # load_workspace refused an --output that is an input
+    what = "the --output workspace"
+    relocated(ws.spec, ws.base_dir, output, what)  # before the fits: its file references must reach the files
     lo, hi, points = grid
     with progress("Asimov fits"):
         table = spurious_signal_table(ws, np.linspace(lo, hi, points).tolist(), channel=channel, measurement=measurement,
                                       n_bootstrap=n_bootstrap, estimator=estimator, seed=seed, spread=spread)
-    target = Path(output)  # load_workspace refused an --output that is an input
-    spec = rebase_paths(add_spurious_signal(ws.spec, table, name=name), ws.base_dir, target.parent)
-    Workspace(spec, base_dir=target.parent)  # checked before it is written
+    spec = relocated(add_spurious_signal(ws.spec, table, name=name), ws.base_dir, output, what)
+    Workspace(spec, base_dir=target.parent.resolve())  # checked before it is written
     write_json_atomic(target, spec)
     if plot:
         from ..plots import plot_spurious_signal

@@ -91,16 +91,57 @@ def toys(workspace: str, backend: str, measurement: str | None, optimizer: str, 
         result = toy_module.toybased_hypotest(model, data, test_poi, ntoys, seed, test_stat=test_stat,
                                               fixed=fixed_values or None, batch_size=batch_size,
                                               executor=runner, options=_options(optimizer))
-    payload = {"poi_value": result.poi_value, "test_stat": result.test_stat, "teststat": result.teststat,
-               "cls": result.cls, "cls_error": result.cls_error(), "clsb": result.clsb, "clb": result.clb,
-               "expected_cls": list(result.expected_cls), "n_toys": ntoys, "seed": seed,
-               "n_failed": result.n_failed}
-    table = (f"Toy-based test {model.config.poi_name} = {test_poi:g} ({test_stat}, {ntoys} toys, seed {seed}): "
-             f"observed {result.teststat:.6g}\nCLs = {result.cls:.6g} ± {payload['cls_error']:.2g}, "
-             f"CLs+b = {result.clsb:.6g}, CLb = {result.clb:.6g}\n"
-             f"expected CLs (-2..+2 sigma): {', '.join(f'{v:.4g}' for v in result.expected_cls)}\n"
-             f"failed toy fits: {result.n_failed}")
+    payload, table = _toy_summary(result, model.config.poi_name, ntoys, seed)
     emit(payload, output_file, table)
+
+
+def _fraction(value: float, error: float, bound: float, beyond: int, valid: int) -> tuple[str, float | None]:
+    """``= v ± e`` or, where no toy passed, ``< bound`` (68 % CL) with the counts."""
+    if beyond == 0 and valid > 0:
+        return f"< {bound:.3g} (0 of {valid} toys at or beyond the observed; 68 % CL bound)", bound
+    return f"= {value:.6g} ± {error:.2g} ({beyond} of {valid} toys)", None
+
+
+def _toy_summary(result: Any, poi: str, ntoys: int, seed: int) -> tuple[dict[str, Any], str]:
+    """The JSON payload and the table of ``toys``: CLs, or for q0 the discovery p-value and Z."""
+    from scipy.stats import norm
+
+    from ..toys.toybased import UPPER_BOUND_CL
+
+    counts = result.counts()
+    clsb_bound = result.clsb_upper_bound()
+    payload: dict[str, Any] = {
+        "poi_value": result.poi_value, "test_stat": result.test_stat, "teststat": result.teststat,
+        "clsb": result.clsb, "clb": result.clb, "n_toys": ntoys, "seed": seed, "n_failed": result.n_failed,
+        **counts, "upper_bound_cl": UPPER_BOUND_CL}
+    head = f"({result.test_stat}, {ntoys} toys, seed {seed}): observed {result.teststat:.6g}"
+    failed = f"failed toy fits: {result.n_failed}"
+    if result.test_stat == "q0":
+        p0, shown_bound = _fraction(result.clsb, result.pvalue_error(), clsb_bound, counts["signal_beyond"],
+                                    counts["signal_valid"])
+        z = float(norm.isf(result.clsb)) if result.clsb > 0 else float("nan")
+        payload.update(pvalue=result.clsb, pvalue_error=result.pvalue_error() if shown_bound is None else None,
+                       pvalue_upper=shown_bound, significance=z,
+                       significance_lower=None if shown_bound is None else float(norm.isf(shown_bound)))
+        significance = (f"Z = {z:.3g}" if shown_bound is None else f"Z > {norm.isf(shown_bound):.3g}")
+        table = (f"Toy-based discovery test of {poi} = 0 {head}\n"
+                 f"p0 {p0}, {significance}\n"
+                 "no expected band: CLs has no meaning for q0 (`significance` gives the expected p0)\n" + failed)
+        return payload, table
+    cls_bound = result.cls_upper_bound() if counts["signal_beyond"] == 0 else None
+    payload.update(cls=result.cls, cls_error=None if cls_bound is not None else result.cls_error(),
+                   cls_upper=cls_bound, expected_cls=list(result.expected_cls))
+    if cls_bound is not None and result.clb > 0:
+        cls = (f"CLs < {cls_bound:.3g} (68 % CL bound: 0 of {counts['signal_valid']} signal-like toys at or "
+               f"beyond the observed), CLs+b < {clsb_bound:.3g}")
+    elif result.clb > 0:
+        cls = f"CLs = {result.cls:.6g} ± {result.cls_error():.2g}, CLs+b = {result.clsb:.6g}"
+    else:
+        cls = (f"CLs undefined: no background-like toy (of {counts['background_valid']}) at or beyond the"
+               f" observed (CLb = 0); CLs+b = {result.clsb:.6g}")
+    table = (f"Toy-based test {poi} = {result.poi_value:g} {head}\n{cls}, CLb = {result.clb:.6g}\n"
+             f"expected CLs (-2..+2 sigma): {', '.join(f'{v:.4g}' for v in result.expected_cls)}\n{failed}")
+    return payload, table
 
 
 @click.command()
