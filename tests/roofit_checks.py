@@ -1,11 +1,14 @@
 """Export to RooFit: RooFit's NLL of the exported workspace minus ratiofactory's is one
 constant, and RooFit's MIGRAD/MINOS reproduce ratiofactory's fit.
 
-Workspaces: the off-shell example's exact-density model (968 observed events, three
-samples with a formula in μ, lumi, a normsys and a per-event ratiosys k_factor); a
-mixed workspace built here (an unbinned channel with formula, normsys, ratiosys and lumi,
-and a binned channel with normfactor, normsys, histosys, staterror, lumi and a formula, sharing mu,
-lumi and bkg_xs); and the published sbottom likelihood (binned only, against pyhf).
+Workspaces: the off-shell example's exact-density model as shipped (968 observed events,
+three samples with a formula in μ, lumi, a normsys and a per-event ratiosys k_factor; the
+default shape_normalisation "reference"); a mixed workspace built here (an unbinned channel
+with formula, normsys, ratiosys and lumi, shape_normalisation "reference" by default or
+"nominal", and a binned channel with normfactor, normsys, histosys, staterror, lumi and a
+formula, sharing mu, lumi and bkg_xs); and the published sbottom likelihood (binned only,
+against pyhf). The random points put the ratiosys α on both sides beyond |α| = 1, where the
+reference-sample integral N_j(α) of "reference" is a Taylor series.
 Skipped without ROOT (``pip install root``).
 
 This file is not collected by pytest's default pattern: tests/test_export_roofit.py runs
@@ -24,6 +27,8 @@ import pytest
 
 import ratiofactory
 from ratiofactory import infer
+from ratiofactory.interpolation import interpolate
+from ratiofactory.normalisation import likelihood_arrays
 from ratiofactory.testing import Exponential, Normal, ratio_model, sample_mixture
 
 pytest.importorskip("onnx")
@@ -55,6 +60,38 @@ def _random_points(model, rng, n=20, width=None):
     return points
 
 
+def _spread_alpha(model, points, name, rng):
+    """Put the ratiosys α ``name`` of ``points`` over its bounds: a quarter each in
+    [−5, −1], (−1, 0], (0, 1), [1, 5] (model bounds ±5)."""
+    index = model.config.par_slice(name).start
+    lo, hi = model.config.suggested_bounds()[index]
+    n = len(points)
+    edges = [(lo + 1e-9, -1.0), (-1.0, 0.0), (0.0, 1.0), (1.0, hi - 1e-9)]
+    points[:, index] = [rng.uniform(*edges[i % 4]) for i in range(n)]
+    assert (points[:, index] < -1).any()
+    assert (points[:, index] > 1).any()
+    return points
+
+
+def _reference_sums(channel, sample_name, alphas):
+    """N_j(α) = Σ_i w_i^ref r_j(x_i) Π g_j(x_i, α), summed over the reference events with
+    ratiofactory's per-event interpolation (one ratiosys)."""
+    j = next(j for j, s in enumerate(channel.samples) if s.name == sample_name)
+    ratio, shapes = likelihood_arrays(channel)[j]
+    (code,), ((hi, lo),) = [m.code for m in channel.samples[j].shapesys], shapes
+    ref = slice(channel.n_observed, channel.n_events)
+    return np.array([np.sum(channel.reference_weights * ratio[ref] * interpolate(code, a, hi[ref], lo[ref], np))
+                     for a in alphas])
+
+
+def _formula_values(export, function, parameter, alphas):
+    var, out = export.variable(parameter), []
+    for a in alphas:
+        var.setVal(a)
+        out.append(export.workspace.function(function).getVal())
+    return np.array(out)
+
+
 def _offsets(export, model, data, points):
     return np.array([export.nll(p) - float(model.nll(p, data)) for p in points])
 
@@ -64,12 +101,9 @@ def _offsets(export, model, data, points):
 
 @pytest.fixture(scope="module")
 def offshell():
-    # RooFit cannot express shape_normalisation "reference" (the default with a reference
-    # sample); the ratios stay normalised on the reference sample (ratio_normalisation)
-    spec = json.loads((EXAMPLE / "exact.json").read_text())
-    spec["unbinned_channels"][0]["shape_normalisation"] = "nominal"
-    ws = ratiofactory.Workspace(spec, base_dir=EXAMPLE)
+    ws = ratiofactory.Workspace.load(EXAMPLE / "exact.json")  # as shipped: shape_normalisation "reference"
     model = ws.model()
+    assert model.unbinned_channels[0].shape_normalisation == "reference"
     return ws, model, ws.data(model), to_roofit(ws, model=model)
 
 
@@ -79,6 +113,7 @@ def test_offshell_nll_differs_by_one_constant(offshell):
     rng = np.random.default_rng(20)
     points = _random_points(model, rng, width=np.array([1.5, 0.05, 2.0]))
     points[:, 0] = rng.uniform(0.05, 3.0, len(points))  # mu over both basins
+    points = _spread_alpha(model, points, "k_factor", rng)
     offsets = _offsets(export, model, data, points)
     assert np.ptp(offsets) <= SPREAD, offsets
 
@@ -102,6 +137,23 @@ def test_offshell_migrad_and_minos_equal_ratiofactory(offshell):
     _compare_fits(export, model, data, np.linspace(0.0, 2.0, 9))
 
 
+@pytest.mark.parametrize("sample", ["S", "SBI"])
+def test_offshell_reference_integral_formula_equals_the_sum_over_reference_events(offshell, sample):
+    _, model, _, export = offshell
+    alphas = [-5.0, -3.7, -1.0, -0.4, 0.0, 0.3, 1.0, 2.2, 4.6, 5.0]
+    sums = _reference_sums(model.unbinned_channels[0], sample, alphas)
+    formula = _formula_values(export, f"SR_4l_{sample}_reference_integral", "k_factor", alphas)
+    np.testing.assert_allclose(formula, sums, rtol=1e-10, atol=0)
+    assert np.ptp(sums) > 1e-3 * sums[4]  # the integral does depend on α (by 2e-3 for SBI, 2e-2 for S)
+    # beyond the bounds it was made for, the formula is NaN (RooFit flags it), never a wrong number
+    export.variable("k_factor").setRange(-6.0, 6.0)
+    try:
+        assert np.isnan(_formula_values(export, f"SR_4l_{sample}_reference_integral", "k_factor", [5.5])[0])
+    finally:
+        export.variable("k_factor").setRange(-5.0, 5.0)
+        export.variable("k_factor").setVal(0.0)
+
+
 def test_offshell_export_names_columns_and_onnx_references(offshell):
     _, model, _, export = offshell
     meta = export.metadata
@@ -109,6 +161,9 @@ def test_offshell_export_names_columns_and_onnx_references(offshell):
     columns = meta["unbinned_channels"][0]["columns"]
     assert columns["SR_4l_r_S"]["ratio"]["onnx"]["path"] == "models/exact/S.onnx"
     assert columns["SR_4l_g_SBI_k_factor_hi"]["side"] == "hi"
+    renormalised = meta["unbinned_channels"][0]["shape_normalisation"]
+    assert [(m["sample"], m["factor"], m["alpha_bounds"]) for m in renormalised] == [
+        ("S", "SR_4l_S_shape_norm", [[-5.0, 5.0]]), ("SBI", "SR_4l_SBI_shape_norm", [[-5.0, 5.0]])]
     data = export.data
     assert data.numEntries() == model.unbinned_channels[0].n_observed
     assert export.workspace.data("reference_SR_4l").sumEntries() == pytest.approx(1.0, abs=1e-12)
@@ -149,7 +204,6 @@ def _mixed_spec() -> dict:
             "name": "SR_unbin",
             "observables": [{"name": "x", "bounds": [0.0, 10.0]}],
             "reference": {"events": {"path": "data/reference.npz", "weight": "weight"}},
-            "shape_normalisation": "nominal",  # what RooFit can express
             "samples": [
                 {"name": "S", "yield": 30.0, "ratio": onnx("S"), "modifiers": [
                     {"name": "f_S", "type": "formula", "data": {"expression": "mu*(1 + 0.1*sqrt(mu))"}}, lumi]},
@@ -165,8 +219,17 @@ def _mixed_spec() -> dict:
     }
 
 
+def _mixed_export(ws, shape_normalisation):
+    spec = ws.spec
+    spec["unbinned_channels"][0]["shape_normalisation"] = shape_normalisation
+    other = ratiofactory.Workspace(spec, base_dir=ws.base_dir)
+    model = other.model()
+    return other, model, other.data(model), to_roofit(other, model=model)
+
+
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory):
+    """The mixed workspace as written (shape_normalisation "reference", the default)."""
     root = tmp_path_factory.mktemp("mixed_export")
     (root / "models").mkdir()
     (root / "data").mkdir()
@@ -186,8 +249,30 @@ def mixed(tmp_path_factory):
 
 def test_mixed_nll_differs_by_one_constant(mixed):
     _, model, data, export = mixed
-    offsets = _offsets(export, model, data, _random_points(model, np.random.default_rng(3)))
+    assert model.unbinned_channels[0].shape_normalisation == "reference"
+    rng = np.random.default_rng(3)
+    points = _spread_alpha(model, _random_points(model, rng), "bkg_shape", rng)
+    offsets = _offsets(export, model, data, points)
     assert np.ptp(offsets) <= SPREAD, offsets
+
+
+def test_mixed_nominal_shape_normalisation_nll_differs_by_one_constant(mixed):
+    ws, _, _, _ = mixed
+    _, model, data, export = _mixed_export(ws, "nominal")
+    assert not export.workspace.function("SR_unbin_B_shape_norm")
+    rng = np.random.default_rng(5)
+    points = _spread_alpha(model, _random_points(model, rng), "bkg_shape", rng)
+    offsets = _offsets(export, model, data, points)
+    assert np.ptp(offsets) <= SPREAD, offsets
+
+
+def test_mixed_reference_integral_formula_equals_the_sum_over_reference_events(mixed):
+    _, model, _, export = mixed
+    alphas = [-4.9, -1.0, -0.6, 0.0, 0.2, 0.999, 1.0, 3.1]
+    sums = _reference_sums(model.unbinned_channels[0], "B", alphas)
+    np.testing.assert_allclose(_formula_values(export, "SR_unbin_B_reference_integral", "bkg_shape", alphas),
+                               sums, rtol=1e-10, atol=0)
+    assert not export.workspace.function("SR_unbin_S_reference_integral")  # no ratiosys: factor 1
 
 
 def test_mixed_shares_parameters_between_binned_and_unbinned_channels(mixed):
@@ -232,12 +317,15 @@ def test_written_file_reads_back_with_the_same_nll(mixed, tmp_path):
     handle.Close()
 
 
-def test_reference_shape_normalisation_with_ratiosys_is_refused(mixed):
+def test_reference_integral_too_long_a_series_is_refused(mixed):
+    # α bounds of ±100: the Taylor series of the exponential branches would need more than
+    # MAX_TERMS terms, so N(α) has no formula; the export names channel, sample and bounds
     ws, _, _, _ = mixed
     spec = ws.spec
-    spec["unbinned_channels"][0]["shape_normalisation"] = "reference"
+    spec["measurements"][0]["config"]["parameters"].append({"name": "bkg_shape", "bounds": [[-100.0, 100.0]]})
     other = ratiofactory.Workspace(spec, base_dir=ws.base_dir)
-    with pytest.raises(ExportError, match=r"SR_unbin.*shape_normalisation 'reference'"):
+    with pytest.raises(ExportError, match=r"channel 'SR_unbin', sample 'B': shape_normalisation 'reference'"
+                                          r".*bkg_shape \(-100.0, 100.0\)"):
         to_roofit(other)
 
 
@@ -284,3 +372,32 @@ def test_cli_writes_a_root_file(mixed, tmp_path):
     handle = ROOT.TFile.Open(str(out))
     assert handle.Get("w").pdf("simPdf")
     handle.Close()
+
+
+# --- the formula of N(α) with several systematics on one sample ---------------------------
+
+
+@pytest.mark.parametrize("codes", [("code4", "code1"), ("code0", "code4")])
+def test_reference_integral_formula_of_two_systematics_equals_the_event_sum(codes):
+    from ratiofactory.export.shape_normalisation import integral_formula
+    from ratiofactory.interpolation import prepare_interpolation
+    from ratiofactory.toys import shape_integrals
+
+    rng = np.random.default_rng(7)
+    n, bounds = 2000, [(-5.0, 5.0), (-3.0, 2.0)]
+    weights = rng.uniform(0.0, 1.0, n) / n
+    factors = [(rng.uniform(0.8, 1.3, n), rng.uniform(0.75, 1.2, n)) for _ in codes]
+    systematics = [(code, prepare_interpolation(code, hi, lo).arrays, b)
+                   for code, (hi, lo), b in zip(codes, factors, bounds, strict=True)]
+    integral = shape_integrals.build(weights, systematics, np)
+    pieces = shape_integrals.polynomial_pieces(integral)
+    a = ROOT.RooRealVar("a_two", "a", 0.0, *bounds[0])
+    b = ROOT.RooRealVar("b_two", "b", 0.0, *bounds[1])
+    formula = ROOT.RooFormulaVar("n_two", "N(a, b)", integral_formula(pieces, bounds), ROOT.RooArgList(a, b))
+    for alpha in (-4.6, -1.0, -0.3, 0.0, 0.5, 1.0, 3.3, 5.0):
+        for beta in (-3.0, -1.0, -0.7, 0.2, 1.0, 1.6):
+            a.setVal(alpha)
+            b.setVal(beta)
+            (c1, (h1, l1)), (c2, (h2, l2)) = zip(codes, factors, strict=True)
+            direct = np.sum(weights * interpolate(c1, alpha, h1, l1, np) * interpolate(c2, beta, h2, l2, np))
+            assert formula.getVal() == pytest.approx(direct, rel=1e-10, abs=0), (alpha, beta)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import warnings
 
 import cli_toy
 import numpy as np
@@ -172,11 +173,47 @@ def test_unknown_poi_and_measurement(workdir):
 
     with pytest.raises(errors.InvalidModel) as excinfo:
         _build(workdir, unknown_poi)
-    _one_line(excinfo, "/measurements/0/config/poi", "'nu'", "mu")
+    _one_line(excinfo, "/measurements/0/config/poi", "'nu'", "mu", "no modifier uses it",
+              "a background-only workspace needs a signal patch first")
+
+    def misspelt_poi(spec):
+        spec["measurements"][0]["config"]["poi"] = "muu"
+
+    with pytest.raises(errors.InvalidModel) as excinfo:
+        _build(workdir, misspelt_poi)
+    _one_line(excinfo, "'muu'", "did you mean 'mu'?")
     ws = ratiofactory.Workspace.load(workdir / "workspace.json")
     with pytest.raises(errors.InvalidModel) as excinfo:
         ws.model("other")
     _one_line(excinfo, "other", "meas")
+
+
+def test_a_formula_parameter_that_looks_like_a_typo_is_a_warning(workdir):
+    from ratiofactory.parameters import FormulaParameterWarning
+
+    def typo(spec):  # "muu" beside the POI "mu": a new free parameter nobody asked for
+        spec["unbinned_channels"][0]["samples"][0]["modifiers"].append(
+            {"name": "g", "type": "formula", "data": {"expression": "sqrt(muu)"}})
+
+    with pytest.warns(FormulaParameterWarning) as record:
+        model = _build(workdir, typo)
+    assert "muu" in model.config.par_order
+    assert [str(w.message) for w in record] == [
+        ("parameter 'muu' (formula at /unbinned_channels/0/samples/0/modifiers/1) is used only by formulas and "
+         "has no measurement setting, so it is a new free parameter: did you mean 'mu'?")]
+
+    def configured(spec):  # a measurement setting says the parameter is meant
+        typo(spec)
+        spec["measurements"][0]["config"]["parameters"].append({"name": "muu", "bounds": [[0, 5]]})
+
+    def far(spec):  # nothing like the POI or a configured parameter (kappa_t ~ kappa_b: both loose)
+        spec["unbinned_channels"][0]["samples"][0]["modifiers"].append(
+            {"name": "g", "type": "formula", "data": {"expression": "kappa_t * kappa_b"}})
+
+    for change in (configured, far):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", FormulaParameterWarning)
+            _build(workdir, change)
 
 
 def test_inputs_are_not_modified(workdir):
@@ -768,7 +805,8 @@ def toy_copy(toy_bundle, tmp_path):
         (["fit", "{ws}", "-o", "{d}/link.npz"], ["link.npz is the file the workspace references at /observations/0/events"]),
         (["fit", "{ws}", "-o", "{d}/hard.npz"], ["hard.npz is the file the workspace references at /unbinned_channels/0/reference"]),
         (["fit", "{ws}", "-o", "{d}/models/../workspace.json"], ["is the workspace"]),
-        (["scan", "{ws}", "--poi-range", "0", "2", "--plot", "{d}/models/B.onnx"], ["--plot", "models/B.onnx"]),
+        # a link with a plot's extension to a model (models/B.onnx itself is refused for its extension)
+        (["scan", "{ws}", "--poi-range", "0", "2", "--plot", "{d}/B.png"], ["--plot", "B.png is the file the workspace"]),
         (["scan", "{ws}", "--poi-range", "0", "2", "--plot", "{d}/x.png", "-o", "{d}/x.png"], ["x.png is also given to"]),
         (["validate", "{ws}", "-o", "{d}/data/reference.npz"], ["/unbinned_channels/0/reference/events"]),
         (["inspect", "{ws}", "-o", "{ws}"], ["is the workspace"]),
@@ -789,6 +827,7 @@ def test_outputs_that_would_overwrite_an_input_are_refused(toy_copy, toy_bundle,
     shutil.copy(toy_bundle[1], directory.parent / "bundle.tar.gz")
     (directory / "link.npz").symlink_to(directory / "data" / "observed.npz")
     (directory / "hard.npz").hardlink_to(directory / "data" / "reference.npz")
+    (directory / "B.png").symlink_to(directory / "models" / "B.onnx")
     before = {p: p.read_bytes() for p in [*directory.rglob("*"), directory.parent / "bundle.tar.gz"] if p.is_file()}
     ws = directory / "workspace.json"
     monkeypatch.chdir(directory)
@@ -922,6 +961,11 @@ def test_export_output_over_an_input_is_refused(workdir):
         ({"name": "mu", "bounds": [[2.0]]}, ["/measurements/0/config/parameters/0/bounds/0", "a pair [lower, upper]"]),
         ({"name": "mu", "bounds": [[2.0, 1.0]]}, ["/bounds/0", "lower bound 2.0 must be below upper bound 1.0"]),
         ({"name": "mu", "bounds": [[0.0, 1.0]], "inits": [2.0]}, ["/inits/0", "init 2.0 lies outside the bounds [0.0, 1.0]"]),
+        # pyhf's schema allows constraint widths <= 0; its likelihood is then NaN
+        ({"name": "u", "sigmas": [0.1, 0.0]}, ["/measurements/0/config/parameters/0/sigmas/1",
+                                               "sigma 0.0 of parameter 'u' must be positive"]),
+        ({"name": "u", "sigmas": [-0.1, 0.1]}, ["/sigmas/0", "sigma -0.1"]),
+        ({"name": "u", "factors": [100.0, 0.0]}, ["/factors/1", "factor 0.0 of parameter 'u' must be positive"]),
     ],
 )
 def test_measurement_bounds_pyhf_schema_lets_through(setting, fragments):

@@ -89,6 +89,60 @@ def test_scan_with_intervals_and_plot(toy, tmp_path):
     assert (tmp_path / "scan.png").stat().st_size > 5000
 
 
+@pytest.mark.parametrize("command", [["scan", "--poi-range", 0, 1], ["impacts"], ["neyman", "--poi-range", 0, 1],
+                                     ["reweighting", "--channel", "SR", "--sample", "signal"],
+                                     ["spurious-signal", "--output", "new.json"], ["grid", "patchset.json"]])
+def test_plot_extension_checked_before_anything_runs(tmp_path, command):
+    """An unknown --plot extension is one line naming --plot before the workspace is read
+    (here it does not even exist) and no fit runs; every command's --plot shares the rule."""
+    name, *rest = command
+    result = run([name, tmp_path / "missing.json", *rest, "--plot", tmp_path / "plot.txt"])
+    one_line_error(result, "--plot", "cannot write a plot as '.txt'", ".pdf")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [["scan", "--poi-range"], ["upper-limit", "--poi-range"],
+                                     ["neyman", "--poi-range"], ["spurious-signal", "--output", "n.json", "--grid"]])
+@pytest.mark.parametrize(("lo", "hi"), [(2, 1), (1, 1), (0, "inf")])
+def test_reversed_or_empty_poi_range_is_refused(tmp_path, command, lo, hi):
+    """One rule for every POI range: LO < HI, checked before the workspace is read
+    (``neyman --poi-range 2 1`` printed the interval [2, 1])."""
+    name, *rest = command
+    extra = [3] if name == "spurious-signal" else []
+    result = run([name, tmp_path / "missing.json", *rest, lo, hi, *extra])
+    option = "--grid" if name == "spurious-signal" else "--poi-range"
+    expected = "LO must be below HI" if hi != "inf" else "must be finite"
+    one_line_error(result, f"Invalid value for {option}", expected)
+
+
+@pytest.mark.parametrize(("command", "option"), [(["scan"], "--poi-range"), (["neyman"], "--poi-range"),
+                                                 (["reweighting", "--channel", "SR", "--sample", "s"], "--plot")])
+def test_required_range_and_plot_options_are_required(tmp_path, command, option):
+    name, *rest = command
+    one_line_error(run([name, tmp_path / "missing.json", *rest]), f"Missing option '{option}'")
+
+
+@pytest.mark.parametrize("command", ["validate", "fit"])
+def test_constraint_width_zero_is_refused_without_numpy_warnings(toy, tmp_path, command):
+    """A measurement's sigmas of 0 on a constraint only the unbinned channel uses passed
+    validate, and fit printed numpy's divide-by-zero warnings and blamed s(x;θ) <= 0."""
+    path, _, _ = toy
+    patch = tmp_path / "s0.json"
+    patch.write_text(json.dumps([{"op": "add", "path": "/measurements/0/config/parameters/-",
+                                  "value": {"name": "bkg_norm", "auxdata": [0.0], "sigmas": [0.0]}}]))
+    result = run([command, path, "-p", patch])
+    one_line_error(result, "/measurements/0/config/parameters/1/sigmas/0", "sigma 0.0 of parameter 'bkg_norm'",
+                   "must be positive")
+    assert "warning" not in result.stderr
+
+
+def test_scan_plot_pdf_is_pdf(toy, tmp_path):
+    path, _, _ = toy
+    result = run(["scan", path, "--poi-range", 0, 3, "--points", 4, "--plot", tmp_path / "scan.pdf"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "scan.pdf").read_bytes()[:4] == b"%PDF"
+
+
 def test_cls_upper_limit_significance(toy, tmp_path):
     path, model, data = toy
     got = run_json(["cls", path, "--test-poi", 2.0], tmp_path, "cls.json")
@@ -103,6 +157,33 @@ def test_cls_upper_limit_significance(toy, tmp_path):
     z = infer.significance(model, data)
     assert got["significance"] == pytest.approx(z.significance, rel=1e-5)
     assert got["pvalue"] == pytest.approx(z.pvalue, rel=1e-4)
+
+
+def test_upper_limit_reports_lines_beyond_the_range(toy, tmp_path):
+    """POI bounds [-1, 1] (a -p patch): the observed (1.37) and +2 sigma (1.17) limits lie
+    beyond the search range and are reported as '> 1' (null, outside_range "above") with a
+    warning in command-line terms; the other bands keep their numbers."""
+    path, model, data = toy
+    patch = tmp_path / "bounds.json"
+    patch.write_text(json.dumps([{"op": "replace", "path": "/measurements/0/config/parameters/0/bounds",
+                                  "value": [[-1.0, 1.0]]}]))
+    result = run(["upper-limit", path, "-p", patch, "-o", tmp_path / "ul.json"])
+    assert result.exit_code == 0, result.output
+    got = json.loads((tmp_path / "ul.json").read_text())
+    limit = infer.upper_limit(model, data)
+    assert got["observed"] is None
+    assert got["expected"][4] is None
+    np.testing.assert_allclose(got["expected"][:4], limit.expected[:4], rtol=1e-4)
+    assert got["outside_range"] == ["above", None, None, None, None, "above"]
+    assert got["search_range"] == [0.0, 1.0]
+    assert "> 1" in result.stdout
+    assert ("warning: CLs of observed, expected +2 sigma is still above 0.05 at mu=1, the end of the search"
+            " range: limit > 1 (raise the POI's upper bound in the measurement's parameters, e.g. with a -p"
+            " JSON patch)") in result.stderr
+    assert "bounds=" not in result.stderr
+    scanned = run(["upper-limit", path, "--poi-range", 0, 1, "--points", 3])
+    assert scanned.exit_code == 0, scanned.output
+    assert "limit > 1 (extend --poi-range)" in scanned.stderr
 
 
 def test_impacts_and_plot(toy, tmp_path):
@@ -137,20 +218,21 @@ def test_digest_writes_sha256_and_keeps_input(toy, tmp_path):
 
     path, _, _ = toy
     before = path.read_text()
-    out = tmp_path / "digested.json"
-    assert run(["digest", path, "--output-file", out]).exit_code == 0
-    assert path.read_text() == before
-    spec = json.loads(out.read_text())
-    ref = spec["unbinned_channels"][0]["samples"][1]["ratio"]["onnx"]
-    assert ref["sha256"] == hashlib.sha256((path.parent / ref["path"]).read_bytes()).hexdigest()
+    out = path.parent / "digested_keeps_input.json"  # beside the workspace: the references stay valid
     copy = path.parent / "copy.json"
-    copy.write_text(before)
     try:
+        assert run(["digest", path, "--output-file", out]).exit_code == 0
+        assert path.read_text() == before
+        spec = json.loads(out.read_text())
+        ref = spec["unbinned_channels"][0]["samples"][1]["ratio"]["onnx"]
+        assert ref["sha256"] == hashlib.sha256((path.parent / ref["path"]).read_bytes()).hexdigest()
+        copy.write_text(before)
         assert run(["digest", copy, "--in-place"]).exit_code == 0
         assert json.loads(copy.read_text()) == spec
         assert run(["validate", copy]).exit_code == 0
     finally:
-        copy.unlink()
+        copy.unlink(missing_ok=True)
+        out.unlink(missing_ok=True)
 
 
 def test_workspace_from_stdin(toy, tmp_path, monkeypatch):
@@ -202,10 +284,11 @@ def test_validate_names_a_file_whose_recorded_digest_differs(toy, tmp_path):
     digested.write_text(json.dumps(spec))
     try:
         one_line_error(run(["validate", digested]), "data/reference.npz", "sha256")
-        one_line_error(run(["digest", digested, "-o", tmp_path / "x.json"]), "use --update")
-        assert run(["digest", digested, "-o", tmp_path / "x.json", "--update"]).exit_code == 0
+        one_line_error(run(["digest", digested, "-o", path.parent / "x.json"]), "use --update")
+        assert run(["digest", digested, "-o", path.parent / "x.json", "--update"]).exit_code == 0
     finally:
         digested.unlink()
+        (path.parent / "x.json").unlink(missing_ok=True)
 
 
 def test_quiet_before_or_after_the_subcommand(toy, tmp_path):

@@ -56,6 +56,27 @@ def test_rename_outside_the_files_directory_is_refused(toy, tmp_path):
                          "lies outside", "reference.npz")
 
 
+def test_digest_rewrites_references_like_rename(toy, tmp_path):
+    """digest -o elsewhere shares rename's path: references rewritten relative to the
+    output (a parent directory: the same fit), or refused before anything is written
+    (was: written with references that point nowhere)."""
+    out = toy.parent.parent / "digested.json"
+    result = cli_toy.run(["digest", toy, "-o", out])
+    assert result.exit_code == 0, result.output
+    assert f"5 file digest(s) in {out}: 5 added or updated, 0 already recorded" in result.stdout
+    spec = json.loads(out.read_text())
+    reference = spec["unbinned_channels"][0]["reference"]["events"]
+    assert reference["path"] == "ws/data/reference.npz"
+    assert len(reference["sha256"]) == 64
+    assert _fit(out).twice_nll == pytest.approx(_fit(toy).twice_nll, rel=1e-12)
+    again = cli_toy.run(["digest", out, "-o", toy.parent.parent / "again.json"])
+    assert "5 file digest(s) in" in again.stdout
+    assert "0 added or updated, 5 already recorded (checked against the files)" in again.stdout
+    cli_toy.one_line_error(cli_toy.run(["digest", toy, "-o", tmp_path / "x.json"]),
+                           "reference.npz lies outside", "the directory of the digested workspace")
+    assert not (tmp_path / "x.json").exists()
+
+
 def test_combine_matches_python_api(toy):
     root = toy.parent.parent
     other = root / "other.json"

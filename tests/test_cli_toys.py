@@ -70,3 +70,19 @@ def test_dask_workers_and_scheduler_exclude_each_other(toy):
     result = cli_toy.run(["toys", path, "--dask-workers", 2, "--scheduler", "tcp://localhost:1"])
     assert result.exit_code != 0
     assert "not both" in result.output
+
+
+def test_a_long_numpy_toy_run_points_to_jax(toy, tmp_path, monkeypatch):
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module("ratiofactory.cli.toys"), "NUMPY_NOTE_TOYS", 8)
+    path, _, _ = toy
+    common = ["toys", path, "--test-poi", 1.0, "-o", tmp_path / "out.json"]
+    noted = cli_toy.run([*common, "--ntoys", 4])  # 4 signal + 4 background toys
+    assert noted.exit_code == 0, noted.output
+    assert "on numpy the 8 toys are fitted one by one" in noted.stderr
+    assert "--backend jax" in noted.stderr
+    for args in ([*common, "--ntoys", 3], ["--quiet", *common, "--ntoys", 4]):
+        result = cli_toy.run(args)
+        assert result.exit_code == 0, result.output
+        assert "note:" not in result.stderr

@@ -38,12 +38,12 @@ def _run_checks(selection: str) -> None:
 
 
 def test_roofit_checks():
-    """The fast checks: the off-shell export's names and metadata, the mixed workspace's NLL
-    against ratiofactory's, shared parameters, the written file and the CLI."""
+    """The fast checks (NLLs of the mixed workspace against ratiofactory's, the reference
+    integrals, the off-shell export's names, the written file, the CLI)."""
     _run_checks("not slow")
 
 
-@pytest.mark.slow  # ~10 s: MIGRAD/MINOS on two exports, the off-shell NLL at 20 points, sbottom
+@pytest.mark.slow  # ~10-20 s: MIGRAD/MINOS on two exports, the off-shell NLL at 20 points, sbottom
 def test_roofit_checks_slow():
     """The slow checks: RooFit's fits against ratiofactory's, the off-shell and sbottom NLLs."""
     _run_checks("slow")

@@ -176,11 +176,43 @@ def test_errors(model, data):
     with pytest.raises(infer.InvalidFitSetup, match="unknown test statistic 'qq'"):
         infer.hypotest(model, data, 1.0, test_stat="qq")
     with pytest.raises(infer.InvalidFitSetup, match=r"CLs is still above the level at mu=0.5.*raise the POI's upper bound"):
-        infer.upper_limit(model, data, bounds={"mu": (0.0, 0.5)}, init={"mu": 0.2})
-    with pytest.raises(infer.InvalidFitSetup, match=r"CLs does not cross 0.05 within the scan of mu \[0, 1\]"):
-        infer.upper_limit(model, data, scan=[0.0, 0.5, 1.0])
+        infer.upper_limit(model, data, bounds={"mu": (0.0, 0.5)}, init={"mu": 0.2}, strict=True)
+    with pytest.raises(infer.InvalidFitSetup,
+                       match=r"CLs does not cross 0.05 within the scan of mu \[0, 1\] \(observed\)"):
+        infer.upper_limit(model, data, scan=[0.0, 0.5, 1.0], strict=True)
     with pytest.raises(infer.InvalidFitSetup, match="the POI 'mu' is fixed"):
         infer.hypotest(model, data, 1.0, fixed=["mu"])
+
+
+def test_limits_beyond_the_scan_are_reported_not_raised(model, data):
+    """A band whose CLs stays above the level to the end of the scan is ``> hi`` (NaN, null
+    in JSON, outside_range "above") with a warning naming it; every other line keeps the
+    number a wider scan through the same points gives (linear interpolation between the same
+    two points), and ``strict=True`` raises as before."""
+    wide = infer.upper_limit(model, data, scan=np.linspace(0.0, 5.0, 11))
+    assert wide.outside_range == (None,) * 6
+    hi = 3.0  # between the observed (2.83) and the +1 sigma expected limit (3.09)
+    assert wide.observed < hi < wide.expected[3]
+    with pytest.warns(infer.LimitOutsideRangeWarning,
+                      match=r"CLs of expected \+1 sigma, expected \+2 sigma is still above 0.05 at mu=3.*limit > 3 "):
+        narrow = infer.upper_limit(model, data, scan=np.linspace(0.0, hi, 7))
+    assert narrow.outside_range == (None, None, None, None, "above", "above")
+    assert narrow.search_range == (0.0, hi)
+    assert narrow.observed == wide.observed
+    assert narrow.expected[:3] == wide.expected[:3]
+    assert np.isnan(narrow.expected[3])
+    assert np.isnan(narrow.expected[4])
+    assert [line.split()[-1] for line in str(narrow).splitlines()[-2:]] == ["-", "-"]
+    assert "> 3" in str(narrow).splitlines()[-1]
+    saved = json.loads(json.dumps(narrow.to_dict(), allow_nan=False))
+    assert saved["expected"][3:] == [None, None]
+    assert saved["outside_range"][4:] == ["above", "above"]
+    with pytest.warns(infer.LimitOutsideRangeWarning, match=r"CLs of observed, .* is already below 0.05 at mu=6"):
+        low = infer.upper_limit(model, data, scan=[6.0, 7.0])
+    assert low.outside_range == ("below",) * 6
+    assert "< 6" in str(low)
+    with pytest.raises(infer.InvalidFitSetup, match=r"mu \[0, 3\] \(expected \+1 sigma\); extend the scan"):
+        infer.upper_limit(model, data, scan=np.linspace(0.0, hi, 7), strict=True)
 
 
 def test_results_print_and_serialise(model, data, signal_data, limits):

@@ -309,6 +309,23 @@ def test_prepared_equals_interpolate(code, per_event_hi_lo):
         np.testing.assert_array_equal(prepared(alpha), interpolate(code, alpha, hi, lo))
 
 
+@pytest.mark.parametrize("code", CODES)
+def test_scalar_alpha_on_numpy_equals_the_both_branch_path(code, per_event_hi_lo):
+    # numpy with one α computes only its own branch; several α at once take both and select
+    from ratiofactory.interpolation import _CODES
+
+    hi, lo = per_event_hi_lo
+    spec = _CODES[code]
+    arrays = spec.arrays(hi, lo, np)
+    alphas = np.array(ALPHAS)[:, None]  # one row per α: the both-branch path
+    values = spec.value(alphas, arrays, np)
+    slopes = spec.slope(alphas, arrays, values, np)
+    for row, alpha in enumerate(ALPHAS):
+        value = spec.value(alpha, arrays, np)
+        np.testing.assert_array_equal(value, values[row])
+        np.testing.assert_array_equal(spec.slope(alpha, arrays, value, np), slopes[row])
+
+
 @pytest.mark.parametrize("code", ["code1", "code4"])
 @pytest.mark.parametrize(
     ("hi", "lo", "problem"),

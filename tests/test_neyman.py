@@ -10,6 +10,7 @@ import pytest
 from scipy.stats import chi2
 
 import ratiofactory
+from ratiofactory.infer import InvalidFitSetup
 from ratiofactory.toys import (
     CONFIDENCE_LEVELS,
     confidence_set,
@@ -86,3 +87,19 @@ def test_coverage_small(unbinned, jax_backend):
     assert result.n_failed == 0
     for key, rate in result.covered.items():
         assert abs(rate - float(key)) < 3 * result.standard_error[key] + 1e-12, result.table()
+
+
+def test_unsorted_grid_gives_the_sorted_construction():
+    """A grid given high to low (or with a repeat) is taken sorted: the interval is
+    [lo, hi] with lo < hi, never reversed (the CLI printed [2, 1] for --poi-range 2 1)."""
+    model = pyhf.simplemodels.uncorrelated_background([5.0], [50.0], [5.0], validate=False)
+    data = [62.0, *model.config.auxdata]
+    backward = neyman_construction(model, data, [6.0, 2.4, 0.0, 2.4], 8, seed=3)
+    assert backward.poi_values.tolist() == [0.0, 2.4, 6.0]
+    assert backward.t_observed[1] == pytest.approx(0.0, abs=1e-6)  # the best fit, mu-hat = 2.4
+    assert backward.t_observed[0] > 1.0
+    assert backward.t_observed[2] > 1.0
+    (lo, hi), = backward.intervals[f"{CONFIDENCE_LEVELS[0]:.6g}"]
+    assert 0.0 < lo < 2.4 < hi < 6.0
+    with pytest.raises(InvalidFitSetup, match="finite"):
+        neyman_construction(model, data, [1.0, float("nan")], 10, seed=3)

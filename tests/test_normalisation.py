@@ -144,6 +144,26 @@ def test_inspect_warns_on_one_line_each_for_a_small_or_mismatched_reference(tmp_
     assert MIN_EFFECTIVE_EVENTS == 100
 
 
+@pytest.mark.parametrize(("mode", "expected"), [("reference", 0), ("none", 2)])
+def test_ratiosys_averages_warn_only_where_the_likelihood_keeps_them(mode, expected):
+    # with ratio_normalisation 'reference' the likelihood uses g±/K±, so K± ≠ 1 is no warning
+    from ratiofactory.normalisation import (
+        ChannelNormalisation,
+        NormalisationReport,
+        SampleNormalisation,
+        SystematicNormalisation,
+    )
+
+    shifted = SystematicNormalisation("k_factor", 0.999671, 5e-6, 1.00024, 5.3e-6)  # the ensemble example's SBI
+    sample = SampleNormalisation("SBI", 1.0, 0.0017, 77084.3, (shifted,))
+    report = NormalisationReport((ChannelNormalisation("SR_4l", mode, "reference", 100000, 1e5, (sample,)),))
+    lines = report.warnings()
+    assert len(lines) == expected
+    if expected:
+        assert lines[0].startswith("channel 'SR_4l', sample 'SBI': ratiosys 'k_factor' hi averages 0.999671")
+        assert "(-65.8 standard errors from 1), so the sample's yield changes with 'k_factor'" in lines[0]
+
+
 def test_a_constant_ratio_gives_no_false_asimov_warning(tmp_path, backend):
     """Every sample's ratio a constant 1, the old behaviour (no normalisation): Σ w^A = ν
     up to rounding, and no AsimovYieldWarning (pytest turns warnings into errors)."""

@@ -99,3 +99,20 @@ def test_save_is_atomic_and_leaves_no_temporary(tmp_path):
     fig = plots.plot_belt([0.0, 1.0], [1.0, 1.0])
     plots.save_figure(fig, tmp_path / "sub" / "belt.png")
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["belt.png"]
+
+
+@pytest.mark.parametrize(("name", "magic"), [("belt.pdf", b"%PDF"), ("belt.svg", b"<?xml"), ("belt.PNG", b"\x89PNG"),
+                                             ("belt.eps", b"%!PS")])
+def test_save_writes_the_format_of_the_extension(tmp_path, name, magic):
+    """``scan.pdf`` holds PDF, not PNG (save_figure used to write PNG whatever the name)."""
+    fig = plots.plot_belt([0.0, 1.0], [1.0, 1.0])
+    plots.save_figure(fig, tmp_path / name)
+    assert (tmp_path / name).read_bytes()[:len(magic)] == magic
+
+
+@pytest.mark.parametrize("name", ["scan.txt", "scan", "scan.json"])
+def test_unknown_plot_extension_is_refused_before_writing(tmp_path, name):
+    fig = plots.plot_belt([0.0, 1.0], [1.0, 1.0])
+    with pytest.raises(ratiofactory.RatiofactoryError, match=r"cannot write a plot as .*\.pdf.*\.png.*\.svg"):
+        plots.save_figure(fig, tmp_path / name)
+    assert list(tmp_path.iterdir()) == []

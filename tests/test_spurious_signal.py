@@ -216,3 +216,33 @@ def test_command_writes_a_new_workspace_and_impacts_show_the_parameter(tmp_path)
     assert "alpha_ss" in json.dumps(impacts)
     result = run(["spurious-signal", path, "--output", path])
     assert result.exit_code != 0
+
+
+def test_command_checks_the_output_before_any_fit(tmp_path, monkeypatch):
+    """An --output whose directory does not contain the workspace's files is refused
+    before the (long) fits, in spurious-signal's words."""
+    from cli_toy import make_toy, one_line_error, run
+
+    from ratiofactory import ensemble_uncertainty
+
+    path, _ = make_toy(tmp_path / "ws")
+
+    def no_fits(*args, **kwargs):
+        raise AssertionError("fits started before the output was checked")
+
+    monkeypatch.setattr(ensemble_uncertainty, "spurious_signal_table", no_fits)
+    elsewhere = tmp_path / "other"
+    elsewhere.mkdir()
+    one_line_error(run(["spurious-signal", path, "--output", elsewhere / "ss.json"]),
+                   "reference.npz lies outside", "the directory of the --output workspace")
+
+
+def test_a_workspace_without_ensembles_is_named_as_such(tmp_path):
+    from cli_toy import make_toy
+
+    path, _ = make_toy(tmp_path)
+    spec = json.loads(path.read_text())
+    spec["unbinned_channels"][0]["samples"][0]["ratio"] = {"onnx": {"path": "models/S_a.onnx"}, "output": "log_ratio"}
+    ws = ratiofactory.Workspace(spec, base_dir=tmp_path)
+    with pytest.raises(InvalidModel, match="the workspace has no ensemble ratio models"):
+        spurious_signal_table(ws, [1.0])

@@ -97,3 +97,52 @@ def test_cls_error_is_the_binomial_ratio_error(clsb, clb, expected):
     result = ToyHypoTestResult(1.0, "qtilde", 1.0, cls, clsb, clb, (cls,) * 5,
                                np.zeros(100), np.zeros(100), 0)
     np.testing.assert_allclose(result.cls_error(), expected, rtol=1e-12)
+
+
+def test_discovery_toys_give_p0_and_a_bound_where_no_toy_passes():
+    """q0 with 30 background-only toys on n = 40 over b = 20: no toy reaches the observed
+    q0, so p0 is an upper bound (Clopper-Pearson, 68 %: 1 − 0.3173^(1/30) = 0.0375) and Z
+    a lower one; CLs and its band are not defined for a discovery test (NaN, empty), not 1s."""
+    from scipy.stats import norm
+
+    from ratiofactory.cli.toys import _toy_summary
+
+    model = pyhf.simplemodels.uncorrelated_background([10.0], [20.0], [1.0], validate=False)
+    result = toybased_hypotest(model, [40.0, *model.config.auxdata], 0.0, 30, seed=1, test_stat="q0")
+    assert np.isnan(result.cls)
+    assert result.expected_cls == ()
+    assert result.counts() == {"signal_beyond": 0, "signal_valid": 30, "background_beyond": 0,
+                               "background_valid": 30}
+    bound = 1.0 - (1.0 - (norm.cdf(1.0) - norm.cdf(-1.0))) ** (1.0 / 30)
+    assert result.clsb_upper_bound() == pytest.approx(bound, rel=1e-12)
+    payload, table = _toy_summary(result, "mu", 30, 1)
+    assert payload["pvalue_upper"] == pytest.approx(bound, rel=1e-12)
+    assert payload["pvalue_error"] is None
+    assert payload["significance_lower"] == pytest.approx(norm.isf(bound), rel=1e-12)
+    assert "p0 < 0.0375 (0 of 30 toys" in table
+    assert f"Z > {norm.isf(bound):.3g}" in table
+    assert "CLs" not in table.replace("CLs has no meaning", "")
+
+
+def test_toy_summary_reports_counts_errors_and_bounds():
+    """The toys table: p0 ± its binomial error and Z where toys pass; for CLs with no
+    signal-like toy beyond the observation an upper bound CLs < bound(CLs+b)/CLb, never ± 0."""
+    from scipy.stats import norm
+
+    from ratiofactory.cli.toys import _toy_summary
+    from ratiofactory.toys import ToyHypoTestResult
+
+    samples = np.r_[np.zeros(96), np.full(4, 10.0)]  # 4 of 100 toys beyond t_obs = 5
+    q0 = ToyHypoTestResult(0.0, "q0", 5.0, np.nan, 0.04, 0.04, (), samples, samples, 0)
+    payload, table = _toy_summary(q0, "mu", 100, 0)
+    assert payload["pvalue_error"] == pytest.approx(np.sqrt(0.04 * 0.96 / 100))
+    assert payload["significance"] == pytest.approx(norm.isf(0.04))
+    assert "p0 = 0.04 ± 0.02 (4 of 100 toys), Z = 1.75" in table
+    background = np.r_[np.zeros(50), np.full(50, 10.0)]
+    cls = ToyHypoTestResult(3.0, "qtilde", 5.0, 0.0, 0.0, 0.5, (0.1,) * 5, np.zeros(100), background, 0)
+    payload, table = _toy_summary(cls, "mu", 100, 0)
+    bound = 1.0 - (1.0 - (norm.cdf(1.0) - norm.cdf(-1.0))) ** (1.0 / 100)
+    assert payload["cls_error"] is None
+    assert payload["cls_upper"] == pytest.approx(bound / 0.5)
+    assert f"CLs < {bound / 0.5:.3g} (68 % CL bound: 0 of 100 signal-like toys" in table
+    assert "± 0" not in table

@@ -8,6 +8,7 @@ the parameters that only unbinned channels use, in order of first appearance.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -74,8 +75,11 @@ class ModelConfig:
             self._poi_name, self._poi_index = None, None
             return
         if name not in self.par_map:
+            close = difflib.get_close_matches(name, self.par_order, n=3)
+            hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
             raise InvalidModel(
-                f"the parameter of interest '{name}' is not a parameter of the model; "
+                f"the parameter of interest '{name}' is not a parameter of the model: no modifier uses it "
+                f"({hint}a background-only workspace needs a signal patch first, e.g. -p on the command line); "
                 f"parameters: {', '.join(self.par_order)}"
             )
         if self.param_set(name).n_parameters != 1:

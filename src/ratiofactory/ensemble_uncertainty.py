@@ -203,9 +203,14 @@ def _ensemble_channel(model: Any, name: str | None) -> tuple[int, Any]:
     channels = list(model.unbinned_channels)
     with_ensembles = [c for c in channels if any(np.asarray(s.ratio_members).shape[0] > 1 for s in c.samples)]
     if name is None:
-        if len(with_ensembles) != 1:
-            found = ", ".join(c.name for c in with_ensembles) or "none"
-            raise InvalidModel(f"name the channel whose ensembles to vary (channels with ensembles: {found})")
+        if not with_ensembles:
+            raise InvalidModel('the workspace has no ensemble ratio models (a sample ratio with an "ensemble" of'
+                               " more than one member) to vary: the spurious signal is the spread of the fit over"
+                               " the ensembles' members")
+        if len(with_ensembles) > 1:
+            found = ", ".join(c.name for c in with_ensembles)
+            raise InvalidModel(f"several unbinned channels have ensemble ratio models ({found}): name the channel"
+                               " whose ensembles to vary")
         target = with_ensembles[0]
     else:
         matches = [c for c in channels if c.name == name]

@@ -17,6 +17,7 @@ __all__ = [
     "InvalidFile",
     "InvalidModel",
     "InvalidONNXModel",
+    "InvalidOutput",
     "InvalidSpecification",
     "NegativeAsimovWeights",
     "RatiofactoryError",
@@ -74,6 +75,11 @@ class InvalidExpression(RatiofactoryError, ValueError):
 class InvalidModel(RatiofactoryError, ValueError):
     """The workspace is valid JSON but does not describe a consistent model
     (conflicting shared parameters, missing observations, duplicate names...)."""
+
+
+class InvalidOutput(RatiofactoryError, ValueError):
+    """An output path the tool cannot write as asked (e.g. a plot extension matplotlib
+    has no writer for)."""
 
 
 class NegativeAsimovWeights(InvalidModel):

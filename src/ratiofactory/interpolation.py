@@ -58,7 +58,14 @@ def interpolate(code: str, alpha: Any, hi: Any, lo: Any, xp: Any = np) -> Any:
     To evaluate the same ``hi``, ``lo`` at many α (a fit), prepare them once with
     :func:`prepare_interpolation`: that computes their logarithms only once.
     """
+    if xp is np and isinstance(hi, float) and isinstance(lo, float):  # a normsys, in every evaluation
+        return _prepared_floats(code, hi, lo)(alpha)
     return prepare_interpolation(code, hi, lo, xp)(alpha)
+
+
+@functools.lru_cache(maxsize=4096)
+def _prepared_floats(code: str, hi: float, lo: float) -> PreparedInterpolation:
+    return prepare_interpolation(code, hi, lo, np)
 
 
 @dataclass(frozen=True, eq=False)
@@ -160,16 +167,35 @@ def _code4_polynomial(weights: tuple[Any, ...], arrays: tuple[Any, ...]) -> Any:
     )
 
 
+def _outside(alpha: Any, xp: Any) -> bool | None:
+    """Whether a concrete numpy α is in code4's exponential branch (|α| ≥ 1); None where
+    both branches must be computed (jax, or several α at once)."""
+    if xp is np and np.ndim(alpha) == 0:
+        return bool(abs(alpha) >= 1)
+    return None
+
+
 def _code4_value(alpha: Any, arrays: tuple[Any, ...], xp: Any) -> Any:
     """code4: the exponential for |α| ≥ 1, 1 + Σ_m c_m(α) b_m inside (both branches are
-    finite everywhere, so the gradient through ``where`` is finite too)."""
-    inside = 1 + _code4_polynomial(code4_weights(alpha), arrays)
-    return xp.where(xp.abs(alpha) >= 1, _code1_value(alpha, arrays, xp), inside)
+    finite everywhere, so the gradient through ``where`` is finite too; a scalar α on
+    numpy computes only its own branch)."""
+    outside = _outside(alpha, xp)
+    if outside is None:
+        inside = 1 + _code4_polynomial(code4_weights(alpha), arrays)
+        return xp.where(xp.abs(alpha) >= 1, _code1_value(alpha, arrays, xp), inside)
+    if outside:
+        return _code1_value(alpha, arrays, xp)
+    return 1 + _code4_polynomial(code4_weights(alpha), arrays)
 
 
 def _code4_slope(alpha: Any, arrays: tuple[Any, ...], value: Any, xp: Any) -> Any:
-    inside = _code4_polynomial(code4_weight_slopes(alpha), arrays)
-    return xp.where(xp.abs(alpha) >= 1, _code1_slope(alpha, arrays, value, xp), inside)
+    outside = _outside(alpha, xp)
+    if outside is None:
+        inside = _code4_polynomial(code4_weight_slopes(alpha), arrays)
+        return xp.where(xp.abs(alpha) >= 1, _code1_slope(alpha, arrays, value, xp), inside)
+    if outside:
+        return _code1_slope(alpha, arrays, value, xp)
+    return _code4_polynomial(code4_weight_slopes(alpha), arrays)
 
 
 _CODES = {

@@ -26,6 +26,7 @@ sample sizes (Σ w)²/Σ w² of the reference sample (weights w_i) and of each s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -199,12 +200,8 @@ class NormalisationReport:
                 if s.effective_events < MIN_EFFECTIVE_EVENTS:
                     lines.append(f"{where}: only {s.effective_events:.1f} effective reference events (Kish, weights "
                                  "w_ref·r); its integrals over the reference sample are imprecise")
-                for m in s.systematics:
-                    for side, value, error in (("hi", m.hi, m.hi_error), ("lo", m.lo, m.lo_error)):
-                        pull = _pull(value, error)
-                        if abs(pull) > PULL_LIMIT:
-                            lines.append(f"{where}: ratiosys {m.parameter!r} {side} averages {value:.6g} ± "
-                                         f"{error:.2g} over the sample ({pull:+.1f} standard errors from 1)")
+                if not applied:  # with 'reference' the likelihood divides g± by these averages
+                    lines += _systematic_warnings(where, s.systematics)
         return lines
 
     def to_dict(self) -> dict[str, Any]:
@@ -218,6 +215,20 @@ class NormalisationReport:
                 lines.append(f"{c.channel:<12} {s.sample:<12} {s.factor:>10.6f} {s.standard_error:>9.2g} "
                              f"{s.pull:>+7.2f} {s.effective_events:>10.1f}")
         return "\n".join(lines)
+
+
+def _systematic_warnings(where: str, systematics: Sequence[SystematicNormalisation]) -> list[str]:
+    """Lines for ratiosys variations g± whose average over the sample differs from one: with
+    ``ratio_normalisation: "none"`` they change the sample's yield with α."""
+    lines = []
+    for m in systematics:
+        for side, value, error in (("hi", m.hi, m.hi_error), ("lo", m.lo, m.lo_error)):
+            pull = _pull(value, error)
+            if abs(pull) > PULL_LIMIT:
+                lines.append(f"{where}: ratiosys {m.parameter!r} {side} averages {value:.6g} ± {error:.2g} over "
+                             f"the sample ({pull:+.1f} standard errors from 1), so the sample's yield changes with "
+                             f"{m.parameter!r}; ratio_normalisation 'reference' divides the variations by their averages")
+    return lines
 
 
 def _sample_normalisation(channel: UnbinnedChannel, j: int) -> SampleNormalisation:

@@ -26,6 +26,7 @@ ratio inputs    each name in ``parameters``  none (free, like a normfactor)
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,10 +39,12 @@ from .errors import InvalidModel
 from .expressions import parse_expression
 
 __all__ = [
+    "FormulaParameterWarning",
     "Requirement",
     "binned_formula_requirements",
     "binned_requirements",
     "check_shared_parameters",
+    "formula_lookalikes",
     "make_paramsets",
     "unbinned_requirements",
 ]
@@ -183,3 +186,36 @@ def make_paramsets(
         cls = getattr(pyhf.parameters, spec.pop("paramset_type"))
         paramsets[name] = cls(**spec)
     return paramsets
+
+
+
+class FormulaParameterWarning(UserWarning):
+    """A parameter only formulas use looks like a typo of another (see :func:`formula_lookalikes`)."""
+
+
+def formula_lookalikes(
+    requirements: Iterable[Mapping[str, list[Requirement]]], user_config: Iterable[Mapping[str, Any]],
+    poi: str | None = None,
+) -> list[str]:
+    """One line per parameter that only formulas use and the measurement does not configure
+    whose name is close to the POI or a parameter that is configured or used by another
+    modifier (``muu`` beside ``mu``): a typo there silently adds a free parameter.
+
+    >>> reqs = {"mu": [Requirement(None, "normfactor", "/a")], "muu": [Requirement(None, "formula", "/b")]}
+    >>> formula_lookalikes([reqs], [])[0]
+    "parameter 'muu' (formula at /b) is used only by formulas and has no measurement setting, so it is a new free parameter: did you mean 'mu'?"
+    """
+    merged: dict[str, list[Requirement]] = {}
+    for channel_reqs in requirements:
+        _merge(merged, channel_reqs)
+    configured = {entry["name"] for entry in user_config} | {poi}
+    loose = {name for name, reqs in merged.items() if name not in configured and all(r.kind == "formula" for r in reqs)}
+    anchored = sorted(set(merged) - loose)
+    lines = []
+    for name in sorted(loose):
+        close = difflib.get_close_matches(name, anchored, n=2, cutoff=0.75)
+        if close:
+            lines.append(f"parameter '{name}' (formula at {merged[name][0].pointer}) is used only by formulas and "
+                         "has no measurement setting, so it is a new free parameter: did you mean "
+                         f"{' or '.join(map(repr, close))}?")
+    return lines

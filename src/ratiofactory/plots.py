@@ -2,7 +2,8 @@
 
 matplotlib (Agg backend) and mplhep are imported on first use, so the core does not need
 them (``pip install ratiofactory[plots]``). Every function returns the matplotlib
-``Figure``; with ``path`` it also writes a PNG atomically (temporary file + rename).
+``Figure``; with ``path`` it also writes it atomically (temporary file + rename) in the
+format the extension names (``.png``, ``.pdf``, ``.svg``, ... :func:`image_format`).
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .errors import InvalidModel
+from .errors import InvalidModel, InvalidOutput
 from .files import atomic_write
 
-__all__ = ["plot_belt", "plot_exclusion", "plot_impacts", "plot_reweighting", "plot_scan", "plot_spurious_signal",
-           "save_figure"]
+__all__ = ["image_format", "plot_belt", "plot_exclusion", "plot_impacts", "plot_reweighting", "plot_scan",
+           "plot_spurious_signal", "save_figure"]
 
 #: Wilks thresholds drawn on 1-D scans (68.27 % and 95.45 %) and 2-D contours
 LEVELS_1D = {"68.3%": 1.0, "95.4%": 4.0}
@@ -50,10 +51,37 @@ def _figure(ax: Any, figsize: tuple[float, float] = (7.0, 5.0)) -> tuple[Any, An
     return fig, ax
 
 
+def image_format(path: str | os.PathLike[str]) -> str:
+    """The image format matplotlib writes for ``path``'s extension (lower case, no dot);
+    :class:`~ratiofactory.errors.InvalidOutput` for an extension it cannot write.
+
+    >>> image_format("scan.PDF"), image_format("out/impacts.svg")
+    ('pdf', 'svg')
+    >>> try:
+    ...     image_format("scan.txt")
+    ... except InvalidOutput as err:
+    ...     print(str(err)[:46])
+    scan.txt: cannot write a plot as '.txt'; use o
+    """
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        raise InvalidOutput(f"{path}: writing plots needs matplotlib (pip install 'ratiofactory[plots]')") from None
+    supported = sorted(FigureCanvasBase.get_supported_filetypes())
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in supported:
+        given = f"'.{suffix}'" if suffix else "a file without an extension"
+        raise InvalidOutput(f"{path}: cannot write a plot as {given}; use one of "
+                            + ", ".join(f".{name}" for name in supported))
+    return suffix
+
+
 def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 100) -> Path:
-    """Write ``fig`` as PNG to ``path`` atomically; returns the path."""
+    """Write ``fig`` to ``path`` atomically in the format of its extension
+    (:func:`image_format`: ``.png``, ``.pdf``, ``.svg``, ...); returns the path."""
+    fmt = image_format(path)
     with atomic_write(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi)
+        fig.savefig(tmp, format=fmt, dpi=dpi)
     return Path(path)
 
 

@@ -21,6 +21,7 @@ import copy
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -37,9 +38,11 @@ from .files import file_references, open_file_ref, read_text, sha256_file
 from .model import Model, array_namespace
 from .parameterised import check_parameterised
 from .parameters import (
+    FormulaParameterWarning,
     binned_formula_requirements,
     binned_requirements,
     check_shared_parameters,
+    formula_lookalikes,
     make_paramsets,
     unbinned_requirements,
 )
@@ -195,6 +198,8 @@ class Workspace:
         unbinned_reqs = [binned_formula_requirements(c, f"/channels/{i}") for i, c in enumerate(binned_specs)]
         unbinned_reqs += [unbinned_requirements(c, f"/unbinned_channels/{i}") for i, c in enumerate(unbinned_specs)]
         unbinned_only = check_shared_parameters(binned_reqs, unbinned_reqs)
+        for line in formula_lookalikes([*binned_reqs, *unbinned_reqs], user_parameters, poi):
+            warnings.warn(line, FormulaParameterWarning, stacklevel=2)
 
         binned = None
         paramsets: dict[str, Any] = {}

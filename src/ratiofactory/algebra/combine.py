@@ -93,9 +93,9 @@ def combine(
         base_dir = left_base_dir
     if base_dir is not None:
         if left_base_dir is not None:
-            left = rebase_paths(left, left_base_dir, base_dir)
+            left = rebase_paths(left, left_base_dir, base_dir, what="the combined workspace")
         if right_base_dir is not None:
-            right = rebase_paths(right, right_base_dir, base_dir)
+            right = rebase_paths(right, right_base_dir, base_dir, what="the combined workspace")
     spec: dict[str, Any] = {"version": left["version"]}
     merge_key = "samples" if merge_channels else None
     for key in CHANNEL_LISTS:
@@ -109,9 +109,12 @@ def combine(
 # ----------------------------------------------------------------------------- file paths
 
 
-def rebase_paths(spec: Mapping[str, Any], old_base: str | Path, new_base: str | Path) -> dict[str, Any]:
+def rebase_paths(spec: Mapping[str, Any], old_base: str | Path, new_base: str | Path, *,
+                 what: str = "the new workspace") -> dict[str, Any]:
     """A copy of ``spec`` whose relative file paths, written for ``old_base``, point to the
-    same files from ``new_base``. Refuses a file outside ``new_base``; digests are kept."""
+    same files from ``new_base``. Refuses a file outside ``new_base`` (file references
+    never leave a workspace's directory; ``what`` names the workspace written there in
+    the error); digests are kept."""
     old_base, new_base = Path(old_base).resolve(), Path(new_base).resolve()
     out = copy.deepcopy(dict(spec))
     if old_base == new_base:
@@ -121,8 +124,9 @@ def rebase_paths(spec: Mapping[str, Any], old_base: str | Path, new_base: str | 
         target = (old_base / ref["path"]).resolve()
         if not target.is_relative_to(new_base):
             raise InvalidWorkspaceOperation(
-                f"{pointer}/path: {target} lies outside the combined workspace's directory {new_base}; "
-                "copy the file (or the workspace) under that directory first"
+                f"{pointer}/path: {target} lies outside {new_base}, the directory of {what} (file"
+                " references may not leave a workspace's directory); write it into a directory that"
+                " contains the file, or copy the file under that directory first"
             )
         ref["path"] = Path(os.path.relpath(target, new_base)).as_posix()
     return out

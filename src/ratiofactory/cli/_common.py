@@ -163,6 +163,54 @@ def parse_fixed(items: Sequence[str]) -> dict[str, float]:
     return fixed
 
 
+def _check_plot_path(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value:
+        from ..errors import InvalidOutput
+        from ..plots import image_format
+
+        try:
+            image_format(value)
+        except InvalidOutput as err:
+            raise click.BadParameter(str(err), param_hint="--plot") from None
+    return value
+
+
+def plot_option(what: str, *, required: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--plot FILE``: write ``what`` in the format of FILE's extension (png, pdf, svg, ...),
+    checked before any fitting."""
+    extra: dict[str, Any] = {"required": True} if required else {"default": None}
+    return click.option("--plot", type=click.Path(dir_okay=False), callback=_check_plot_path, **extra,
+                        help=f"Write {what}; the extension picks the format (.png, .pdf, .svg, ...).")
+
+
+def _check_poi_range(ctx: click.Context, param: click.Parameter, value: tuple[float, ...] | None) -> Any:
+    """The one rule of every POI range (``--poi-range LO HI``, ``spurious-signal --grid LO HI N``):
+    finite and ``LO < HI``; a reversed or empty range is refused, not reordered."""
+    if value is None:
+        return None
+    lo, hi = float(value[0]), float(value[1])
+    hint = f"--{param.name.replace('_', '-')}" if param.name else None
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise click.BadParameter(f"LO and HI must be finite numbers, got {lo:g} {hi:g}", ctx, param, hint)
+    if lo >= hi:
+        raise click.BadParameter(f"LO must be below HI, got LO = {lo:g}, HI = {hi:g}", ctx, param, hint)
+    return value
+
+
+def poi_range_option(help: str, *, required: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--poi-range LO HI`` (``LO < HI``, :func:`_check_poi_range`)."""
+    # no default=None with required=True: click 8.2 then passes None instead of "missing option"
+    extra: dict[str, Any] = {"required": True} if required else {"default": None}
+    return click.option("--poi-range", nargs=2, type=float, metavar="LO HI", callback=_check_poi_range,
+                        help=help, **extra)
+
+
+def poi_grid_option(default: tuple[float, float, int], help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--grid LO HI N``: N >= 2 points from LO to HI (``LO < HI``, :func:`_check_poi_range`)."""
+    return click.option("--grid", nargs=3, type=(float, float, click.IntRange(2)), default=default,
+                        show_default=True, metavar="LO HI N", callback=_check_poi_range, help=help)
+
+
 def check_parameters(model: Any, names: Sequence[str], option: str) -> None:
     """Every name is a parameter (or an expanded ``name[i]``) of ``model``."""
     known = set(model.config.par_order)
@@ -228,6 +276,22 @@ def protect_inputs(inputs: Mapping[Path, str], outputs: Mapping[str, Any] | None
             raise click.BadParameter(f"{output} is also given to {written[target]}; give each output its own path",
                                      param_hint=option)
         written[target] = option
+
+
+def output_directory(output_file: str | None, default: Path) -> Path:
+    """The directory a workspace written to ``output_file`` lives in (``default``, the
+    input's directory, for stdout)."""
+    return Path(output_file).resolve().parent if output_file and output_file != STDOUT else default
+
+
+def relocated(spec: dict[str, Any], base_dir: Path, output_file: str | None, what: str) -> dict[str, Any]:
+    """``spec`` (file references relative to ``base_dir``) with its references rewritten
+    relative to the directory of ``output_file``; refused where a file lies outside it
+    (:func:`ratiofactory.algebra.rebase_paths`). The workspace-writing commands (combine,
+    prune, rename, digest, spurious-signal) all go through here, before any long work."""
+    from ..algebra import rebase_paths
+
+    return rebase_paths(spec, base_dir, output_directory(output_file, base_dir), what=what)
 
 
 def load_workspace(source: str) -> Any:

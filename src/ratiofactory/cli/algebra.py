@@ -8,7 +8,6 @@ the paths are relative to the (first) input's directory.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
@@ -18,7 +17,9 @@ from ._common import (
     WORKSPACE,
     common_options,
     load_workspace,
+    output_directory,
     output_option,
+    relocated,
     show,
     write_json_atomic,
 )
@@ -28,10 +29,6 @@ def _write(spec: dict[str, Any], output_file: str | None, what: str) -> None:
     write_json_atomic(output_file or STDOUT, spec)
     if output_file and output_file != STDOUT:
         show(f"{what} written to {output_file}")
-
-
-def _target_dir(output_file: str | None, default: Path) -> Path:
-    return Path(output_file).resolve().parent if output_file and output_file != STDOUT else default
 
 
 @click.command()
@@ -51,7 +48,7 @@ def combine(left: str, right: str, join: str, merge_channels: bool, output_file:
     one, two = load_workspace(left), load_workspace(right)
     spec = algebra.combine(one.spec, two.spec, join=join, merge_channels=merge_channels,
                            left_base_dir=one.base_dir, right_base_dir=two.base_dir,
-                           base_dir=_target_dir(output_file, one.base_dir))
+                           base_dir=output_directory(output_file, one.base_dir))
     _write(spec, output_file, "combined workspace")
 
 
@@ -72,7 +69,7 @@ def prune(workspace: str, modifiers: tuple[str, ...], modifier_types: tuple[str,
     ws = load_workspace(workspace)
     spec = algebra.prune(ws.spec, modifiers=modifiers, modifier_types=modifier_types, samples=samples,
                          channels=channels, measurements=measurements)
-    _write(algebra.rebase_paths(spec, ws.base_dir, _target_dir(output_file, ws.base_dir)), output_file, "pruned workspace")
+    _write(relocated(spec, ws.base_dir, output_file, "the pruned workspace"), output_file, "pruned workspace")
 
 
 def _pairs(items: tuple[tuple[str, str], ...], option: str) -> dict[str, str]:
@@ -107,7 +104,7 @@ def rename(workspace: str, modifiers: tuple[tuple[str, str], ...], samples: tupl
     ws = load_workspace(workspace)
     spec = algebra.rename(ws.spec, modifiers=_pairs(modifiers, "--modifier"), samples=_pairs(samples, "--sample"),
                           channels=_pairs(channels, "--channel"), measurements=_pairs(measurements, "--measurement"))
-    _write(algebra.rebase_paths(spec, ws.base_dir, _target_dir(output_file, ws.base_dir)), output_file, "renamed workspace")
+    _write(relocated(spec, ws.base_dir, output_file, "the renamed workspace"), output_file, "renamed workspace")
 
 
 COMMANDS = [combine, prune, rename]

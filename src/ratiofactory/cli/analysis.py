@@ -19,6 +19,8 @@ from ._common import (
     output_option,
     parse_fixed,
     patch_options,
+    plot_option,
+    poi_range_option,
     progress,
     reporting,
     show,
@@ -211,9 +213,9 @@ def _drift_text(drift: dict[str, dict[str, float]]) -> str:
 @WORKSPACE
 @model_options
 @click.option("--poi", "poi", default=None, help="Scan this parameter instead of the POI.")
-@click.option("--poi-range", nargs=2, type=float, required=True, metavar="LO HI", help="Scan range.")
+@poi_range_option("Scan range (LO < HI).", required=True)
 @click.option("--points", type=click.IntRange(2), default=21, show_default=True, help="Grid points.")
-@click.option("--plot", default=None, type=click.Path(dir_okay=False), help="Write the t_mu plot (PNG).")
+@plot_option("the t_mu plot")
 def scan(workspace: str, backend: str, measurement: str | None, optimizer: str, fixed: tuple[str, ...],
          output_file: str | None, poi: str | None, poi_range: tuple[float, float], points: int,
          plot: str | None) -> None:
@@ -258,21 +260,40 @@ def cls(workspace: str, backend: str, measurement: str | None, optimizer: str, f
 @model_options
 @click.option("--level", type=float, default=0.05, show_default=True, help="CLs level.")
 @click.option("--test-stat", type=click.Choice(["qtilde", "q"]), default="qtilde", show_default=True)
-@click.option("--poi-range", nargs=2, type=float, default=None, metavar="LO HI",
-              help="Grid scan in this range instead of root finding.")
+@poi_range_option("Grid scan in this range (LO < HI) instead of root finding.")
 @click.option("--points", type=click.IntRange(2), default=21, show_default=True)
 def upper_limit(workspace: str, backend: str, measurement: str | None, optimizer: str,
                 fixed: tuple[str, ...], output_file: str | None, level: float, test_stat: str,
                 poi_range: tuple[float, float] | None, points: int) -> None:
-    """Observed and expected CLs upper limits on the POI."""
+    """Observed and expected CLs upper limits on the POI.
+
+    A line whose CLs does not cross the level within the range (the POI's bounds, or
+    --poi-range) is reported as beyond it ('> HI'; null in the JSON, with
+    outside_range "above"), with a warning naming it."""
+    import warnings
+
     from .. import infer
 
     _, model, data, fixed_values = _setup(workspace, backend, measurement, fixed)
     grid = None if poi_range is None else np.linspace(poi_range[0], poi_range[1], points)
-    with reporting():
+    with reporting(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", infer.LimitOutsideRangeWarning)  # said below in CLI terms
         result = infer.upper_limit(model, data, scan=grid, level=level, test_stat=test_stat,
                                    fixed=fixed_values or None, options=_options(optimizer))
     emit(result.to_dict(), output_file, str(result))
+    message = result.outside_range_message(_range_hint(result, grid is not None))
+    if message:
+        warn(message)
+
+
+def _range_hint(result: Any, scanned: bool) -> str:
+    """What to change on the command line when a limit lies outside the range."""
+    ends = [where for where in result.outside_range if where]
+    if scanned:
+        return "extend --poi-range"
+    bound = "upper" if "above" in ends else "lower"
+    return (f"{'raise' if bound == 'upper' else 'lower'} the POI's {bound} bound in the measurement's"
+            " parameters, e.g. with a -p JSON patch")
 
 
 @click.command()
@@ -297,7 +318,7 @@ def significance(workspace: str, backend: str, measurement: str | None, optimize
 @model_options
 @click.option("--parameter", "parameters", multiple=True, help="Only these nuisance parameters; repeatable.")
 @click.option("--no-refit", is_flag=True, help="Hessian impacts only (no refits).")
-@click.option("--plot", default=None, type=click.Path(dir_okay=False), help="Write the ranking plot (PNG).")
+@plot_option("the ranking plot")
 def impacts(workspace: str, backend: str, measurement: str | None, optimizer: str, fixed: tuple[str, ...],
             output_file: str | None, parameters: tuple[str, ...], no_refit: bool, plot: str | None) -> None:
     """Pulls, constraints and impacts of the nuisance parameters on the POI."""
@@ -321,7 +342,7 @@ def impacts(workspace: str, backend: str, measurement: str | None, optimizer: st
               help="The sample's own events (npz/npy/csv with the observable columns).")
 @click.option("--weight", default=None, help="Weight column of --events.")
 @click.option("--bins", type=click.IntRange(2), default=30, show_default=True)
-@click.option("--plot", required=True, type=click.Path(dir_okay=False), help="Output PNG.")
+@plot_option("the closure plot", required=True)
 @common_options
 def reweighting(workspace: str, measurement: str | None, channel: str, sample: str, events_file: str | None,
                 weight: str | None, bins: int, plot: str) -> None:

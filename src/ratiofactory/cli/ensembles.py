@@ -15,7 +15,10 @@ from ._common import (
     emit,
     load_workspace,
     output_option,
+    plot_option,
+    poi_grid_option,
     progress,
+    relocated,
     write_json_atomic,
 )
 
@@ -24,8 +27,7 @@ from ._common import (
 @WORKSPACE
 @click.option("--output", "output", required=True, type=click.Path(dir_okay=False),
               help="The new workspace file (WORKSPACE itself is never modified).")
-@click.option("--grid", nargs=3, type=(float, float, int), default=(0.0, 3.0, 7), show_default=True,
-              metavar="LO HI N", help="POI grid: N points from LO to HI.")
+@poi_grid_option((0.0, 3.0, 7), "POI grid: N >= 2 points from LO to HI (LO < HI).")
 @click.option("--bootstrap", "n_bootstrap", type=click.IntRange(2), default=40, show_default=True,
               help="Bootstrap resamples of the ensemble members per grid point.")
 @click.option("--estimator", type=click.Choice(["mean", "members"]), default="mean", show_default=True,
@@ -36,7 +38,7 @@ from ._common import (
 @click.option("--measurement", default=None, help="Measurement name (default: the first).")
 @click.option("--name", default="alpha_ss", show_default=True, help="Name of the nuisance parameter.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--plot", default=None, type=click.Path(dir_okay=False), help="Write the plot of delta mu_hat (PNG).")
+@plot_option("the plot of delta mu_hat")
 @output_option
 @common_options
 def spurious_signal(workspace: str, output: str, grid: tuple[float, float, int], n_bootstrap: int,
@@ -45,18 +47,19 @@ def spurious_signal(workspace: str, output: str, grid: tuple[float, float, int],
     """Compute delta mu_hat(mu) from the ratio-model ensembles of WORKSPACE (Asimov fits
     with bootstrap resamples of the members) and write a new workspace with it as a
     Gauss(0,1)-constrained spurious-signal nuisance parameter."""
-    from ..algebra import rebase_paths
     from ..ensemble_uncertainty import add_spurious_signal, spurious_signal_table
     from ..workspace import Workspace
 
     ws = load_workspace(workspace)
+    target = Path(output)  # load_workspace refused an --output that is an input
+    what = "the --output workspace"
+    relocated(ws.spec, ws.base_dir, output, what)  # before the fits: its file references must reach the files
     lo, hi, points = grid
     with progress("Asimov fits"):
         table = spurious_signal_table(ws, np.linspace(lo, hi, points).tolist(), channel=channel, measurement=measurement,
                                       n_bootstrap=n_bootstrap, estimator=estimator, seed=seed, spread=spread)
-    target = Path(output)  # load_workspace refused an --output that is an input
-    spec = rebase_paths(add_spurious_signal(ws.spec, table, name=name), ws.base_dir, target.parent)
-    Workspace(spec, base_dir=target.parent)  # checked before it is written
+    spec = relocated(add_spurious_signal(ws.spec, table, name=name), ws.base_dir, output, what)
+    Workspace(spec, base_dir=target.parent.resolve())  # checked before it is written
     write_json_atomic(target, spec)
     if plot:
         from ..plots import plot_spurious_signal

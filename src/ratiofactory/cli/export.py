@@ -9,7 +9,7 @@ from ._common import WORKSPACE, common_options, load_workspace, patch_options, p
 
 @click.group()
 def export() -> None:
-    """Write a workspace for another tool (RooFit/Combine)."""
+    """Write the likelihood for RooFit (a RooWorkspace in the layout CMS Combine reads)."""
 
 
 @export.command()

@@ -13,6 +13,7 @@ from ._common import (
     emit,
     load_workspace,
     output_option,
+    plot_option,
     progress,
     protect_inputs,
     set_backend,
@@ -150,7 +151,7 @@ def _parse_select(items: tuple[str, ...]) -> dict[str, float]:
               help="Run the points on a local Dask cluster of this many worker processes.")
 @click.option("--scheduler", default=None, metavar="ADDRESS", help="Run the points on an existing Dask cluster.")
 @click.option("--no-verify", is_flag=True, help="Run even if the patchset's digest of WORKSPACE differs.")
-@click.option("--plot", default=None, type=click.Path(dir_okay=False), help="Exclusion-contour plot (PNG).")
+@plot_option("the exclusion-contour plot")
 @click.option("--x", "x_label", default=None, help="Label on the plot's x axis (default: the first).")
 @click.option("--y", "y_label", default=None, help="Label on the plot's y axis (default: the second).")
 @click.option("--table", default=None, type=click.Path(dir_okay=False), help="Write the table as CSV.")

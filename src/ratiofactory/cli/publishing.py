@@ -15,6 +15,7 @@ from ._common import (
     output_option,
     progress,
     protect_inputs,
+    relocated,
     show,
     write_json_atomic,
 )
@@ -30,19 +31,26 @@ def digest(workspace: str, in_place: bool, update: bool, output_file: str | None
     """Record the sha256 of every referenced file in the workspace JSON.
 
     Writes to --output-file, or rewrites WORKSPACE with --in-place, or prints the JSON.
+    Written elsewhere, the file references are rewritten relative to the output's
+    directory, which must contain the files (as combine, prune and rename do).
     """
+    from ..files import file_references
     from ..publish import record_digests
 
     if in_place and output_file:
         raise click.UsageError("give either --in-place or --output-file, not both")
     if in_place and workspace == "-":
         raise click.UsageError("--in-place needs a workspace file, not stdin")
-    load_workspace(workspace)  # an --output-file may not overwrite the workspace or its files
-    spec, added = record_digests(workspace, update=update)
+    ws = load_workspace(workspace)  # an --output-file may not overwrite the workspace or its files
     target = workspace if in_place else (output_file or STDOUT)
+    relocated(ws.spec, ws.base_dir, target, "the digested workspace")  # refused before any file is hashed
+    spec, added = record_digests(workspace, update=update)
+    spec = relocated(spec, ws.base_dir, target, "the digested workspace")
     write_json_atomic(target, spec)
     if target != STDOUT:
-        show(f"{added} digest(s) recorded in {target}")
+        total = len(list(file_references(spec)))
+        show(f"{total} file digest(s) in {target}: {added} added or updated, {total - added} already"
+             " recorded (checked against the files)")
 
 
 @click.command()

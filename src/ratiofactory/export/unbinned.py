@@ -11,6 +11,10 @@ both as the likelihood uses them (divided by their reference-sample integrals wi
 ``ratio_normalisation: "reference"``, :func:`ratiofactory.normalisation.likelihood_arrays`),
 - ``<channel>_<observable>``: the observables themselves (spectators, for plots).
 
+With ``shape_normalisation: "reference"`` the per-event factor of a sample with shape
+systematics is also multiplied by N_j(0)/N_j(α), a RooFormulaVar of the α's
+(:mod:`.shape_normalisation`).
+
 With c_j(θ) = ν_j f_j(θ) Π normfactors · lumi · Π FlexibleInterpVar(normsys) and the
 per-event factor r_j Π PiecewiseInterpolation(g^±) (codes 0/1/4 of ratiofactory are
 ROOT's 0/1/5 for per-event factors and 0/1/4 for FlexibleInterpVar),
@@ -38,6 +42,7 @@ from ..normalisation import likelihood_arrays
 from ._root import ExportError
 from .formula import roofit_formula
 from .parameters import RooParameters
+from .shape_normalisation import shape_renormalisation
 
 __all__ = ["UnbinnedExport", "build_unbinned_channel", "formula_var", "safe_name"]
 
@@ -125,12 +130,6 @@ def build_unbinned_channel(
     model uses it (observed events, then reference events)."""
     R = root
     pointer_name = channel.name
-    if channel.shape_normalisation == "reference" and any(s.shapesys for s in channel.samples):
-        raise ExportError(
-            f"unbinned channel '{pointer_name}': shape_normalisation 'reference' divides each sample by "
-            "a sum over the reference events that depends on the nuisance parameters; RooFit's "
-            "standard classes cannot express that sum (export with shape_normalisation 'nominal')"
-        )
     if channel.spurious_signal is not None:
         raise ExportError(
             f"unbinned channel '{pointer_name}': its spurious_signal (mu -> mu + alpha * delta(mu), delta "
@@ -147,7 +146,7 @@ def build_unbinned_channel(
     keep: list[Any] = []
     column_vars: dict[str, Any] = {}
     columns: dict[str, np.ndarray] = {}
-    metadata: dict[str, Any] = {"channel": channel.name, "columns": {}, "samples": []}
+    metadata: dict[str, Any] = {"channel": channel.name, "columns": {}, "samples": [], "shape_normalisation": []}
 
     def add_column(key: str, title: str, values: np.ndarray, meaning: dict[str, Any]) -> Any:
         columns[key] = np.asarray(values, dtype=float)
@@ -188,6 +187,11 @@ def build_unbinned_channel(
                 shape.setInterpCode(params.var(m.parameter), _CODES[m.code][1], True)
             keep += [one, shape, lows, highs, alphas]
             factors.append(shape)
+            if channel.shape_normalisation == "reference":
+                renormalisation, meaning = shape_renormalisation(R, prefix, channel, sample, ratio, shape_arrays[j],
+                                                                 params, keep)
+                factors.append(renormalisation)
+                metadata["shape_normalisation"].append(meaning)
         coefficient = _coefficient(R, prefix, sample, params, keep)
         term = R.RooProduct(f"{prefix}term", f"{sample.name} term of s(x)",
                             R.RooArgList(coefficient, *factors))

@@ -14,7 +14,7 @@ from .errors import FitFailed, InvalidFitSetup
 from .fitting import DEFAULT_STARTS, DEFAULT_TOLERANCE, FitOptions, fit
 from .hypotest_results import BANDS, HypoTestResult, SignificanceResult, UpperLimitResult
 from .hypotests import TEST_STATISTICS, asymptotic_pvalues, compute_teststat, hypotest
-from .limits import NonMonotoneCLsWarning, significance, upper_limit
+from .limits import LimitOutsideRangeWarning, NonMonotoneCLsWarning, significance, upper_limit
 from .nuisance import impacts, prefit_constraints
 from .results import (
     FitResult,
@@ -43,6 +43,7 @@ __all__ = [
     "ImpactsResult",
     "IntervalResult",
     "InvalidFitSetup",
+    "LimitOutsideRangeWarning",
     "LocalMinimum",
     "NonMonotoneCLsWarning",
     "ScanResult",

@@ -59,7 +59,12 @@ class UpperLimitResult:
     ``excluded`` (observed) and ``expected_excluded`` (one per band) are the excluded sets
     ``{poi : CLs < level}`` within the search range as tuples of (lower, upper) intervals;
     each limit is the lower edge of the last interval. More than one interval means CLs is
-    not monotone in the POI (:meth:`non_monotone_message`)."""
+    not monotone in the POI (:meth:`non_monotone_message`).
+
+    ``outside_range`` (observed, then the bands) is None for a line whose limit lies within
+    ``search_range`` (the scan's or search's ends), ``"above"`` where CLs stays above the
+    level up to the upper end (the limit is larger: printed ``> hi``) and ``"below"`` where
+    it is already below it at the lower end (``< lo``); such a limit is NaN (null in JSON)."""
 
     poi: str
     level: float
@@ -72,6 +77,8 @@ class UpperLimitResult:
     cls_expected: np.ndarray
     excluded: tuple[tuple[float, float], ...] = ()
     expected_excluded: tuple[tuple[tuple[float, float], ...], ...] = ()
+    outside_range: tuple[str | None, ...] = (None,) * (len(BANDS) + 1)
+    search_range: tuple[float, float] = (float("nan"), float("nan"))
 
     def __post_init__(self) -> None:
         _frozen(self, "poi_values", "cls_observed", "cls_expected")
@@ -81,11 +88,42 @@ class UpperLimitResult:
         """Whether every excluded set (observed and expected) is one interval."""
         return all(len(pieces) <= 1 for pieces in (self.excluded, *self.expected_excluded))
 
+    @staticmethod
+    def labels() -> list[str]:
+        """The lines in the order of ``outside_range``: observed, then the expected bands."""
+        return ["observed", *(f"expected {b:+d} sigma" for b in BANDS)]
+
+    def shown_limits(self) -> list[str]:
+        """Each line's limit as text: the number, or ``> hi`` / ``< lo`` outside the range."""
+        lo, hi = self.search_range
+        shown = {"above": f"> {fmt(hi)}", "below": f"< {fmt(lo)}"}
+        return [shown[where] if where else fmt(limit) for limit, where in
+                zip((self.observed, *self.expected), self.outside_range, strict=True)]
+
+    def outside_range_message(self, hint: str | None = None) -> str:
+        """One line naming the lines whose CLs does not cross the level within the range
+        ("" when all do), with ``hint`` (by default one in terms of ``upper_limit``'s
+        arguments) on what to change."""
+        lo, hi = self.search_range
+        what = "scan" if self.method == "scan" else "search range"
+        parts = []
+        for where, end, edge in (("above", hi, "still above"), ("below", lo, "already below")):
+            names = [label for label, w in zip(self.labels(), self.outside_range, strict=True) if w == where]
+            if names:
+                sign = ">" if where == "above" else "<"
+                parts.append(f"CLs of {', '.join(names)} is {edge} {fmt(self.level)} at {self.poi}={fmt(end)},"
+                             f" the {'end' if where == 'above' else 'start'} of the {what}: limit {sign} {fmt(end)}")
+        if not parts:
+            return ""
+        if hint is None:
+            hint = ("extend the scan" if self.method == "scan"
+                    else "widen search= or the POI's bounds (bounds=), or pass strict=True to raise")
+        return f"{'; '.join(parts)} ({hint})"
+
     def non_monotone_message(self) -> str:
         """One line naming the excluded sets with more than one piece ("" when monotone)."""
-        labels = ["observed", *(f"expected {b:+d} sigma" for b in BANDS)]
         parts = [f"{label} {_union(pieces)}" for label, pieces in
-                 zip(labels, (self.excluded, *self.expected_excluded), strict=False) if len(pieces) > 1]
+                 zip(self.labels(), (self.excluded, *self.expected_excluded), strict=False) if len(pieces) > 1]
         if not parts:
             return ""
         return (f"CLs({self.poi}) is not monotone: the excluded set {{CLs < {fmt(self.level)}}} has several"
@@ -99,9 +137,8 @@ class UpperLimitResult:
     def __str__(self) -> str:
         title = f"Upper limits on {self.poi} at CLs = {fmt(self.level)} ({self.test_stat}, {self.method})"
         sets = (self.excluded, *self.expected_excluded) if self.expected_excluded else ((),) * 6
-        rows = [["observed", self.observed, _union(sets[0])]]
-        rows += [[f"expected {b:+d} sigma", v, _union(pieces)]
-                 for b, v, pieces in zip(BANDS, self.expected, sets[1:], strict=True)]
+        rows = [[label, limit, _union(pieces)]
+                for label, limit, pieces in zip(self.labels(), self.shown_limits(), sets, strict=True)]
         return table(["", "limit", f"excluded (CLs < {fmt(self.level)})"], rows, title)
 
 

@@ -36,7 +36,7 @@ from .objective import Objective
 from .results import FitResult
 from .roots import bracketed_newton
 
-__all__ = ["NonMonotoneCLsWarning", "significance", "upper_limit"]
+__all__ = ["LimitOutsideRangeWarning", "NonMonotoneCLsWarning", "significance", "upper_limit"]
 
 
 def upper_limit(
@@ -54,6 +54,7 @@ def upper_limit(
     options: FitOptions | None = None,
     rtol: float = 1e-5,
     atol: float = 1e-12,
+    strict: bool = False,
 ) -> UpperLimitResult:
     """Observed and expected (−2σ … +2σ) upper limits on the POI where CLs = ``level``,
     with the whole excluded set ``{μ : CLs(μ) < level}`` as a union of intervals.
@@ -72,6 +73,13 @@ def upper_limit(
     one at larger μ) the excluded set has several pieces; a :class:`NonMonotoneCLsWarning`
     (one line) lists them, and ``excluded``/``expected_excluded`` hold them. Crossings
     closer together than the grid spacing can be missed: pass a finer ``scan`` to check.
+
+    A line (observed or one expected band) whose CLs does not cross ``level`` within the
+    range has no limit there: it is NaN, ``outside_range`` says ``"above"`` (CLs is still
+    above the level at the end of the range: the limit is beyond it) or ``"below"``
+    (already excluded at the start), and a :class:`LimitOutsideRangeWarning` names the
+    lines; every other line keeps its limit. ``strict=True`` raises
+    :class:`InvalidFitSetup` instead, as before.
 
     >>> import pyhf
     >>> model = pyhf.simplemodels.uncorrelated_background([5.0], [50.0], [5.0], validate=False)
@@ -92,17 +100,24 @@ def upper_limit(
         values = np.unique(np.asarray(list(scan), dtype=float))
         cls = np.array([[calc.observed_cls(mu), *calc.expected_cls(mu)] for mu in values])
         sets = [_scan_excluded(values, cls[:, k], level) for k in range(len(BANDS) + 1)]
-        limits = [_limit(pieces, values[0], values[-1], level, name, "scan") for pieces in sets]
+        lo, hi = float(values[0]), float(values[-1])
         method = "scan"
     else:
         lo, hi = search if search is not None else (max(setup.bounds[poi_index][0], 0.0),
                                                    setup.bounds[poi_index][1])
-        sets = _root_excluded(calc, level, targets, float(lo), float(hi), rtol, atol)
-        limits = [_limit(pieces, float(lo), float(hi), level, name, "search") for pieces in sets]
+        lo, hi = float(lo), float(hi)
+        sets = _root_excluded(calc, level, targets, lo, hi, rtol, atol)
         values, cls = _tested(calc)
         method = "toms748"
+    found = [_limit(pieces, lo, hi) for pieces in sets]
+    limits = [limit for limit, _ in found]
     result = UpperLimitResult(name, float(level), test_stat, method, limits[0], tuple(limits[1:]),
-                              values, cls[:, 0], cls[:, 1:], sets[0], tuple(sets[1:]))
+                              values, cls[:, 0], cls[:, 1:], sets[0], tuple(sets[1:]),
+                              tuple(where for _, where in found), (lo, hi))
+    if any(where is not None for _, where in found):
+        if strict:
+            raise InvalidFitSetup(_strict_message(result))
+        warnings.warn(LimitOutsideRangeWarning(result.outside_range_message()), stacklevel=2)
     if any(len(pieces) > 1 for pieces in sets):
         warnings.warn(NonMonotoneCLsWarning(result.non_monotone_message()), stacklevel=2)
     return result
@@ -110,6 +125,11 @@ def upper_limit(
 
 class NonMonotoneCLsWarning(UserWarning):
     """CLs(μ) is not monotone: the excluded set has more than one piece."""
+
+
+class LimitOutsideRangeWarning(UserWarning):
+    """The CLs of a line (observed or an expected band) does not cross the level within the
+    search range or scan: its limit lies beyond the range (``UpperLimitResult.outside_range``)."""
 
 
 #: the search grid: this many points halving towards the lower end, and this many uniform
@@ -249,21 +269,32 @@ def _scan_excluded(mus: np.ndarray, cls: np.ndarray, level: float) -> Pieces:
     return tuple(pieces)
 
 
-def _limit(pieces: Pieces, lo: float, hi: float, level: float, name: str, how: str) -> float:
-    """The lower edge of the excluded interval that reaches ``hi``."""
+def _limit(pieces: Pieces, lo: float, hi: float) -> tuple[float, str | None]:
+    """The lower edge of the excluded interval that reaches ``hi``, or NaN and where the
+    limit lies when there is none in (lo, hi]: ``"above"`` (nothing excluded up to ``hi``)
+    or ``"below"`` (excluded all the way from ``lo``)."""
     if not pieces or pieces[-1][1] < hi:
-        if how == "scan":
-            raise InvalidFitSetup(
-                f"CLs does not cross {level:g} within the scan of {name} [{lo:g}, {hi:g}]; extend the scan")
-        raise InvalidFitSetup(
-            f"CLs is still above the level at {name}={hi:g}, the end of the search; raise the"
-            f" POI's upper bound, e.g. bounds={{{name!r}: (0, {2 * hi:g})}}")
+        return float("nan"), "above"
     if pieces[-1][0] <= lo:
-        if how == "scan":
-            raise InvalidFitSetup(
-                f"CLs is below {level:g} over the whole scan of {name} [{lo:g}, {hi:g}]; extend the scan")
-        raise InvalidFitSetup(f"CLs is already below the level at {name}={lo:g}")
-    return float(pieces[-1][0])
+        return float("nan"), "below"
+    return float(pieces[-1][0]), None
+
+
+def _strict_message(result: UpperLimitResult) -> str:
+    """The error of ``strict=True``: the first line outside the range, in Python terms."""
+    lo, hi = result.search_range
+    name, level = result.poi, result.level
+    label, where = next((label, where) for label, where in zip(result.labels(), result.outside_range, strict=True)
+                        if where)
+    if result.method == "scan":
+        if where == "above":
+            return (f"CLs does not cross {level:g} within the scan of {name} [{lo:g}, {hi:g}] ({label});"
+                    " extend the scan")
+        return f"CLs is below {level:g} over the whole scan of {name} [{lo:g}, {hi:g}] ({label}); extend the scan"
+    if where == "above":
+        return (f"CLs is still above the level at {name}={hi:g}, the end of the search ({label}); raise the"
+                f" POI's upper bound, e.g. bounds={{{name!r}: (0, {2 * hi:g})}}")
+    return f"CLs is already below the level at {name}={lo:g} ({label})"
 
 
 def _tested(calc: AsymptoticCalculator) -> tuple[np.ndarray, np.ndarray]:

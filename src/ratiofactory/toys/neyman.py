@@ -24,6 +24,7 @@ import numpy as np
 from scipy.stats import norm
 
 from ..files import atomic_write
+from ..infer.errors import InvalidFitSetup
 from ..infer.fitting import FitOptions, minimize
 from ..infer.hypotests import _check_kind, prepare_setup
 from ..infer.objective import FitSetup, Objective
@@ -184,13 +185,23 @@ def _expected_band(model, setup, nominal, poi_values, critical, n_toys, seed, te
     return band
 
 
+def _grid(poi_values: Any, name: str) -> np.ndarray:
+    """The grid in increasing order without repeats, as the scans take it (the confidence
+    set's pieces are read off it left to right)."""
+    values = np.asarray(poi_values, dtype=float).ravel()
+    if values.size == 0 or not np.all(np.isfinite(values)):
+        raise InvalidFitSetup(f"Neyman construction of {name!r}: poi_values must be finite numbers, at least one")
+    return np.unique(values)
+
+
 def neyman_construction(model: Any, data: Any, poi_values: Any, n_toys: int, seed: int, *,
                         test_stat: str = "tmu", cls: tuple[float, ...] = CONFIDENCE_LEVELS,
                         directory: str | os.PathLike[str] | None = None, expected_toys: int = 0,
                         nominal: float | None = None, poi: str | None = None, init=None, fixed=None,
                         bounds=None, executor: Executor | None = None, batch_size: int = 64,
                         options: FitOptions | None = None) -> NeymanResult:
-    """Neyman construction of ``poi`` over ``poi_values`` with ``n_toys`` toys per point.
+    """Neyman construction of ``poi`` over ``poi_values`` (sorted, repeats dropped) with
+    ``n_toys`` toys per point.
 
     ``expected_toys`` > 0 adds the expected band from toys at ``(nominal, θ̂̂(nominal))``
     (``nominal`` defaults to the POI's init).
@@ -205,7 +216,7 @@ def neyman_construction(model: Any, data: Any, poi_values: Any, n_toys: int, see
     _check_kind(test_stat, ("tmu", "tmu_tilde"))
     setup = prepare_setup(model, test_stat, poi=poi, init=init, fixed=fixed, bounds=bounds)
     data = np.asarray(data, dtype=float)
-    poi_values = np.asarray(poi_values, dtype=float)
+    poi_values = _grid(poi_values, str(setup.poi_name))
     free = minimize(Objective(model, data), setup, options, hesse=False, context="free fit to data: ")
     free_poi = float(free.values[setup.poi_index])
     setup = setup.with_init(free.values)

@@ -22,6 +22,11 @@ the sample:
   ``N_j(α) = Σ T_{m1…mK} Π_k φ_{m_k}(α_k)`` with the moment tensor
   ``T = Σ_i w_i^ref r_ij ⊗_k B_ik`` summed once over the reference sample.
 
+Every α-function is a polynomial in ``t = ±α − a`` on its region (``a`` = 0 but for the
+Taylor series), so N_j(α) is, per combination of the systematics' regions, a polynomial
+in the t_k: :func:`polynomial_pieces` gives its coefficients (the RooFit export writes
+them as a formula of the α's).
+
 The tensor has ``Π_k (number of α-functions of systematic k)`` entries: a few dozen for
 one systematic, a few thousand for two. Where it would exceed :data:`MAX_TENSOR` (many
 shape systematics on one sample, or an exponential branch needing more than
@@ -39,16 +44,18 @@ True
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+from numpy.polynomial import Polynomial
 
 from ..interpolation import code4_weights
 
-__all__ = ["MAX_TENSOR", "MAX_TERMS", "ShapeIntegral", "build"]
+__all__ = ["MAX_TENSOR", "MAX_TERMS", "Interval", "PolynomialPiece", "ShapeIntegral", "build", "polynomial_pieces"]
 
 MAX_TENSOR = 20_000
 """Largest moment tensor (entries) per sample; beyond it the integral is summed per event."""
@@ -58,13 +65,36 @@ _RELATIVE_REMAINDER = 1e-15
 
 
 @dataclass(frozen=True)
-class _Piece:
-    """One α region of a systematic: ``region(α)`` True where it applies, the α-functions
-    ``functions(α)`` (an array of m values) and the per-event coefficients ``(N, m)``."""
+class Interval:
+    """An α region: ``low < α < high``, ``≤`` on the sides marked closed; infinite ends open."""
 
-    region: Callable[[Any, Any], Any]
+    low: float = -math.inf
+    high: float = math.inf
+    closed_low: bool = False
+    closed_high: bool = False
+
+    def contains(self, alpha: Any, xp: Any = np) -> Any:
+        """Whether α (a number or array) lies in the interval."""
+        conditions = []
+        if self.low > -math.inf:
+            conditions.append(alpha >= self.low if self.closed_low else alpha > self.low)
+        if self.high < math.inf:
+            conditions.append(alpha <= self.high if self.closed_high else alpha < self.high)
+        return conditions[0] if len(conditions) == 1 else conditions[0] & conditions[1]
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """One α region of a systematic: the α-functions ``functions(α)`` (an array of m
+    values) where ``interval`` contains α, the per-event coefficients ``(N, m)``, and the
+    same functions as polynomials in ``t = sign·α − centre``: ``polynomials`` (m, degree + 1)."""
+
+    interval: Interval
     functions: Callable[[Any, Any], list[Any]]
     coefficients: np.ndarray
+    polynomials: np.ndarray
+    sign: float = 1.0
+    centre: float = 0.0
 
 
 def _taylor_terms(half_width: float, max_log: float) -> int | None:
@@ -79,7 +109,7 @@ def _taylor_terms(half_width: float, max_log: float) -> int | None:
 
 
 def _exponential_piece(log_factor: np.ndarray, sign: float, start: float, end: float,
-                       region: Callable[[Any, Any], Any]) -> _Piece | bool | None:
+                       interval: Interval) -> _Piece | bool | None:
     """factor^(sign·α) for sign·α in [start, end] as a Taylor series about the middle.
     Returns False if the region cannot be reached (end ≤ start: nothing to integrate) and
     None if the series would need too many terms."""
@@ -98,7 +128,7 @@ def _exponential_piece(log_factor: np.ndarray, sign: float, start: float, end: f
         t = sign * alpha - centre
         return _powers(t, n_terms, xp) * inverse_factorials
 
-    return _Piece(region, functions, coefficients)
+    return _Piece(interval, functions, coefficients, np.diag(inverse_factorials), sign, centre)
 
 
 def _powers(t: Any, n: int, xp: Any) -> Any:
@@ -115,7 +145,22 @@ def _powers(t: Any, n: int, xp: Any) -> Any:
 def _code4_inside(hi: np.ndarray, lo: np.ndarray, log_hi: np.ndarray, log_lo: np.ndarray) -> _Piece:
     basis = np.stack([np.ones_like(hi), hi - 1, lo - 1, hi * log_hi, lo * log_lo, hi * log_hi**2, lo * log_lo**2],
                      axis=1)
-    return _Piece(lambda a, xp: xp.abs(a) < 1, lambda a, xp: _stack(xp, [1.0, *code4_weights(a)]), basis)
+    return _Piece(Interval(-1.0, 1.0), lambda a, xp: _stack(xp, [1.0, *code4_weights(a)]), basis,
+                  _CODE4_POLYNOMIALS)
+
+
+def _polynomial_rows(polynomials: Sequence[Polynomial], degree: int) -> np.ndarray:
+    """The coefficients of ``polynomials`` (powers 0 … degree) as rows of a matrix."""
+    rows = np.zeros((len(polynomials), degree + 1))
+    for row, polynomial in zip(rows, polynomials, strict=True):
+        row[: polynomial.coef.size] = polynomial.coef
+    return rows
+
+
+# the code4 α-functions [1, c_0(α) … c_5(α)] in powers of α: code4_weights evaluated on the
+# polynomial α itself (its coefficients are multiples of 1/16, exact in floating point)
+_CODE4_POLYNOMIALS = _polynomial_rows([Polynomial([1.0]), *code4_weights(Polynomial([0.0, 1.0]))], 6)
+_LINEAR = np.eye(2)  # code0: [1, α]
 
 
 def _stack(xp: Any, values: list[Any]) -> Any:
@@ -133,16 +178,17 @@ def _pieces(code: str, arrays: Sequence[np.ndarray], bounds: tuple[float, float]
     if code == "code0":
         up, down = arrays
         ones = np.ones_like(up)
-        return [_Piece(lambda a, xp: a >= 0, lambda a, xp: _stack(xp, [1.0, a]), np.stack([ones, up], axis=1)),
-                _Piece(lambda a, xp: a < 0, lambda a, xp: _stack(xp, [1.0, a]), np.stack([ones, down], axis=1))]
+        return [_Piece(Interval(0.0, closed_low=True), lambda a, xp: _stack(xp, [1.0, a]),
+                       np.stack([ones, up], axis=1), _LINEAR),
+                _Piece(Interval(high=0.0), lambda a, xp: _stack(xp, [1.0, a]), np.stack([ones, down], axis=1), _LINEAR)]
     log_hi, log_lo = arrays[-2:]
     if code == "code1":
-        sides = [_exponential_piece(log_hi, 1.0, 0.0, max(a_hi, 0.0), lambda a, xp: a >= 0),
-                 _exponential_piece(log_lo, -1.0, 0.0, max(-a_lo, 0.0), lambda a, xp: a < 0)]
+        sides = [_exponential_piece(log_hi, 1.0, 0.0, max(a_hi, 0.0), Interval(0.0, closed_low=True)),
+                 _exponential_piece(log_lo, -1.0, 0.0, max(-a_lo, 0.0), Interval(high=0.0))]
         pieces: list[_Piece] = []
     else:  # code4 (the codes are checked when the workspace is compiled)
-        sides = [_exponential_piece(log_hi, 1.0, 1.0, a_hi, lambda a, xp: a >= 1),
-                 _exponential_piece(log_lo, -1.0, 1.0, -a_lo, lambda a, xp: a <= -1)]
+        sides = [_exponential_piece(log_hi, 1.0, 1.0, a_hi, Interval(1.0, closed_low=True)),
+                 _exponential_piece(log_lo, -1.0, 1.0, -a_lo, Interval(high=-1.0, closed_high=True))]
         pieces = [_code4_inside(*arrays)]
     if any(side is None for side in sides):
         return None
@@ -161,7 +207,8 @@ class ShapeIntegral:
     def functions(self, alpha: Any, pieces: list[_Piece]) -> Any:
         """The α-functions of one systematic, those of inactive regions set to 0."""
         xp = self.xp
-        return xp.concatenate([xp.where(piece.region(alpha, xp), piece.functions(alpha, xp), 0.0) for piece in pieces])
+        return xp.concatenate([xp.where(piece.interval.contains(alpha, xp), piece.functions(alpha, xp), 0.0)
+                               for piece in pieces])
 
     def __call__(self, alphas: Sequence[Any], tensor: Any = None) -> Any:
         """N(α); ``tensor``: :attr:`tensor` passed as an argument (under jit: not a constant)."""
@@ -199,3 +246,51 @@ def build(weights: np.ndarray, systematics: Sequence[tuple[str, Sequence[np.ndar
     # the integral keeps the α-functions only, not the per-event coefficients (memory)
     light = [[replace(piece, coefficients=np.zeros((0, 0))) for piece in pieces] for pieces in all_pieces]
     return ShapeIntegral(tensor.reshape(sizes), light, xp)
+
+
+@dataclass(frozen=True)
+class PolynomialPiece:
+    """N(α) where every α_k lies in ``intervals[k]``: ``Σ_p coefficients[p_1, …, p_K] Π_k t_k^p_k``
+    with ``t_k = signs[k]·α_k − centres[k]``."""
+
+    intervals: tuple[Interval, ...]
+    signs: tuple[float, ...]
+    centres: tuple[float, ...]
+    coefficients: np.ndarray
+
+    def __call__(self, alphas: Sequence[float]) -> float:
+        """The polynomial at ``alphas`` (whether or not they lie in the intervals)."""
+        result = self.coefficients
+        for alpha, sign, centre in zip(reversed(list(alphas)), reversed(self.signs), reversed(self.centres),
+                                       strict=True):
+            result = np.polynomial.polynomial.polyval(sign * alpha - centre, result, tensor=False)
+        return float(result)
+
+
+def polynomial_pieces(integral: ShapeIntegral) -> list[PolynomialPiece]:
+    """``integral`` as one polynomial per combination of its systematics' α regions: the
+    moment tensor's block of those regions contracted with the α-functions' polynomial
+    coefficients (no approximation beyond the Taylor series the integral already is).
+
+    >>> rng = np.random.default_rng(1)
+    >>> hi, lo, w = rng.uniform(0.8, 1.3, 200), rng.uniform(0.7, 1.2, 200), rng.uniform(0, 1, 200)
+    >>> from ratiofactory.interpolation import prepare_interpolation
+    >>> integral = build(w, [("code4", prepare_interpolation("code4", hi, lo).arrays, (-3.0, 3.0))], np)
+    >>> pieces = polynomial_pieces(integral)
+    >>> [(p.intervals[0].low, p.intervals[0].high, p.coefficients.size) for p in pieces]
+    [(-1.0, 1.0, 7), (1.0, inf, 12), (-inf, -1.0, 13)]
+    >>> all(abs(p([a]) - float(integral([a]))) < 1e-13 * float(integral([a]))
+    ...     for a, p in ((0.4, pieces[0]), (2.2, pieces[1]), (-3.0, pieces[2])))
+    True
+    """
+    offsets = [np.cumsum([0] + [piece.polynomials.shape[0] for piece in pieces]) for pieces in integral.systematics]
+    tensor = np.asarray(integral.tensor)
+    found = []
+    for choice in itertools.product(*[range(len(pieces)) for pieces in integral.systematics]):
+        chosen = [pieces[c] for pieces, c in zip(integral.systematics, choice, strict=True)]
+        block = tensor[tuple(slice(o[c], o[c + 1]) for o, c in zip(offsets, choice, strict=True))]
+        for axis, piece in enumerate(chosen):  # α-function index → power of t on this axis
+            block = np.moveaxis(np.tensordot(block, piece.polynomials, axes=([axis], [0])), -1, axis)
+        found.append(PolynomialPiece(tuple(p.interval for p in chosen), tuple(p.sign for p in chosen),
+                                     tuple(p.centre for p in chosen), block))
+    return found

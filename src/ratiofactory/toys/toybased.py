@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pyhf
-from scipy.stats import norm
+from scipy.stats import beta, norm
 
 from ..infer.fitting import FitOptions, minimize
 from ..infer.hypotests import _check_kind, prepare_setup
@@ -28,6 +28,8 @@ from .vfit import BatchFit, fit_toys, generate_and_fit
 __all__ = ["ToyHypoTestResult", "conditional_mle", "toy_teststats", "toybased_hypotest"]
 
 TASK_BATCHES = 4  # batches of toys per executor task (more: less overhead, coarser progress)
+#: confidence level of the one-sided upper bound on a p-value where no toy passes (±1σ's)
+UPPER_BOUND_CL = float(norm.cdf(1.0) - norm.cdf(-1.0))
 _BAND_PERCENTILES = 100 * norm.cdf([-2.0, -1.0, 0.0, 1.0, 2.0])
 
 
@@ -143,8 +145,45 @@ class ToyHypoTestResult:
     background_teststats: np.ndarray
     n_failed: int
 
+    def counts(self) -> dict[str, int]:
+        """How many signal-like (CLs+b) and background-like (CLb) toys have a statistic at
+        or beyond the observed one (``*_beyond``), out of the toys whose fits succeeded
+        (``*_valid``); for ``q0`` both are the background-only toys."""
+        def count(samples: np.ndarray) -> tuple[int, int]:
+            finite = samples[np.isfinite(samples)]
+            return int(np.sum(finite >= self.teststat)), int(finite.size)
+
+        (k_sb, n_sb), (k_b, n_b) = count(self.signal_teststats), count(self.background_teststats)
+        return {"signal_beyond": k_sb, "signal_valid": n_sb, "background_beyond": k_b, "background_valid": n_b}
+
+    def clsb_upper_bound(self, cl: float = UPPER_BOUND_CL) -> float:
+        """One-sided Clopper–Pearson upper bound at ``cl`` on CLs+b (the discovery p-value
+        p₀ for ``q0``) from the signal-like toys: where none passes (CLs+b = 0, binomial error
+        0), ``1 − (1 − cl)^(1/n)``, about 1.15/n at 68 %.
+
+        >>> import numpy as np
+        >>> result = ToyHypoTestResult(0.0, "q0", 9.0, np.nan, 0.0, 0.0, (), np.zeros(30), np.zeros(30), 0)
+        >>> round(result.clsb_upper_bound(), 4), round(1 - (1 - 0.6827) ** (1 / 30), 4)
+        (0.0375, 0.0375)
+        """
+        counts = self.counts()
+        k, n = counts["signal_beyond"], counts["signal_valid"]
+        return float(beta.ppf(cl, k + 1, n - k)) if n > 0 and k < n else 1.0
+
+    def cls_upper_bound(self, cl: float = UPPER_BOUND_CL) -> float:
+        """An upper bound on CLs where no signal-like toy passes: :meth:`clsb_upper_bound`
+        divided by CLb (NaN where CLb = 0 too: CLs is then undefined)."""
+        return self.clsb_upper_bound(cl) / self.clb if self.clb > 0 else float("nan")
+
+    def pvalue_error(self) -> float:
+        """Binomial standard error of CLs+b (p₀ for ``q0``): 0 where no toy passes (use
+        :meth:`clsb_upper_bound` then)."""
+        n = max(self.counts()["signal_valid"], 1)
+        return float(np.sqrt(self.clsb * (1 - self.clsb) / n))
+
     def cls_error(self) -> float:
-        """Binomial standard error of CLs from the toy statistics."""
+        """Binomial standard error of CLs from the toy statistics (0 where no signal-like toy
+        passes: use :meth:`cls_upper_bound` then)."""
         n_sb, n_b = np.isfinite(self.signal_teststats).sum(), np.isfinite(self.background_teststats).sum()
         var_sb = self.clsb * (1 - self.clsb) / max(n_sb, 1)
         var_b = self.clb * (1 - self.clb) / max(n_b, 1)
@@ -163,7 +202,12 @@ def toybased_hypotest(model: Any, data: Any, mu: float, n_toys: int, seed: int, 
                       executor: Executor | None = None, batch_size: int = 64,
                       options: FitOptions | None = None) -> ToyHypoTestResult:
     """CLs (``qtilde``, ``q``, ``tmu``, ``tmu_tilde``) or the discovery p-value (``q0``:
-    ``clsb`` is the p-value under μ = 0) of ``poi = mu`` from ``n_toys`` toys per hypothesis.
+    ``clsb`` is the p-value p₀ under μ = 0) of ``poi = mu`` from ``n_toys`` toys per hypothesis.
+
+    For ``q0`` only background-only toys are drawn (``mu`` is ignored): ``clsb = clb = p₀``,
+    ``cls`` is NaN and ``expected_cls`` empty (CLs and its band, a ratio of two hypotheses'
+    p-values, have no meaning for a discovery test; ``infer.significance`` gives the
+    expected p₀ of a signal hypothesis).
 
     Signal toys use ``seed``, background toys ``seed + 1``.
 
@@ -194,9 +238,12 @@ def toybased_hypotest(model: Any, data: Any, mu: float, n_toys: int, seed: int, 
         background = sample_teststats(model, background_pars, n_toys, seed + 1, mu, setup, test_stat,
                                       executor=executor, batch_size=batch_size, desc="background-like toys")
     clsb, clb = _pvalue(signal, observed), _pvalue(background, observed)
+    n_failed = int((~np.isfinite(signal)).sum() + (0 if test_stat == "q0" else (~np.isfinite(background)).sum()))
+    if test_stat == "q0":
+        return ToyHypoTestResult(mu, test_stat, observed, float("nan"), clsb, clb, (), signal, background,
+                                 n_failed)
     finite_b = background[np.isfinite(background)]
     cls_b = np.array([_pvalue(signal, t) / max(_pvalue(background, t), 1e-300) for t in finite_b])
     expected = tuple(float(v) for v in np.percentile(cls_b, _BAND_PERCENTILES)) if cls_b.size else ()
-    n_failed = int((~np.isfinite(signal)).sum() + (0 if test_stat == "q0" else (~np.isfinite(background)).sum()))
     return ToyHypoTestResult(mu, test_stat, observed, clsb / clb if clb > 0 else float("nan"), clsb, clb,
                              expected, signal, background, n_failed)
