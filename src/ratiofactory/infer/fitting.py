@@ -174,7 +174,7 @@ def _check_finite_start(objective: Objective, setup: FitSetup, context: str) -> 
             f"{context}-2 ln L is {value} at the initial parameters ({shown}{more}): the likelihood"
             " is not finite there (an unbinned channel is +inf where an event has s(x;θ) <= 0,"
             f" e.g. through negative interference coefficients{_nonpositive(objective, setup)});"
-            " start from a different init="
+            " start from other initial values"
         )
 
 
