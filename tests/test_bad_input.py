@@ -961,6 +961,11 @@ def test_export_output_over_an_input_is_refused(workdir):
         ({"name": "mu", "bounds": [[2.0]]}, ["/measurements/0/config/parameters/0/bounds/0", "a pair [lower, upper]"]),
         ({"name": "mu", "bounds": [[2.0, 1.0]]}, ["/bounds/0", "lower bound 2.0 must be below upper bound 1.0"]),
         ({"name": "mu", "bounds": [[0.0, 1.0]], "inits": [2.0]}, ["/inits/0", "init 2.0 lies outside the bounds [0.0, 1.0]"]),
+        # pyhf's schema allows constraint widths <= 0; its likelihood is then NaN
+        ({"name": "u", "sigmas": [0.1, 0.0]}, ["/measurements/0/config/parameters/0/sigmas/1",
+                                               "sigma 0.0 of parameter 'u' must be positive"]),
+        ({"name": "u", "sigmas": [-0.1, 0.1]}, ["/sigmas/0", "sigma -0.1"]),
+        ({"name": "u", "factors": [100.0, 0.0]}, ["/factors/1", "factor 0.0 of parameter 'u' must be positive"]),
     ],
 )
 def test_measurement_bounds_pyhf_schema_lets_through(setting, fragments):

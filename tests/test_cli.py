@@ -122,6 +122,20 @@ def test_required_range_and_plot_options_are_required(tmp_path, command, option)
     one_line_error(run([name, tmp_path / "missing.json", *rest]), f"Missing option '{option}'")
 
 
+@pytest.mark.parametrize("command", ["validate", "fit"])
+def test_constraint_width_zero_is_refused_without_numpy_warnings(toy, tmp_path, command):
+    """A measurement's sigmas of 0 on a constraint only the unbinned channel uses passed
+    validate, and fit printed numpy's divide-by-zero warnings and blamed s(x;θ) <= 0."""
+    path, _, _ = toy
+    patch = tmp_path / "s0.json"
+    patch.write_text(json.dumps([{"op": "add", "path": "/measurements/0/config/parameters/-",
+                                  "value": {"name": "bkg_norm", "auxdata": [0.0], "sigmas": [0.0]}}]))
+    result = run([command, path, "-p", patch])
+    one_line_error(result, "/measurements/0/config/parameters/1/sigmas/0", "sigma 0.0 of parameter 'bkg_norm'",
+                   "must be positive")
+    assert "warning" not in result.stderr
+
+
 def test_scan_plot_pdf_is_pdf(toy, tmp_path):
     path, _, _ = toy
     result = run(["scan", path, "--poi-range", 0, 3, "--points", 4, "--plot", tmp_path / "scan.pdf"])

@@ -142,3 +142,48 @@ def test_invalid_table_is_reported_by_the_validator(submission, tmp_path):
     (copy / "bestfit.yaml").write_text(yaml.safe_dump({"independent_variables": "nope"}))
     with pytest.raises(InvalidFile, match="not a valid HEPData submission"):
         hepdata.validate_submission(copy)
+
+
+def test_nulls_of_ordinary_results_become_missing_values(toy, tmp_path):
+    """The default (root-finding) upper-limit JSON has null CLs where the root finder did
+    not evaluate, and a fit with the POI on a bound has a null error: both were refused
+    ("not a complete ratiofactory result"); now nulls are HEPData's missing value "-", a
+    null error is omitted, a limit beyond the range is "> HI", and the validator accepts it."""
+    limit = run_json(["upper-limit", toy, "--quiet"], tmp_path, "limit.json")
+    assert None in limit["cls_observed"]
+    patch = tmp_path / "bound.json"
+    patch.write_text(json.dumps([{"op": "replace", "path": "/measurements/0/config/parameters/0",
+                                  "value": {"name": "mu", "bounds": [[1.5, 4.0]], "inits": [2.0]}}]))
+    fit = run_json(["fit", toy, "-p", patch, "--quiet"], tmp_path, "fit.json")
+    assert fit["errors"][0] is None
+    assert fit["at_bound"] == {"mu": "lower"}
+    outside = run_json(["upper-limit", toy, "--poi-range", "0.05", "1", "--points", "3", "--quiet"], tmp_path,
+                       "outside.json")
+    assert "above" in outside["outside_range"]
+    target = tmp_path / "hepdata"
+    result = run(["pack", toy, "--hepdata", target, "--quiet",
+                  *(x for name in ("limit", "fit") for x in ("--result", tmp_path / f"{name}.json"))])
+    assert result.exit_code == 0, result.output
+    assert hepdata.validate_submission(target) is True
+    curve = _table(target, "CLs versus mu")["dependent_variables"][0]["values"]
+    assert [v["value"] for v in curve] == ["-" if c is None else c for c in limit["cls_observed"]]
+    best = _table(target, "Best-fit parameters")["dependent_variables"][0]["values"]
+    assert best[0] == {"value": 1.5}  # no error entry for the POI on its bound
+    assert best[1]["errors"][0]["symerror"] == fit["errors"][1]
+    described = {d["name"]: d["description"] for d in _documents(target)[1:]}
+    assert "mu (lower)" in described["Best-fit parameters"]
+    other = tmp_path / "hepdata2"
+    assert run(["pack", toy, "--hepdata", other, "--result", tmp_path / "outside.json", "--quiet"]).exit_code == 0
+    limits = [v["value"] for v in _table(other, "Upper limits on mu")["dependent_variables"][0]["values"]]
+    assert limits == [f"> {1:g}" if where == "above" else value for value, where in
+                      zip([outside["observed"], *outside["expected"]], outside["outside_range"], strict=True)]
+
+
+def test_impacts_without_poi_error_and_nan_values_are_tabulated():
+    impacts = {"poi": "mu", "poi_value": 0.0, "poi_error": None, "rows": [
+        {"name": "a", "pull": 0.1, "constraint": 0.9, "hessian": None, "prefit_up": 0.0, "prefit_down": 0.2,
+         "postfit_up": None, "postfit_down": float("nan")}]}
+    table = hepdata.result_table(impacts)
+    assert "no Hesse error" in table.description
+    values = [v["values"][0]["value"] for v in table.data["dependent_variables"]]
+    assert values == [0.1, 0.9, "-", 0.0, 0.2, "-", "-"]

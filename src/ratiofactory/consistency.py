@@ -81,10 +81,14 @@ def _check_finite(value: Any, path: list[str | int]) -> None:
 
 
 def _check_parameter_settings(parameters: Sequence[Mapping[str, Any]], pointer: str) -> None:
-    """Each bound is a pair lower < upper (pyhf's schema lets ``[[2.0]]`` through) and each
-    init lies inside the bounds given beside it."""
+    """Each bound is a pair lower < upper (pyhf's schema lets ``[[2.0]]`` through), each
+    init lies inside the bounds given beside it, and constraint widths (``sigmas``) and
+    Poisson scale factors (``factors``) are positive (pyhf's schema allows 0 and negative
+    numbers; its likelihood is then NaN, with numpy's divide-by-zero warnings)."""
     for index, entry in enumerate(parameters):
         where = f"{pointer}/parameters/{index}"
+        _check_positive(entry, "sigmas", "the width of its Gaussian constraint", where)
+        _check_positive(entry, "factors", "the scale factor of its Poisson constraint", where)
         bounds = entry.get("bounds")
         for k, pair in enumerate(bounds if is_array(bounds) else []):
             if not (is_array(pair) and len(pair) == 2):
@@ -105,6 +109,16 @@ def _check_parameter_settings(parameters: Sequence[Mapping[str, Any]], pointer: 
                         f"of parameter {entry['name']!r}",
                         f"{where}/inits/{k}",
                     )
+
+
+def _check_positive(entry: Mapping[str, Any], key: str, what: str, where: str) -> None:
+    values = entry.get(key)
+    for k, value in enumerate(values if is_array(values) else []):
+        if isinstance(value, numbers.Real) and not float(value) > 0:
+            raise InvalidSpecification(
+                f"{key[:-1]} {plain_value(value)} of parameter {entry['name']!r} must be positive ({what})",
+                f"{where}/{key}/{k}",
+            )
 
 
 def _channels(spec: Mapping[str, Any]) -> list[tuple[str, str, int | None]]:

@@ -19,6 +19,7 @@ The format is HEPData's submission format (schemas 1.1.1 of ``hepdata-validator`
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
@@ -51,8 +52,29 @@ class HepDataTable:
     data_file: str
 
 
+#: HEPData's value of a missing entry (a string value, as hepdata_lib writes one)
+MISSING = "-"
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a finite float, None where the result holds none (JSON null, NaN)."""
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _entry(value: Any) -> str | float:
+    if isinstance(value, str):
+        return value
+    number = _number(value)
+    return MISSING if number is None else number
+
+
 def _values(values: Iterable[Any]) -> list[dict[str, Any]]:
-    return [{"value": v if isinstance(v, str) else float(v)} for v in values]
+    """HEPData value entries; null/NaN (a root finder's untested point, a fit's error on a
+    bound) become the missing value ``"-"``."""
+    return [{"value": _entry(v)} for v in values]
 
 
 def _variable(name: str, values: Iterable[Any], errors: Iterable[list[dict[str, Any]]] | None = None,
@@ -64,8 +86,7 @@ def _variable(name: str, values: Iterable[Any], errors: Iterable[list[dict[str, 
                 entry["errors"] = errs
     variable: dict[str, Any] = {"header": {"name": name}, "values": entries}
     if qualifiers:
-        variable["qualifiers"] = [{"name": k, "value": v if isinstance(v, str) else float(v)}
-                                  for k, v in qualifiers.items()]
+        variable["qualifiers"] = [{"name": k, "value": _entry(v)} for k, v in qualifiers.items()]
     return variable
 
 
@@ -81,15 +102,20 @@ def _fit_table(result: Mapping[str, Any]) -> HepDataTable:
     errs = []
     for i, name in enumerate(names):
         row = []
-        if errors is not None and not fixed[i]:
-            row.append({"symerror": float(errors[i]), "label": "Hesse"})
-        if name in minos:
-            lo, hi = minos[name]
-            row.append({"asymerror": {"minus": float(lo), "plus": float(hi)}, "label": "MINOS"})
+        hesse = None if errors is None or fixed[i] else _number(errors[i])  # None on a bound
+        if hesse is not None:
+            row.append({"symerror": hesse, "label": "Hesse"})
+        lo, hi = (_number(v) for v in minos.get(name, (None, None)))
+        if lo is not None and hi is not None:
+            row.append({"asymerror": {"minus": lo, "plus": hi}, "label": "MINOS"})
         errs.append(row)
     poi = result.get("poi")
+    on_bound = result.get("at_bound") or {}
     description = (f"Maximum-likelihood estimates of the parameters{f' (POI {poi})' if poi else ''};"
                    f" -2 ln L at the minimum = {float(result['twice_nll']):.10g}.")
+    if on_bound:
+        description += (" On a bound (no Hesse error: not a parabolic minimum): "
+                        + ", ".join(f"{n} ({side})" for n, side in on_bound.items()) + ".")
     return _table("Best-fit parameters", description, "bestfit.yaml",
                   _variable("Parameter", names), _variable("Best-fit value", values, errs))
 
@@ -111,8 +137,20 @@ def _limit_table(result: Mapping[str, Any]) -> HepDataTable:
                    f" test statistic {result['test_stat']}, {result['method']}.")
     return _table(f"Upper limits on {poi}", description, f"upper_limit_{poi}.yaml",
                   _variable("Limit", ["observed", *BAND_LABELS]),
-                  _variable(f"{poi} upper limit", [result["observed"], *result["expected"]],
-                            qualifiers={"CL": 1 - level}))
+                  _variable(f"{poi} upper limit", _limits(result), qualifiers={"CL": 1 - level}))
+
+
+def _limits(result: Mapping[str, Any]) -> list[Any]:
+    """Observed and expected limits; one beyond the search range as ``"> hi"``/``"< lo"``
+    (``outside_range``), another null as the missing value."""
+    limits: list[Any] = [result["observed"], *result["expected"]]
+    outside = result.get("outside_range") or [None] * len(limits)
+    lo, hi = (result.get("search_range") or (None, None))[:2]
+    for k, where in enumerate(outside):
+        end = _number(hi if where == "above" else lo)
+        if where in ("above", "below") and end is not None:
+            limits[k] = f"{'>' if where == 'above' else '<'} {end:g}"
+    return limits
 
 
 def _cls_curve_table(result: Mapping[str, Any]) -> HepDataTable:
@@ -148,10 +186,11 @@ def _impacts_table(result: Mapping[str, Any]) -> HepDataTable:
     columns = [("pull", "Pull"), ("constraint", "Constraint"), ("hessian", "Hessian impact"),
                ("prefit_up", "Pre-fit impact up"), ("prefit_down", "Pre-fit impact down"),
                ("postfit_up", "Post-fit impact up"), ("postfit_down", "Post-fit impact down")]
-    dependent = [_variable(title, ["-" if r[key] is None else r[key] for r in rows])
-                 for key, title in columns]
+    dependent = [_variable(title, [r.get(key) for r in rows]) for key, title in columns]
+    error = _number(result["poi_error"])
+    shown = f" ± {error:.3g}" if error is not None else " (on its bound: no Hesse error)"
     return _table(f"Impacts on {result['poi']}", f"Pulls, constraints and impacts on {result['poi']}"
-                  f" = {float(result['poi_value']):.6g} ± {float(result['poi_error']):.3g}, ranked.",
+                  f" = {float(result['poi_value']):.6g}{shown}, ranked.",
                   f"impacts_{result['poi']}.yaml", _variable("Parameter", [r["name"] for r in rows]),
                   *dependent)
 

@@ -170,6 +170,12 @@ def _check_finite_start(objective: Objective, setup: FitSetup, context: str) -> 
     if not np.isfinite(value):
         shown = ", ".join(f"{n}={v:g}" for n, v in list(zip(setup.names, setup.init, strict=True))[:8])
         more = ", ..." if len(setup.names) > 8 else ""
+        if np.isnan(value):  # s(x;θ) <= 0 gives +inf, never NaN
+            raise InvalidFitSetup(
+                f"{context}-2 ln L is nan at the initial parameters ({shown}{more}): a term of the likelihood is"
+                " undefined there (e.g. a constraint of width <= 0 in a model built without the workspace"
+                " checks, or a negative expected count in a binned channel); start from a different init="
+            )
         raise InvalidFitSetup(
             f"{context}-2 ln L is {value} at the initial parameters ({shown}{more}): the likelihood"
             " is not finite there (an unbinned channel is +inf where an event has s(x;θ) <= 0,"
