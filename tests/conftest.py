@@ -78,6 +78,16 @@ def _return_freed_memory() -> None:
 
 
 @pytest.fixture(autouse=True)
+def _close_figures():
+    """Close the figures a test left open: pyplot keeps each one until it is closed (the CLI's
+    plot commands and a plot whose saving was refused leave theirs), and warns, an error
+    here, once more than 20 are open."""
+    yield
+    if "matplotlib.pyplot" in sys.modules:
+        sys.modules["matplotlib.pyplot"].close("all")
+
+
+@pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Every test writes its ONNX cache to a fresh temporary directory, never ~/.cache."""
     monkeypatch.setenv("RATIOFACTORY_CACHE_DIR", str(tmp_path_factory.mktemp("ratiocache")))
