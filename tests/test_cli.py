@@ -186,6 +186,49 @@ def test_upper_limit_reports_lines_beyond_the_range(toy, tmp_path):
     assert "limit > 1 (extend --poi-range)" in scanned.stderr
 
 
+def test_cli_option_errors_are_usage_errors_in_cli_terms(toy, tmp_path):
+    """--fixed with a component beyond the parameter's size or a value outside its bounds
+    fails like an unknown name (exit 2, 'Invalid value for --fixed'), in command-line
+    terms; --starts with --no-global is refused (it was ignored)."""
+    path, _, _ = toy
+    for item, words in (("bkg_norm[1]=1", "'bkg_norm[1]': 'bkg_norm' has 1 component (write 'bkg_norm')"),
+                        ("foo=1", "unknown parameter 'foo'"),
+                        ("mu=20", ("mu=20 lies outside the parameter's bounds [-1, 10] (set in the workspace's"
+                                  " measurement; a -p JSON patch changes them)"))):
+        result = run(["fit", path, "--fixed", item])
+        assert result.exit_code == 2, result.output
+        assert f"Invalid value for --fixed: {words}" in result.stderr
+        assert "bounds=" not in result.stderr
+    result = run(["fit", path, "--starts", 3, "--no-global"])
+    assert result.exit_code == 2
+    assert "--starts seeds the global minimum search, which --no-global turns off" in result.stderr
+
+
+def test_check_parameters_knows_the_components():
+    import click
+
+    from ratiofactory.cli._common import check_parameters
+
+    model = pyhf.simplemodels.uncorrelated_background([5.0, 5.0], [50.0, 50.0], [5.0, 5.0], validate=False)
+    check_parameters(model, ["uncorr_bkguncrt", "uncorr_bkguncrt[1]", "mu"], "--fixed")
+    with pytest.raises(click.BadParameter, match=r"'uncorr_bkguncrt\[7\]': 'uncorr_bkguncrt' has 2 components"
+                                                 r" \(components uncorr_bkguncrt\[0\] ... uncorr_bkguncrt\[1\]\)"):
+        check_parameters(model, ["uncorr_bkguncrt[7]"], "--fixed")
+
+
+def test_cls_outside_the_background_only_hypothesis_says_so(toy, tmp_path):
+    path, model, data = toy
+    patch = tmp_path / "bounds.json"
+    patch.write_text(json.dumps([{"op": "replace", "path": "/measurements/0/config/parameters/0/bounds",
+                                  "value": [[1.2, 4.0]]},
+                                 {"op": "replace", "path": "/measurements/0/config/parameters/0/inits",
+                                  "value": [2.0]}]))
+    one_line_error(run(["cls", path, "-p", patch, "--test-poi", 3]),
+                   "the background-only hypothesis mu = 0 lies outside the POI's bounds [1.2, 4]")
+    with pytest.raises(infer.InvalidFitSetup, match="background-only hypothesis mu = 0 lies outside"):
+        infer.significance(model, data, bounds={"mu": (0.5, 5.0)}, init={"mu": 1.0})
+
+
 def test_impacts_and_plot(toy, tmp_path):
     path, model, data = toy
     got = run_json(["impacts", path, "--plot", tmp_path / "impacts.png"], tmp_path)

@@ -162,7 +162,7 @@ def test_wrong_data_length(model):
 
 
 def test_nonfinite_likelihood_at_init_is_reported(model, data):
-    with pytest.raises(infer.InvalidFitSetup, match=r"-2 ln L is nan at the initial parameters \(bkg_shape=0, lumi=1, mu=-100.*start from a different init="):
+    with pytest.raises(infer.InvalidFitSetup, match=r"-2 ln L is nan at the initial parameters \(bkg_shape=0, lumi=1, mu=-100.*start from other initial values"):
         infer.fit(model, data, init={"mu": -100.0}, bounds={"mu": (-200.0, 10.0)})
 
 

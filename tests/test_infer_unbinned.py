@@ -199,7 +199,7 @@ def test_nonpositive_density_at_init_is_a_clear_error(toy):
     model, data, _ = toy
     with pytest.raises(infer.InvalidFitSetup,
                        match=r"-2 ln L is inf at the initial parameters \(mu=-2.*s\(x;θ\) <= 0.*here \d+ event\(s\),"
-                             r" first: channel 'SR' observed event \d+ with s = -.*start from a different init=") as info:
+                             r" first: channel 'SR' observed event \d+ with s = -.*start from other initial values") as info:
         infer.fit(model, data, init={"mu": -2.0})
     assert "\n" not in str(info.value)
 

@@ -182,6 +182,31 @@ def test_cli_patchset_needs_a_patch_name(unbinned_grid):
                    "no patch 'S_9_9' in the patchset")
 
 
+def test_cli_patch_errors_speak_the_command_line(unbinned_grid, tmp_path):
+    """--patch-name with a plain JSON patch is refused (was ignored); a -p patch setting a
+    missing ONNX file is named in the error; a patchset made for another workspace points
+    to the command that applies it anyway, not to verify=False."""
+    root, _, _ = unbinned_grid
+    patch = tmp_path / "patch.json"
+    patch.write_text(json.dumps(_point_patch(5.0, 15.0)))
+    result = run(["fit", root / "bkgonly.json", "-p", patch, "--patch-name", "S_5_15"])
+    assert result.exit_code == 2
+    assert f"--patch-name 'S_5_15' selects a patch of a patchset, but {patch} is a plain JSON patch" in result.stderr
+    missing = tmp_path / "missing.json"
+    missing.write_text(json.dumps(_point_patch(4.0, 5.0)))  # models/S_4.onnx does not exist
+    one_line_error(run(["fit", root / "bkgonly.json", "-p", missing]),
+                   f"the patch {missing}: /unbinned_channels/0/samples/0/ratio", "S_4.onnx")
+    other = root / "other_measurement.json"
+    other.write_text(json.dumps({**_background_spec(), "measurements": [
+        {"name": "other", "config": {"poi": "mu", "parameters": []}}]}))
+    result = run(["fit", other, "-p", root / "patchset.json", "--patch-name", "S_5_15"])
+    one_line_error(result, "made for a workspace with sha256",
+                   "'ratiofactory patchset apply --no-verify' writes the patched workspace anyway")
+    assert "verify=False" not in result.stderr
+    result = run(["patchset", "apply", other, root / "patchset.json", "--name", "S_5_15", "-o", root / "x.json"])
+    one_line_error(result, "--no-verify applies it anyway")
+
+
 def test_cli_grid_writes_table_plot_and_json(unbinned_grid, tmp_path):
     root, _, _ = unbinned_grid
     table, plot = tmp_path / "grid.csv", tmp_path / "grid.png"

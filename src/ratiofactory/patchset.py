@@ -219,8 +219,9 @@ class PatchSet:
         known = ", ".join(self.names[:10]) + (" ..." if len(self) > 10 else "")
         raise InvalidSpecification(f"no patch {key!r} in the patchset; patches: {known}", source=self.source)
 
-    def verify(self, workspace: Any) -> None:
-        """Check that ``workspace`` (or a spec) is the one the patchset was made for (its digests)."""
+    def verify(self, workspace: Any, *, hint: str = "pass verify=False to apply it anyway") -> None:
+        """Check that ``workspace`` (or a spec) is the one the patchset was made for (its
+        digests); ``hint`` ends the error (the command line gives its own option)."""
         spec = workspace.spec if hasattr(workspace, "spec") else dict(workspace)
         for algorithm, expected in self.digests.items():
             try:
@@ -231,7 +232,7 @@ class PatchSet:
             if actual != expected:
                 raise InvalidSpecification(
                     f"the patchset was made for a workspace with {algorithm} {expected}, not this one "
-                    f"({actual}); pass verify=False to apply it anyway", pointer="/metadata/digests",
+                    f"({actual}); {hint}", pointer="/metadata/digests",
                     source=self.source)
 
     def apply(self, workspace: Any, key: str | Sequence[float], *, verify: bool = True) -> Any:

@@ -79,15 +79,46 @@ def apply_patches(ws: Any, patches: Sequence[str], patch_name: str | None) -> An
         raise click.UsageError("--patch-name selects a patch of one patchset: give exactly one --patch")
     for path in patches:
         text = jsontext.loads(read_text(path, "the patch file"), path)
+        before = _file_paths(ws)
         if isinstance(text, dict):
             if patch_name is None:
                 names = PatchSet(text, source=path).names
                 raise click.UsageError(f"{path} is a patchset: choose a patch with --patch-name "
                                        f"({', '.join(names[:5])}{' ...' if len(names) > 5 else ''})")
-            ws = PatchSet(text, source=path).apply(ws, patch_name)
+            patchset = PatchSet(text, source=path)
+            patchset.verify(ws, hint="'ratiofactory patchset apply --no-verify' writes the patched workspace anyway")
+            ws = patchset.apply(ws, patch_name, verify=False)
         else:
+            if patch_name is not None:
+                raise click.UsageError(f"--patch-name {patch_name!r} selects a patch of a patchset, but {path} is a"
+                                       " plain JSON patch: drop --patch-name (or give the patchset)")
             ws = apply_patch(ws, load_patch_operations(path), name=path)
+        _check_new_files(ws, before, path)
     return ws
+
+
+def _file_paths(ws: Any) -> dict[str, str]:
+    from ..files import file_references
+
+    return {pointer: str(ref.get("path")) for pointer, ref in file_references(ws.spec)}
+
+
+def _check_new_files(ws: Any, before: Mapping[str, str], patch: str) -> None:
+    """Every file reference the patch ``patch`` added or changed exists (the error names
+    the patch: the workspace did not write that path)."""
+    from ..errors import InvalidFile, RatiofactoryError
+    from ..files import resolve_path
+
+    for pointer, path in _file_paths(ws).items():
+        if before.get(pointer) == path:
+            continue
+        try:
+            exists = resolve_path(ws.base_dir, path, pointer=pointer).is_file()
+        except RatiofactoryError as err:
+            raise InvalidFile(f"the patch {patch}: {err}") from None
+        if not exists:
+            raise InvalidFile(f"the patch {patch} sets {pointer}/path to {path!r}, which does not exist in"
+                              f" {ws.base_dir} (paths are relative to the workspace's directory)")
 
 
 def _set_value(name: str, value: Any = None) -> Callable[[click.Context, click.Parameter, Any], Any]:
@@ -109,8 +140,12 @@ def global_search_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def fit_settings() -> dict[str, Any]:
-    """``global_search`` and ``starts`` for ``FitOptions``/``infer.fit`` from the command line."""
+    """``global_search`` and ``starts`` for ``FitOptions``/``infer.fit`` from the command line
+    (``--starts`` with ``--no-global`` is refused: it would be ignored)."""
     current = settings()
+    if current.starts is not None and not current.global_search:
+        raise click.UsageError("--starts seeds the global minimum search, which --no-global turns off: "
+                               "give one of them")
     chosen: dict[str, Any] = {"global_search": current.global_search}
     if current.starts is not None:
         chosen["starts"] = current.starts
@@ -212,14 +247,41 @@ def poi_grid_option(default: tuple[float, float, int], help: str) -> Callable[[C
 
 
 def check_parameters(model: Any, names: Sequence[str], option: str) -> None:
-    """Every name is a parameter (or an expanded ``name[i]``) of ``model``."""
-    known = set(model.config.par_order)
+    """Every name is a parameter or one of its expanded components ``name[i]`` of ``model``
+    (a usage error, exit status 2, naming the option)."""
+    from ..infer.setup import parameter_indices
+
+    config = model.config
+    known = parameter_indices(config)
     for name in names:
+        if name in known:
+            continue
         base = name.split("[", 1)[0]
-        if base not in known:
-            raise click.BadParameter(
-                f"unknown parameter {name!r}; the model's parameters are: {', '.join(model.config.par_order)}",
-                param_hint=option)
+        if base in config.par_order:
+            size = len(known[base])
+            components = (f"write {base!r}" if size == 1 else
+                          f"components {base}[0] ... {base}[{size - 1}]")
+            raise click.BadParameter(f"{name!r}: {base!r} has {size} component{'s' if size > 1 else ''}"
+                                     f" ({components})", param_hint=option)
+        raise click.BadParameter(
+            f"unknown parameter {name!r}; the model's parameters are: {', '.join(config.par_order)}",
+            param_hint=option)
+
+
+def check_fixed_values(model: Any, fixed: Mapping[str, float]) -> None:
+    """Every ``--fixed NAME=VALUE`` lies within the parameter's bounds (from the workspace's
+    measurement; a ``-p`` patch changes them)."""
+    from ..infer.setup import parameter_indices
+
+    indices = parameter_indices(model.config)
+    bounds = model.config.suggested_bounds()
+    for name, value in fixed.items():
+        for index in indices[name]:
+            lo, hi = (float(b) for b in bounds[index])
+            if not lo <= value <= hi:
+                raise click.BadParameter(
+                    f"{name}={value:g} lies outside the parameter's bounds [{lo:g}, {hi:g}] (set in the"
+                    " workspace's measurement; a -p JSON patch changes them)", param_hint="--fixed")
 
 
 _OUTPUT_PARAMETERS = {"output_file": "--output-file", "output": "--output", "plot": "--plot", "bundle": "BUNDLE",

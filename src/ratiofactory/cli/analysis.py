@@ -10,6 +10,7 @@ import numpy as np
 
 from ._common import (
     WORKSPACE,
+    check_fixed_values,
     check_parameters,
     common_options,
     emit,
@@ -31,8 +32,10 @@ from ._common import (
 def _setup(workspace: str, backend: str, measurement: str | None, fixed: tuple[str, ...],
            poi: str | None = None) -> tuple[Any, Any, Any, dict[str, float]]:
     fixed_values = parse_fixed(fixed)
+    fit_settings()  # contradictory fit options (--starts with --no-global) refused before any work
     ws, model, data = load_model(workspace, backend, measurement, poi)
     check_parameters(model, list(fixed_values), "--fixed")
+    check_fixed_values(model, fixed_values)
     return ws, model, data, fixed_values
 
 

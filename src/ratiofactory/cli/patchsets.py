@@ -63,7 +63,7 @@ def verify(workspace: str, patchset_file: str) -> None:
     """Check that PATCHSET was made for WORKSPACE (its digest) and that every patch applies."""
     patches = _load_patchset(patchset_file)
     ws = load_workspace(workspace)
-    patches.verify(ws)
+    patches.verify(ws, hint="'patchset apply --no-verify' applies a patch anyway")
     with progress("applying every patch"):
         for patch in patches:
             patches.apply(ws, patch.name, verify=False)
@@ -84,7 +84,9 @@ def apply(workspace: str, patchset_file: str, name: str, output_file: str, no_ve
 
     patches = _load_patchset(patchset_file)
     ws = load_workspace(workspace)
-    patched = patches.apply(ws, name, verify=not no_verify)
+    if not no_verify:
+        patches.verify(ws, hint="--no-verify applies it anyway")
+    patched = patches.apply(ws, name, verify=False)
     if list(file_references(patched.spec)) and Path(output_file).resolve().parent != ws.base_dir:
         raise click.BadParameter(f"the workspace references files relative to {ws.base_dir}: write the patched "
                                  "workspace into that directory (or use --patch on the analysis commands)",
@@ -170,11 +172,13 @@ def grid(workspace: str, patchset_file: str, backend: str, measurement: str | No
     patches = _load_patchset(patchset_file)
     set_backend(backend)
     ws = load_workspace(workspace)
+    if not no_verify:
+        patches.verify(ws, hint="--no-verify runs the grid anyway")
     with executors.progress_bars(show_progress()), executor(dask_workers, scheduler) as runner:
         result = signal_grid.run_grid(ws, patches, test_poi=test_poi, test_stat=test_stat, level=level,
                                       upper_limit=upper_limit, measurement=measurement,
                                       names=list(names) or None, select=_parse_select(select),
-                                      executor=runner, verify=not no_verify, backend=backend,
+                                      executor=runner, verify=False, backend=backend,
                                       options=FitOptions(method=optimizer, strategy=strategy))
     emit(result.to_dict(), output_file, str(result))
     if table:

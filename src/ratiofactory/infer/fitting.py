@@ -174,13 +174,13 @@ def _check_finite_start(objective: Objective, setup: FitSetup, context: str) -> 
             raise InvalidFitSetup(
                 f"{context}-2 ln L is nan at the initial parameters ({shown}{more}): a term of the likelihood is"
                 " undefined there (e.g. a constraint of width <= 0 in a model built without the workspace"
-                " checks, or a negative expected count in a binned channel); start from a different init="
+                " checks, or a negative expected count in a binned channel); start from other initial values"
             )
         raise InvalidFitSetup(
             f"{context}-2 ln L is {value} at the initial parameters ({shown}{more}): the likelihood"
             " is not finite there (an unbinned channel is +inf where an event has s(x;θ) <= 0,"
             f" e.g. through negative interference coefficients{_nonpositive(objective, setup)});"
-            " start from a different init="
+            " start from other initial values"
         )
 
 

@@ -70,6 +70,19 @@ def prepare_setup(model: Any, test_stat: str, *, poi, init, fixed, bounds) -> Fi
     return setup
 
 
+def require_background_only(setup: FitSetup, test_stat: str, value: float = 0.0) -> None:
+    """The background-only hypothesis ``poi = value`` (CLb, the Asimov data of CLs, q₀'s
+    null) must lie within the POI's bounds; said in those words, not as a fixed value
+    outside its bounds deep in a fit."""
+    index, name = setup.require_poi()
+    lo, hi = setup.bounds[index]
+    if not lo <= value <= hi:
+        raise InvalidFitSetup(
+            f"the background-only hypothesis {name} = {value:g} lies outside the POI's bounds [{lo:g}, {hi:g}]:"
+            f" the {test_stat} test needs it (its CLb, Asimov data or null hypothesis), so the bounds of"
+            f" {name!r} must include {value:g}")
+
+
 def _statistic(test_stat: str, poi_value: float, free: FitResult, conditional: FitResult, index: int) -> float:
     t = max(conditional.twice_nll - free.twice_nll, 0.0)
     muhat = free.values[index]
@@ -91,6 +104,7 @@ class AsymptoticCalculator:
     def __init__(self, model: Any, data: Any, setup: FitSetup, test_stat: str,
                  options: FitOptions | None = None, asimov_poi: float = 0.0) -> None:
         _check_kind(test_stat)
+        require_background_only(setup, test_stat, asimov_poi)
         self.setup, self.test_stat, self.options = setup, test_stat, options
         self.index, self.poi_name = setup.require_poi()
         self.data = Objective(model, data)

@@ -31,6 +31,7 @@ from .hypotests import (
     _statistic,
     asymptotic_pvalues,
     prepare_setup,
+    require_background_only,
 )
 from .objective import Objective
 from .results import FitResult
@@ -333,6 +334,7 @@ def significance(
     (0.09367, 0.09367)
     """
     setup = prepare_setup(model, "q0", poi=poi, init=init, fixed=fixed, bounds=bounds)
+    require_background_only(setup, "q0")
     index, name = setup.require_poi()
     objective = Objective(model, data)
     q0, free = _q0(objective, setup, options, "data")

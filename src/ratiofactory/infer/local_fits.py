@@ -97,8 +97,8 @@ def migrad_local(objective: Objective, setup: FitSetup, options: FitOptions) -> 
 
 #: why a local fit that ended on the evaluation-error wall (:mod:`.wall`) is no result
 WALL_NOTE = ("the minimiser ended on (or at the foot of) the wall where -2 ln L is not finite (an event with"
-             " s(x;θ) <= 0): -2 ln L still falls towards that region, so the point is no minimum; try another"
-             " init= or bounds=")
+             " s(x;θ) <= 0): -2 ln L still falls towards that region, so the point is no minimum; try other"
+             " initial values or bounds")
 
 
 def migrad_finish(objective, setup, options, local: LocalFit, hesse, minos) -> FitResult:

@@ -91,7 +91,7 @@ def _grid(poi_values: Iterable[float], setup: FitSetup, index: int) -> np.ndarra
     if values[0] < lo or values[-1] > hi:
         raise InvalidFitSetup(
             f"scan range [{values[0]:g}, {values[-1]:g}] of {name!r} lies outside its bounds"
-            f" [{lo:g}, {hi:g}]; narrow the scan or pass bounds={{{name!r}: (lo, hi)}} containing it"
+            f" [{lo:g}, {hi:g}]; narrow the scan or widen the parameter's bounds"
         )
     return values
 

@@ -111,7 +111,7 @@ class FitSetup:
         if not lo <= value <= hi:
             raise InvalidFitSetup(
                 f"fixed value of {self.names[index]!r} = {value:g} lies outside its bounds"
-                f" [{lo:g}, {hi:g}]; widen bounds={{{self.names[index]!r}: (lo, hi)}}"
+                f" [{lo:g}, {hi:g}]; fix it inside them or widen its bounds"
             )
         init = self.init.copy()
         init[index] = value
@@ -263,5 +263,5 @@ def _check_inside_bounds(setup: FitSetup) -> None:
             what = "fixed value" if setup.fixed[i] else "init"
             raise InvalidFitSetup(
                 f"{what} of {name!r} = {value:g} lies outside its bounds [{lo:g}, {hi:g}];"
-                f" change init= or bounds= for {name!r}"
+                f" change its {'fixed value' if setup.fixed[i] else 'initial value'} or its bounds"
             )

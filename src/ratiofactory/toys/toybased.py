@@ -18,7 +18,7 @@ import pyhf
 from scipy.stats import beta, norm
 
 from ..infer.fitting import FitOptions, minimize
-from ..infer.hypotests import _check_kind, prepare_setup
+from ..infer.hypotests import _check_kind, prepare_setup, require_background_only
 from ..infer.objective import FitSetup, Objective
 from ..model import backend_task
 from .executors import Executor, run_batches
@@ -222,6 +222,7 @@ def toybased_hypotest(model: Any, data: Any, mu: float, n_toys: int, seed: int, 
     """
     _check_kind(test_stat)
     setup = prepare_setup(model, test_stat, poi=poi, init=init, fixed=fixed, bounds=bounds)
+    require_background_only(setup, test_stat)  # the background-like toys (q0: the only toys)
     mu = 0.0 if test_stat == "q0" else float(mu)
     data = np.asarray(data, dtype=float)
     free = minimize(Objective(model, data), setup, options, hesse=False, context="free fit to data: ")
