@@ -45,6 +45,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 break
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Move what collection left alive (the imported libraries and test modules) out of
+    the garbage collector's reach: each full collection, such as the one after every module
+    below, no longer walks it (0.1-0.25 s each, ~10 s of the fast suite)."""
+    gc.collect()
+    gc.freeze()
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _release_compiled_programs():
     """After each test module, drop jax's compiled programs and collect garbage, so that

@@ -182,6 +182,10 @@ def test_a_task_keeps_the_backend_while_another_thread_would_switch_it(jax_backe
     assert pyhf.get_backend()[0].name == "jax"
 
 
+# 5.4 s (4-6 s measured): compiles both the sparse and the dense toy fits on jax. Fast
+# coverage of the same paths: test_numpy_loop_agrees_with_jax (sparse toy fits on jax
+# against numpy) and tests/test_sparse_toys.py's numpy cases (sparse == dense).
+@pytest.mark.slow
 def test_sparse_toy_likelihood_equals_dense(unbinned, jax_backend):
     model, _ = unbinned
     toys = generate_toys(model, [1.2, 0.5], 8, seed=31)
