@@ -320,13 +320,13 @@ class ImpactRow:
 
     name: str
     bestfit: float
-    postfit_error: float
+    postfit_error: float | None
     prefit_center: float | None
     prefit_error: float | None
     pull: float | None
     constraint: float | None
-    hessian: float
-    hessian_profiled: float
+    hessian: float | None
+    hessian_profiled: float | None
     prefit_up: float | None
     prefit_down: float | None
     postfit_up: float | None
@@ -335,12 +335,17 @@ class ImpactRow:
 
 @dataclass(frozen=True)
 class ImpactsResult:
-    """Pulls and impacts on the POI, ranked by the largest |post-fit refit impact|."""
+    """Pulls and impacts on the POI, ranked by the largest |post-fit refit impact|.
+
+    ``at_bound`` maps each parameter whose best fit lies on a bound to ``"lower"`` or
+    ``"upper"``: its Hesse error is NaN, and the impacts that assume a parabolic minimum
+    there are None (:mod:`ratiofactory.infer.nuisance`)."""
 
     poi: str
     poi_value: float
     poi_error: float
     rows: tuple[ImpactRow, ...]
+    at_bound: Mapping[str, str] = field(default_factory=dict)
 
     def row(self, name: str) -> ImpactRow:
         """The row of parameter ``name``."""
@@ -353,13 +358,29 @@ class ImpactsResult:
         """Plain-JSON summary with stable keys."""
         return jsonable({
             "poi": self.poi, "poi_value": self.poi_value, "poi_error": self.poi_error,
-            "rows": [dict(row.__dict__) for row in self.rows],
+            "rows": [dict(row.__dict__) for row in self.rows], "at_bound": dict(self.at_bound),
         })
+
+    def notes(self) -> list[str]:
+        """One line per parameter on a bound: which impacts are not given, and why."""
+        lines = []
+        side = self.at_bound.get(self.poi)
+        if side:
+            lines.append(f"{self.poi} = {fmt(self.poi_value)} lies on its {side} bound: no Hesse error, and the"
+                         " Hessian impacts (hessian, hess.prof) are not defined there ('-'); the refit impacts"
+                         f" are one-sided (0 where a shift pushes {self.poi} into its bound)")
+        others = [f"{name} ({where})" for name, where in self.at_bound.items() if name != self.poi]
+        if others:
+            lines.append(f"on a bound: {', '.join(others)}: no post-fit error, so no constraint, post-fit or"
+                         " Hessian impacts ('-'); the pre-fit refits are one-sided")
+        return lines
 
     def __str__(self) -> str:
         rows = [[r.name, r.pull, r.constraint, r.hessian, r.hessian_profiled,
                  r.prefit_up, r.prefit_down, r.postfit_up, r.postfit_down] for r in self.rows]
-        title = f"Impacts on {self.poi} = {fmt(self.poi_value)} ± {fmt(self.poi_error)}"
+        side = self.at_bound.get(self.poi)
+        shown = f"(on its {side} bound)" if side else f"± {fmt(self.poi_error)}"
+        title = f"Impacts on {self.poi} = {fmt(self.poi_value)} {shown}"
         headers = ["parameter", "pull", "constraint", "hessian", "hess.prof",
                    "pre+", "pre-", "post+", "post-"]
-        return table(headers, rows, title)
+        return "\n".join([table(headers, rows, title), *self.notes()])
