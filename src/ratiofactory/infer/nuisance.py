@@ -40,7 +40,7 @@ import numpy as np
 
 from .errors import InvalidFitSetup
 from .fitting import FitOptions, minimize
-from .local_fits import _covariance
+from .local_fits import covariance
 from .objective import FitSetup, Objective, make_setup
 from .results import FitResult, ImpactRow, ImpactsResult
 
@@ -129,11 +129,11 @@ def _selected(setup: FitSetup, index: int, parameters: Iterable[str] | None) -> 
 def _covariance_off_bounds(objective: Objective, setup: FitSetup, best: FitResult, on_bound: list[int]) -> np.ndarray:
     """``C = 2 H⁻¹`` over the free parameters, those on a bound held there (zero rows)."""
     cov, valid = best.covariance, best.covariance_valid
-    if on_bound:
+    if on_bound and (cov is None or np.any(np.diag(cov)[on_bound] != 0.0)):  # not held there by the fit
         pinned = setup
         for k in on_bound:
             pinned = pinned.with_fixed(k, float(best.values[k]))
-        cov, valid = _covariance(objective, pinned, best.values, None)
+        cov, valid = covariance(objective, pinned, best.values, None)
     if cov is None or not valid:
         raise InvalidFitSetup(f"the covariance at the best fit is not positive definite ({best.message});"
                               " impacts need a proper minimum")
