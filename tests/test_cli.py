@@ -136,6 +136,27 @@ def test_constraint_width_zero_is_refused_without_numpy_warnings(toy, tmp_path, 
     assert "warning" not in result.stderr
 
 
+def test_scan_beyond_the_interval_is_reported_open(toy, tmp_path):
+    """--poi-range below the best fit: the headline shows '> HI' and no signed error (it
+    printed '+-0.54'), the JSON has a null error on the open side, a warning says so; a
+    range where no point is inside the 68 % interval keeps the scan and says why."""
+    path, model, data = toy
+    best = infer.fit(model, data).poi_value
+    hi = round(0.8 * best, 3)
+    result = run(["scan", path, "--poi-range", 0, hi, "--points", 3])
+    assert result.exit_code == 0, result.output
+    assert f", > {hi:g}]" in result.stdout
+    assert "open above" in result.stdout
+    assert " +-" not in result.stdout
+    assert "is open: it reaches the end of the scan, widen --poi-range" in result.stderr
+    got = run_json(["scan", path, "--poi-range", 0, hi, "--points", 3], tmp_path)
+    assert got["intervals"][0]["open_ends"] == [[False, True]]
+    assert got["intervals"][0]["errors"][1] is None
+    far = run_json(["scan", path, "--poi-range", 3 * best, 4 * best, "--points", 3], tmp_path, "far.json")
+    assert len(far["tmu"]) == 3
+    assert "lies below the scan" in far["interval_errors"][0]
+
+
 def test_scan_plot_pdf_is_pdf(toy, tmp_path):
     path, _, _ = toy
     result = run(["scan", path, "--poi-range", 0, 3, "--points", 4, "--plot", tmp_path / "scan.pdf"])

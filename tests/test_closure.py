@@ -397,3 +397,35 @@ def test_chunked_jax_likelihood_equals_the_one_pass_sum(toy, monkeypatch, modes)
         np.testing.assert_allclose(fits.values, reference.values, rtol=1e-7, atol=1e-7)
     finally:
         pyhf.set_backend("numpy")
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_an_infinite_coefficient_gives_plus_infinity_not_nan(tmp_path, backend, chunked, monkeypatch):
+    """mu/theta at theta = 0: nu = inf and s = inf, so nu - sum ln s was inf - inf = NaN
+    (found by the slow property test); the likelihood is undefined there: +inf."""
+    if chunked and backend == "numpy":
+        pytest.skip("the chunked sum is jax's")
+    from ratiofactory import likelihood
+
+    if chunked:
+        monkeypatch.setattr(likelihood, "CHUNKED_FROM", 1)
+    (tmp_path / "models").mkdir()
+    ratio_model([(1.0, [Normal(5.0, 1.0)])], [(1.0, [Uniform(0.0, 10.0)])], path=tmp_path / "models" / "r.onnx")
+    np.savez(tmp_path / "obs.npz", x=np.array([4.0, 5.0, 6.5]))
+    ratio = {"onnx": {"path": "models/r.onnx"}, "output": "ratio"}
+    spec = {"version": "1.0.0", "observations": [{"name": "U", "events": {"path": "obs.npz"}}],
+            "unbinned_channels": [{"name": "U", "observables": [{"name": "x", "bounds": [0.0, 10.0]}], "samples": [
+                {"name": "a", "yield": 1.0, "ratio": ratio, "modifiers": []},
+                {"name": "b", "yield": 1.0, "ratio": ratio,
+                 "modifiers": [{"name": "f", "type": "formula", "data": {"expression": "mu / theta"}}]}]}],
+            "measurements": [{"name": "m", "config": {"poi": "mu", "parameters": []}}]}
+    (tmp_path / "ws.json").write_text(json.dumps(spec))
+    ws = ratiofactory.Workspace.load(tmp_path / "ws.json")
+    model = ws.model(cache=False)
+    data = ws.data(model)
+    assert model.config.par_order == ["mu", "theta"]
+    assert float(model.nll(np.array([1.0, 0.0]), data)) == np.inf  # 1/0
+    assert float(model.nll(np.array([-1.0, 0.0]), data)) == np.inf  # -1/0: s = -inf
+    nu = 1.0 + 2.0  # a finite point against the analytic value: nu - sum ln(3 r(x_i))
+    r = stats.norm.pdf([4.0, 5.0, 6.5], 5.0, 1.0) / 0.1
+    assert float(model.nll(np.array([2.0, 1.0]), data)) == pytest.approx(nu - np.sum(np.log(3.0 * r)), rel=1e-9)

@@ -155,8 +155,58 @@ def test_scan_result_prints_and_serialises():
     model = counting_model([10.0], [20.0])
     scan = infer.profile_scan(model, [35.0], [0.0, 1.5, 3.0])
     payload = json.loads(json.dumps(scan.to_dict()))
-    assert list(payload) == ["poi", "poi_values", "tmu", "twice_nll", "bestfit_poi", "twice_nll_min", "profiled"]
+    assert list(payload) == ["poi", "poi_values", "tmu", "twice_nll", "bestfit_poi", "twice_nll_min", "profiled",
+                             "poi_bounds"]
     assert "t_mu" in str(scan)
     result = infer.interval(scan)
     assert "68.27% CL" in str(result)
     assert json.loads(json.dumps(result.to_dict()))["intervals"][0] == list(result.intervals[0])
+
+
+def test_interval_beyond_the_scan_is_open_not_a_signed_error(backend):
+    """Scan [0, 1] with μ̂ = 1.5 outside it: the piece [lo, 1] is open above. The headline
+    printed ``+-0.5`` (an upper "error" to the scan's end, negative) and the JSON gave no
+    hint; now the open side has no error (NaN/null) and the text says ``> 1``."""
+    model = counting_model([10.0], [20.0])
+    scan = infer.profile_scan(model, [35.0], [0.0, 0.5, 1.0])
+    result = infer.interval(scan)
+    assert result.bestfit == pytest.approx(1.5, abs=1e-4)
+    exact_lo = brentq(lambda mu: poisson_t(10.0 * mu + 20.0, 35.0) - 1.0, 0.0, 1.5)
+    ((lo, hi),) = result.intervals
+    assert lo == pytest.approx(exact_lo, abs=1e-6)
+    assert hi == 1.0
+    assert result.open_ends == ((False, True),)
+    down, up = result.errors
+    assert down == pytest.approx(exact_lo - result.bestfit, abs=1e-9)
+    assert np.isnan(up)
+    text = str(result).splitlines()[0]
+    assert f"[{lo:.6g}, > 1]" in text
+    assert "open above" in text
+    assert "best fit lies outside the scan [0, 1]" in text
+    assert "+-" not in text
+    payload = json.loads(json.dumps(result.to_dict()))
+    assert payload["errors"][1] is None
+    assert payload["scan_range"] == [0.0, 1.0]
+
+
+def test_scan_ending_at_the_bound_is_a_closed_end(backend):
+    """A scan from the POI's lower bound: the interval ends there (the bound), it is not
+    open, and the lower error is the distance to the bound."""
+    model = counting_model([10.0], [20.0], bounds=(0.0, 10.0))
+    scan = infer.profile_scan(model, [21.0], [0.0, 1.0, 2.0])
+    result = infer.interval(scan)
+    assert result.bestfit == pytest.approx(0.1, abs=1e-5)
+    assert result.open_ends == ((False, False),)
+    assert result.intervals[0][0] == 0.0
+    assert result.errors[0] == pytest.approx(-0.1, abs=1e-5)
+    exact_hi = brentq(lambda mu: poisson_t(10.0 * mu + 20.0, 21.0) - 1.0, 0.1, 2.0)
+    assert result.errors[1] == pytest.approx(exact_hi - 0.1, abs=1e-5)
+    assert " +" in str(result).splitlines()[0]
+
+
+def test_degenerate_scan_or_no_point_inside_is_a_clear_error():
+    model = counting_model([10.0], [20.0])
+    with pytest.raises(infer.InvalidFitSetup, match="at least 2 distinct points, got 1"):
+        infer.interval(infer.profile_scan(model, [35.0], [1.0, 1.0]))
+    with pytest.raises(infer.InvalidFitSetup, match=r"the best fit 1\.\d+ lies below the scan \[3, 4\]: scan a range containing it"):
+        infer.interval(infer.profile_scan(model, [35.0], [3.0, 4.0]))

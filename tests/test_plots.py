@@ -42,6 +42,27 @@ def test_scan_plot(toy, tmp_path):
     assert ends[0] < scan.bestfit.poi_value < ends[1]
 
 
+def test_scan_plot_marks_an_open_end_as_open(toy, tmp_path):
+    """An interval that runs into the scan's edge was drawn with a line at the edge, as if
+    it ended there; now an arrow points out of the scan and no line is drawn at the edge."""
+    model, data, _ = toy
+    best = infer.fit(model, data).poi_value
+    scan = infer.profile_scan(model, data, np.linspace(0.0, 0.8 * best, 3))
+    result = infer.interval(scan)
+    assert result.open_ends[-1][1]
+    fig = plots.plot_scan(scan, intervals=[result])
+    ax = fig.axes[0]
+    edge = float(scan.poi_values[-1])
+    vertical = [float(line.get_xdata()[0]) for line in ax.lines
+                if len(set(map(float, line.get_xdata()))) == 1 and line.get_color() == "tab:blue"]
+    assert result.intervals[0][0] in vertical  # the closed (lower) end: a line
+    assert edge not in vertical  # the open (upper) end: no line at the scan's edge ...
+    arrows = [a for a in ax.texts if a.get_gid() == "open-interval-end"]
+    assert len(arrows) == 1  # ... but an arrow from it outwards at t = 1
+    assert arrows[0].xy[0] > edge
+    assert arrows[0].xy[1] == pytest.approx(1.0)
+
+
 def test_scan_2d_contour(toy, tmp_path):
     model, data, _ = toy
     scan = infer.profile_scan_2d(model, data, np.linspace(0.2, 2.5, 5), np.linspace(-1.5, 1.5, 5),

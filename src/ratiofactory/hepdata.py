@@ -125,7 +125,11 @@ def _scan_table(result: Mapping[str, Any]) -> HepDataTable:
     description = (f"Profile-likelihood scan: t_mu = -2 ln[L({poi}, profiled) / L(best fit)];"
                    f" best fit {poi} = {float(result['bestfit_poi']):.6g}.")
     for interval in result.get("intervals", []):
-        pieces = ", ".join(f"[{lo:.6g}, {hi:.6g}]" for lo, hi in interval["intervals"])
+        opens = interval.get("open_ends") or [[False, False]] * len(interval["intervals"])
+        pieces = ", ".join(f"[{'< ' if a else ''}{lo:.6g}, {'> ' if b else ''}{hi:.6g}]"
+                           for (lo, hi), (a, b) in zip(interval["intervals"], opens, strict=True))
+        if any(a or b for a, b in opens):
+            pieces += " (open: the interval goes on beyond the scan)"
         description += f" {100 * interval['cl']:.2f} % CL interval (t_mu < {interval['threshold']:.4g}): {pieces}."
     return _table(f"Profile likelihood scan of {poi}", description, f"scan_{poi}.yaml",
                   _variable(poi, result["poi_values"]), _variable("t_mu", result["tmu"]))

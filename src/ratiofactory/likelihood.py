@@ -188,14 +188,15 @@ def channel_nll(tensors: ChannelTensors, pars: Any, weights: Any, xp: Any) -> An
 
 
 def _dense_channel_nll(tensors: ChannelTensors, pars: Any, weights: Any, xp: Any) -> Any:
-    """−ln L of the channel, +inf where ν(θ) is undefined or s(x_i;θ) ≤ 0 (or undefined)
-    at an event of non-zero weight."""
+    """−ln L of the channel, +inf where it is undefined: s(x_i;θ) ≤ 0, infinite or NaN at an
+    event of non-zero weight, or ν(θ) NaN or infinite (a coefficient 1/0 gives ∞ − ∞)."""
     nu, s = event_densities(tensors, pars, xp)
-    positive = s > 0
+    positive = (s > 0) & xp.isfinite(s)
     log_s = xp.log(xp.where(positive, s, 1.0))
     weighted = xp.where(weights != 0, weights * log_s, 0.0)
-    invalid = xp.any((weights != 0) & ~positive) | xp.isnan(nu)
-    return xp.where(invalid, xp.inf, nu - xp.sum(weighted))
+    value = nu - xp.sum(weighted)
+    invalid = xp.any((weights != 0) & ~positive) | xp.isnan(value) | (value == -xp.inf)
+    return xp.where(invalid, xp.inf, value)
 
 
 def shape_drift(tensors: ChannelTensors, pars: Any, xp: Any) -> dict[str, Any]:
@@ -254,7 +255,8 @@ def _chunked_channel_nll(tensors: ChannelTensors, pars: Any, weights: Any) -> An
     total = _chunked_sum(weights.shape[0], EVENT_CHUNK, lambda take, fresh: loglik(
         density_coefs, alphas, tuple(take(sample.ratio) for sample in tensors.samples),
         arrays_of(take, tensors.samples), jnp.where(fresh, take(weights), 0.0)))
-    return jnp.sum(coefs) - total
+    value = jnp.sum(coefs) - total
+    return jnp.where(jnp.isnan(value) | (value == -jnp.inf), jnp.inf, value)  # as _dense_channel_nll
 
 
 def _event_factors(structure: tuple[tuple[tuple[int, str], ...], ...], alphas: Any, ratios: Any,
@@ -308,7 +310,7 @@ def _fused_loglik(structure: tuple[tuple[tuple[int, str], ...], ...]) -> Any:
 
     def value_and_q(coefs: Any, products: list[Any], weights: Any) -> tuple[Any, Any]:
         s = sum(coefs[j] * product for j, product in enumerate(products))
-        positive, live = s > 0, weights != 0
+        positive, live = (s > 0) & jnp.isfinite(s), weights != 0
         safe = jnp.where(positive, s, 1.0)
         total = jnp.sum(jnp.where(live, weights * jnp.log(safe), 0.0))
         return (jnp.where(jnp.any(live & ~positive), -jnp.inf, total),

@@ -96,7 +96,9 @@ def plot_scan(scan_result: Any, path: str | os.PathLike[str] | None = None, ax: 
     """``t_μ`` against the POI with the 68 %/95 % lines at 1 and 4 (a
     :class:`~ratiofactory.infer.ScanResult`), or the 68 %/95 % contours of a
     :class:`~ratiofactory.infer.ScanResult2D`. ``intervals`` (IntervalResults) are marked
-    as vertical lines; without them the crossings are interpolated on the grid.
+    as vertical lines at their ends; an open end (the interval goes on beyond the scan) as
+    an arrow pointing out of the scan at the threshold, not as a line at the scan's edge.
+    Without ``intervals`` the crossings are interpolated on the grid.
     """
     if hasattr(scan_result, "pois"):
         return _plot_scan_2d(scan_result, path, ax)
@@ -109,17 +111,28 @@ def plot_scan(scan_result: Any, path: str | os.PathLike[str] | None = None, ax: 
         ends = _crossings(x, t, level) if not intervals else []
         for end in ends:
             ax.axvline(end, color="tab:blue", linestyle=style, linewidth=1)
+    span = float(x[-1] - x[0]) if x.size > 1 else 1.0
     for result in intervals:
         style = "--" if result.threshold <= 1.0 + 1e-9 else ":"
-        for lo, hi in result.intervals:
-            for end in (lo, hi):
-                ax.axvline(end, color="tab:blue", linestyle=style, linewidth=1)
+        for (lo, hi), opens in zip(result.intervals, result.open_ends, strict=True):
+            for end, is_open, outward in ((lo, opens[0], -1.0), (hi, opens[1], 1.0)):
+                if is_open:
+                    _open_end(ax, end, result.threshold, outward * 0.08 * span)
+                else:
+                    ax.axvline(end, color="tab:blue", linestyle=style, linewidth=1)
     ax.axvline(scan_result.bestfit.poi_value, color="tab:red", linewidth=1, label="best fit")
     ax.set_xlabel(scan_result.poi)
     ax.set_ylabel(r"$t_\mu = -2\ln\lambda(\mu)$")
     ax.set_ylim(0.0, max(5.0, float(np.nanmax(t)) * 1.05) if t.size else 5.0)
     ax.legend(loc="upper center")
     return _finish(fig, path)
+
+
+def _open_end(ax: Any, edge: float, level: float, length: float) -> None:
+    """An arrow from the scan's edge outwards at ``t = level``: the interval goes on."""
+    ax.annotate("", xy=(edge + length, level), xytext=(edge, level), gid="open-interval-end",
+                arrowprops={"arrowstyle": "->", "color": "tab:blue", "linewidth": 1.5})
+    ax.text(edge + length / 2, level, "beyond scan", color="tab:blue", fontsize=8, ha="center", va="top")
 
 
 def _crossings(x: np.ndarray, t: np.ndarray, level: float) -> list[float]:

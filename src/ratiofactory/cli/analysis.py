@@ -232,12 +232,23 @@ def scan(workspace: str, backend: str, measurement: str | None, optimizer: str, 
     with reporting():
         result = infer.profile_scan(model, data, grid, poi=poi, fixed=fixed_values or None,
                                     options=_options(optimizer))
-        intervals = [infer.interval(result, cl) for cl in (infer.CL_1SIGMA, infer.CL_2SIGMA)]
+        intervals, missing = [], []
+        for cl in (infer.CL_1SIGMA, infer.CL_2SIGMA):
+            try:
+                intervals.append(infer.interval(result, cl))
+            except infer.InvalidFitSetup as err:  # no point inside: the scan itself is still shown
+                missing.append(f"no {100 * cl:.2f}% CL interval: {err}")
     payload = result.to_dict()
     payload["intervals"] = [i.to_dict() for i in intervals]
+    if missing:
+        payload["interval_errors"] = missing
     emit(payload, output_file, "\n\n".join([str(result), *map(str, intervals)]))
-    for line in result.bestfit.warnings:
+    for line in [*result.bestfit.warnings, *missing]:
         warn(line)
+    for piece in intervals:
+        if piece.open_below or piece.open_above:
+            warn(f"the {100 * piece.cl:.2f}% CL interval {piece.pieces_text()} is open: it reaches the end of"
+                 " the scan, widen --poi-range")
     _plot("plot_scan", plot, result, intervals=intervals)
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from iminuit import Minuit
 
 from .errors import FitFailed, InvalidFitSetup
-from .local_fits import at_bound, migrad_finish, migrad_local, scipy_finish, scipy_local
+from .local_fits import at_bound, covariance, migrad_finish, migrad_local, scipy_finish, scipy_local
 from .minima import TIE, LocalFit, distinct_minima, search
 from .objective import FitSetup, Objective, make_setup
 from .options import DEFAULT_STARTS, DEFAULT_TOLERANCE, FitOptions
@@ -117,6 +117,8 @@ def minimize(
     result = finish(objective, setup, options, best, hesse, minos)
     others = tuple(LocalMinimum(m.values, m.twice_nll, m.twice_nll - result.twice_nll) for m in minima[1:])
     on_bound = at_bound(setup, result.values)
+    if on_bound and hesse and objective.has_grad and result.covariance is not None:
+        result = _covariance_on_bound(objective, setup, result, on_bound)
     result = replace(result, nfev=nfev, other_minima=others, local_fits=len(fits), at_bound=on_bound,
                      errors=_no_error_on_bound(result.errors, setup, on_bound))
     return _checked(result, context)
@@ -153,6 +155,23 @@ def _polish_at_bound(objective: Objective, setup: FitSetup, best: LocalFit,
         for k in pinned:
             best.state.fixed[k] = bool(setup.fixed[k])
     return best
+
+
+def _covariance_on_bound(objective: Objective, setup: FitSetup, result: FitResult,
+                         on_bound: dict[str, str]) -> FitResult:
+    """The covariance with the parameters on a bound held there (an active constraint,
+    not a parabolic minimum), as HESSE gives it on numpy once the fit pinned them: the
+    exact Hessian over all free parameters would let the others' errors grow through a
+    correlation with a parameter that cannot move past its bound."""
+    pinned = setup
+    for name in on_bound:
+        k = setup.index(name)
+        pinned = pinned.with_fixed(k, float(result.values[k]))
+    cov, ok = covariance(objective, pinned, result.values, None)
+    if cov is None:
+        return result
+    errors = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    return replace(result, covariance=cov, covariance_valid=ok, errors=errors)
 
 
 def _no_error_on_bound(errors: np.ndarray | None, setup: FitSetup, at_bound: dict[str, str]) -> np.ndarray | None:

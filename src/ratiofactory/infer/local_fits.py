@@ -26,7 +26,7 @@ from .options import FitOptions
 from .results import FitResult
 from .wall import WalledObjective, foot_of_wall, on_wall
 
-__all__ = ["AT_BOUND", "at_bound", "initial_steps", "migrad_finish", "migrad_local", "scipy_finish", "scipy_local"]
+__all__ = ["AT_BOUND", "at_bound", "covariance", "initial_steps", "migrad_finish", "migrad_local", "scipy_finish", "scipy_local"]
 
 #: a free parameter this close to a bound (relative to the bound width) is "at the bound"
 AT_BOUND = 1e-5
@@ -108,7 +108,7 @@ def migrad_finish(objective, setup, options, local: LocalFit, hesse, minos) -> F
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if valid and hesse:
-            cov, cov_ok = _covariance(objective, setup, local.values, m)
+            cov, cov_ok = covariance(objective, setup, local.values, m)
         minos_errors = _minos(m, setup, minos, notes) if valid and minos else {}
     notes += sorted({str(w.message).splitlines()[0] for w in caught} - set(notes))
     return _result(objective, setup, local.values, cov, cov_ok, valid, m.fmin.edm, m.nfcn,
@@ -134,7 +134,7 @@ def _migrad_message(m: Minuit, objective: Objective, notes: list[str], valid: bo
     return "; ".join(parts + notes)
 
 
-def _covariance(objective: Objective, setup: FitSetup, values: np.ndarray, m: Minuit | None) -> tuple[np.ndarray | None, bool]:
+def covariance(objective: Objective, setup: FitSetup, values: np.ndarray, m: Minuit | None) -> tuple[np.ndarray | None, bool]:
     """Covariance ``C = 2 H⁻¹`` over free parameters: exact Hessian on jax, HESSE on numpy."""
     n = len(setup.names)
     free = ~setup.fixed
@@ -211,7 +211,7 @@ def scipy_local(objective: Objective, setup: FitSetup, options: FitOptions) -> L
     if not valid:
         # L-BFGS-B often stops "ABNORMAL" in the line search when already at the minimum to
         # machine precision: accept it when the EDM meets MIGRAD's criterion
-        cov, cov_ok = _covariance(objective, setup, values, None)
+        cov, cov_ok = covariance(objective, setup, values, None)
         edm = _edm(objective, setup, values, cov) if cov_ok and cov is not None else None
         valid = edm is not None and edm < 0.002 * options.tolerance
     return LocalFit(setup.init, values, float(objective(values)), valid, int(res.nfev),
@@ -221,7 +221,7 @@ def scipy_local(objective: Objective, setup: FitSetup, options: FitOptions) -> L
 def scipy_finish(objective, setup, options, local: LocalFit, hesse, minos) -> FitResult:
     res, cov, cov_ok, edm = local.state
     if hesse and cov is None:
-        cov, cov_ok = _covariance(objective, setup, local.values, None)
+        cov, cov_ok = covariance(objective, setup, local.values, None)
     if cov_ok and edm is None:
         edm = _edm(objective, setup, local.values, cov)
     message = "converged" if local.valid else f"scipy L-BFGS-B did not converge: {res.message}"

@@ -18,6 +18,17 @@ covariance ``C = (H/2)⁻¹ = 2 H⁻¹`` over the free parameters:
   ``|post-fit refit impact|`` (by ``|hessian_profiled|`` without refits).
 
 On jax ``H`` is the exact Hessian; on numpy it is ``2 C⁻¹`` with C from HESSE.
+
+A parameter whose best fit lies on a bound (the POI of a search without excess at
+μ̂ = 0) is an active constraint, not a parabolic minimum: small moves of the others
+leave it there. ``C`` is then taken with such parameters held at their bound (what
+MINUIT's HESSE gives on numpy once the fit pinned them; the same from the exact Hessian
+on jax), so both backends give the same numbers. The Hessian columns are linear
+responses of μ̂ and are not defined (None) when μ̂ itself is on a bound; a nuisance
+parameter on a bound has no post-fit error, constraint, post-fit refit or Hessian
+impact (None). The refit impacts stay: with μ̂ on a bound they are one-sided (a shift that
+pushes μ̂ into the bound gives 0), as in cabinetry's ranking, whose refits respect the
+bounds too. ``ImpactsResult.at_bound`` names those parameters and the table says so.
 """
 
 from __future__ import annotations
@@ -29,6 +40,7 @@ import numpy as np
 
 from .errors import InvalidFitSetup
 from .fitting import FitOptions, minimize
+from .local_fits import covariance
 from .objective import FitSetup, Objective, make_setup
 from .results import FitResult, ImpactRow, ImpactsResult
 
@@ -94,15 +106,14 @@ def impacts(
     index, name = setup.require_poi()
     objective = Objective(model, data)
     best = minimize(objective, setup, options, context="global fit: ")
-    if not best.covariance_valid:
-        raise InvalidFitSetup(f"the covariance at the best fit is not positive definite ({best.message});"
-                              " impacts need a proper minimum")
-    hess = _hessian(objective, best, setup)
+    on_bound = [setup.index(n) for n in best.at_bound]
+    cov = _covariance_off_bounds(objective, setup, best, on_bound)
+    hess = _hessian(objective, best, setup, cov)
     prefit = prefit_constraints(model, data)
-    rows = [_row(k, objective, setup, best, hess, prefit.get(k), index, options, refit)
+    rows = [_row(k, objective, setup, best, cov, hess, prefit.get(k), index, options, refit, on_bound)
             for k in _selected(setup, index, parameters)]
     rows.sort(key=lambda r: -_rank(r))
-    return ImpactsResult(name, best.poi_value, best.poi_error, tuple(rows))
+    return ImpactsResult(name, best.poi_value, best.poi_error, tuple(rows), dict(best.at_bound))
 
 
 def _selected(setup: FitSetup, index: int, parameters: Iterable[str] | None) -> list[int]:
@@ -115,22 +126,34 @@ def _selected(setup: FitSetup, index: int, parameters: Iterable[str] | None) -> 
     return chosen
 
 
-def _hessian(objective: Objective, best: FitResult, setup: FitSetup) -> np.ndarray:
-    """Hessian of −2 ln L over all parameters (zero rows/columns for fixed ones on numpy)."""
+def _covariance_off_bounds(objective: Objective, setup: FitSetup, best: FitResult, on_bound: list[int]) -> np.ndarray:
+    """``C = 2 H⁻¹`` over the free parameters, those on a bound held there (zero rows)."""
+    cov, valid = best.covariance, best.covariance_valid
+    if on_bound and (cov is None or np.any(np.diag(cov)[on_bound] != 0.0)):  # not held there by the fit
+        pinned = setup
+        for k in on_bound:
+            pinned = pinned.with_fixed(k, float(best.values[k]))
+        cov, valid = covariance(objective, pinned, best.values, None)
+    if cov is None or not valid:
+        raise InvalidFitSetup(f"the covariance at the best fit is not positive definite ({best.message});"
+                              " impacts need a proper minimum")
+    return np.asarray(cov, dtype=float)
+
+
+def _hessian(objective: Objective, best: FitResult, setup: FitSetup, cov: np.ndarray) -> np.ndarray:
+    """Hessian of −2 ln L (exact on jax; on numpy ``2 C⁻¹`` over the parameters ``cov``
+    covers, zero elsewhere)."""
     if objective.has_grad:
         return objective.hessian(best.values)
-    cov = best.covariance
-    if cov is None:
-        raise InvalidFitSetup("impacts need the covariance at the best fit (Hesse)")
-    free = ~setup.fixed
+    covered = np.diag(cov) > 0
     hess = np.zeros_like(cov)
-    hess[np.ix_(free, free)] = 2.0 * np.linalg.inv(cov[np.ix_(free, free)])
+    hess[np.ix_(covered, covered)] = 2.0 * np.linalg.inv(cov[np.ix_(covered, covered)])
     return hess
 
 
-def _row(k, objective, setup, best, hess, prefit, index, options, refit) -> ImpactRow:
-    cov = best.covariance
-    post = float(np.sqrt(cov[k, k]))
+def _row(k, objective, setup, best, cov, hess, prefit, index, options, refit, on_bound) -> ImpactRow:
+    post = None if k in on_bound else float(np.sqrt(cov[k, k]))
+    linear = post is not None and post > 0 and index not in on_bound  # μ̂ responds linearly
     centre, width = prefit if prefit is not None else (None, None)
     shifts: dict[str, float | None] = dict.fromkeys(("prefit_up", "prefit_down", "postfit_up", "postfit_down"))
     if refit:
@@ -146,9 +169,9 @@ def _row(k, objective, setup, best, hess, prefit, index, options, refit) -> Impa
         prefit_center=centre,
         prefit_error=width,
         pull=None if width is None or centre is None else (float(best.values[k]) - centre) / width,
-        constraint=None if width is None else post / width,
-        hessian=float(-hess[index, k] / hess[index, index] * post),
-        hessian_profiled=float(cov[index, k] / post) if post > 0 else 0.0,
+        constraint=None if width is None or post is None else post / width,
+        hessian=float(-hess[index, k] / hess[index, index] * post) if linear and post is not None else None,
+        hessian_profiled=float(cov[index, k] / post) if linear and post is not None else None,
         **shifts,
     )
 
@@ -163,5 +186,9 @@ def _refit_shift(objective, setup, best, k, delta, options) -> float:
 
 
 def _rank(row: ImpactRow) -> float:
-    post = [abs(v) for v in (row.postfit_up, row.postfit_down) if v is not None]
-    return max(post) if post else abs(row.hessian_profiled)
+    """Largest |post-fit refit impact|, else |hessian_profiled|, else |pre-fit refit impact|."""
+    for values in ((row.postfit_up, row.postfit_down), (row.hessian_profiled,), (row.prefit_up, row.prefit_down)):
+        known = [abs(v) for v in values if v is not None]
+        if known:
+            return max(known)
+    return 0.0

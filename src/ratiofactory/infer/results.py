@@ -196,7 +196,9 @@ class ScanResult:
 
     ``profiled[i]`` is the full conditional best-fit vector at ``poi_values[i]``.
     ``profile`` (not serialised) re-evaluates ``t_μ`` at any μ, warm-started, and is what
-    :func:`~ratiofactory.infer.interval` uses to refine crossings.
+    :func:`~ratiofactory.infer.interval` uses to refine crossings. ``bounds`` are the
+    scanned parameter's (lower, upper) bounds: an interval that reaches the end of the
+    scan there ends at the bound, not beyond the scan.
     """
 
     poi: str
@@ -206,6 +208,7 @@ class ScanResult:
     profiled: np.ndarray
     bestfit: FitResult
     profile: Callable[[float], float] | None = field(default=None, repr=False)
+    bounds: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         _frozen(self, "poi_values", "tmu", "twice_nll", "profiled")
@@ -220,6 +223,7 @@ class ScanResult:
             "bestfit_poi": self.bestfit.poi_value,
             "twice_nll_min": self.bestfit.twice_nll,
             "profiled": {n: self.profiled[:, i] for i, n in enumerate(self.bestfit.parameters)},
+            "poi_bounds": self.bounds,
         })
 
     def __str__(self) -> str:
@@ -270,8 +274,10 @@ class IntervalResult:
     """Confidence intervals ``{μ : t_μ < threshold}`` from a profile scan (Wilks).
 
     ``intervals`` lists every disjoint piece; ``open_ends[k]`` says whether the lower or
-    upper end of piece ``k`` is the edge of the scan rather than a crossing (widen the
-    scan, unless that edge is the parameter's bound).
+    upper end of piece ``k`` is the edge of the scan rather than a crossing of the
+    threshold or the parameter's bound: the interval then continues beyond the scan
+    (``scan_range``), the end shown is only where the scan stopped, and :attr:`errors`
+    is NaN on that side. Widen the scan to find it.
     """
 
     poi: str
@@ -281,6 +287,7 @@ class IntervalResult:
     intervals: tuple[tuple[float, float], ...]
     open_ends: tuple[tuple[bool, bool], ...]
     refined: bool
+    scan_range: tuple[float, float] | None = None
 
     @property
     def lower(self) -> float:
@@ -293,25 +300,56 @@ class IntervalResult:
         return max(hi for _, hi in self.intervals)
 
     @property
+    def open_below(self) -> bool:
+        """Whether the lowest end is the start of the scan, not the interval's end."""
+        return self.open_ends[0][0]
+
+    @property
+    def open_above(self) -> bool:
+        """Whether the highest end is the end of the scan, not the interval's end."""
+        return self.open_ends[-1][1]
+
+    @property
     def errors(self) -> tuple[float, float]:
-        """(lower − best fit, upper − best fit): asymmetric errors, the first ≤ 0."""
-        return (self.lower - self.bestfit, self.upper - self.bestfit)
+        """(lower − best fit, upper − best fit): asymmetric errors, the first ≤ 0; NaN on a
+        side where the interval is open (its end lies beyond the scan)."""
+        down = float("nan") if self.open_below else self.lower - self.bestfit
+        up = float("nan") if self.open_above else self.upper - self.bestfit
+        return (down, up)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON summary with stable keys."""
+        """Plain-JSON summary with stable keys (``errors`` null on an open side)."""
         return jsonable({
             "poi": self.poi, "cl": self.cl, "threshold": self.threshold,
             "bestfit": self.bestfit, "intervals": self.intervals,
             "open_ends": self.open_ends, "refined": self.refined,
+            "errors": self.errors, "scan_range": self.scan_range,
         })
 
+    def pieces_text(self) -> str:
+        """The pieces as ``[lo, hi] ∪ ...``, an open end as ``< lo`` or ``> hi``."""
+        return " ∪ ".join(f"[{'< ' if a else ''}{fmt(lo)}, {'> ' if b else ''}{fmt(hi)}]"
+                          for (lo, hi), (a, b) in zip(self.intervals, self.open_ends, strict=True))
+
+    def headline(self) -> str:
+        """``mu = 1.2 +0.3 / -0.2 (68.27% CL, t_mu < 1)``, or with an open end the
+        pieces and where the scan stopped, never a signed error to the scan's end."""
+        level = f"{100 * self.cl:.2f}% CL"
+        if not (self.open_below or self.open_above):
+            down, up = self.errors
+            return f"{self.poi} = {fmt(self.bestfit)} +{fmt(up)} / {fmt(down)}  ({level}, t_mu < {fmt(self.threshold)})"
+        sides = [side for side, is_open in (("below", self.open_below), ("above", self.open_above)) if is_open]
+        where = ""
+        if self.scan_range is not None and not self.scan_range[0] <= self.bestfit <= self.scan_range[1]:
+            where = f"; the best fit lies outside the scan [{fmt(self.scan_range[0])}, {fmt(self.scan_range[1])}]"
+        return (f"{self.poi} = {fmt(self.bestfit)}, {level}: {self.pieces_text()} (t_mu < {fmt(self.threshold)});"
+                f" open {' and '.join(sides)}: t_mu is below {fmt(self.threshold)} at the scan's edge{where},"
+                " widen it")
+
     def __str__(self) -> str:
-        down, up = self.errors
-        head = (f"{self.poi} = {fmt(self.bestfit)} +{fmt(up)} / {fmt(down)}  "
-                f"({100 * self.cl:.2f}% CL, t_mu < {fmt(self.threshold)})")
         rows = [[k, lo, hi, "yes" if a else "no", "yes" if b else "no"]
                 for k, ((lo, hi), (a, b)) in enumerate(zip(self.intervals, self.open_ends, strict=True))]
-        return table(["piece", "lower", "upper", "open below", "open above"], rows, head)
+        return table(["piece", "lower", "upper", "open below", "open above"], rows, self.headline())
 
 
 @dataclass(frozen=True)
@@ -320,13 +358,13 @@ class ImpactRow:
 
     name: str
     bestfit: float
-    postfit_error: float
+    postfit_error: float | None
     prefit_center: float | None
     prefit_error: float | None
     pull: float | None
     constraint: float | None
-    hessian: float
-    hessian_profiled: float
+    hessian: float | None
+    hessian_profiled: float | None
     prefit_up: float | None
     prefit_down: float | None
     postfit_up: float | None
@@ -335,12 +373,17 @@ class ImpactRow:
 
 @dataclass(frozen=True)
 class ImpactsResult:
-    """Pulls and impacts on the POI, ranked by the largest |post-fit refit impact|."""
+    """Pulls and impacts on the POI, ranked by the largest |post-fit refit impact|.
+
+    ``at_bound`` maps each parameter whose best fit lies on a bound to ``"lower"`` or
+    ``"upper"``: its Hesse error is NaN, and the impacts that assume a parabolic minimum
+    there are None (:mod:`ratiofactory.infer.nuisance`)."""
 
     poi: str
     poi_value: float
     poi_error: float
     rows: tuple[ImpactRow, ...]
+    at_bound: Mapping[str, str] = field(default_factory=dict)
 
     def row(self, name: str) -> ImpactRow:
         """The row of parameter ``name``."""
@@ -353,13 +396,29 @@ class ImpactsResult:
         """Plain-JSON summary with stable keys."""
         return jsonable({
             "poi": self.poi, "poi_value": self.poi_value, "poi_error": self.poi_error,
-            "rows": [dict(row.__dict__) for row in self.rows],
+            "rows": [dict(row.__dict__) for row in self.rows], "at_bound": dict(self.at_bound),
         })
+
+    def notes(self) -> list[str]:
+        """One line per parameter on a bound: which impacts are not given, and why."""
+        lines = []
+        side = self.at_bound.get(self.poi)
+        if side:
+            lines.append(f"{self.poi} = {fmt(self.poi_value)} lies on its {side} bound: no Hesse error, and the"
+                         " Hessian impacts (hessian, hess.prof) are not defined there ('-'); the refit impacts"
+                         f" are one-sided (0 where a shift pushes {self.poi} into its bound)")
+        others = [f"{name} ({where})" for name, where in self.at_bound.items() if name != self.poi]
+        if others:
+            lines.append(f"on a bound: {', '.join(others)}: no post-fit error, so no constraint, post-fit or"
+                         " Hessian impacts ('-'); the pre-fit refits are one-sided")
+        return lines
 
     def __str__(self) -> str:
         rows = [[r.name, r.pull, r.constraint, r.hessian, r.hessian_profiled,
                  r.prefit_up, r.prefit_down, r.postfit_up, r.postfit_down] for r in self.rows]
-        title = f"Impacts on {self.poi} = {fmt(self.poi_value)} ± {fmt(self.poi_error)}"
+        side = self.at_bound.get(self.poi)
+        shown = f"(on its {side} bound)" if side else f"± {fmt(self.poi_error)}"
+        title = f"Impacts on {self.poi} = {fmt(self.poi_value)} {shown}"
         headers = ["parameter", "pull", "constraint", "hessian", "hess.prof",
                    "pre+", "pre-", "post+", "post-"]
-        return table(headers, rows, title)
+        return "\n".join([table(headers, rows, title), *self.notes()])

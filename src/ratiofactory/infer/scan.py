@@ -79,7 +79,8 @@ def profile_scan(
     best = _improve_global(objective, setup, best, profiled, twice, options)
     tmu = np.clip(twice - best.twice_nll, 0.0, None)
     profile = _Profile(objective, setup, options, values, profiled, best)
-    return ScanResult(name, values, tmu, twice, profiled, best, profile)
+    lo, hi = (float(b) for b in setup.bounds[index])
+    return ScanResult(name, values, tmu, twice, profiled, best, profile, bounds=(lo, hi))
 
 
 def _grid(poi_values: Iterable[float], setup: FitSetup, index: int) -> np.ndarray:
@@ -210,7 +211,9 @@ def interval(scan: ScanResult, cl: float = CL_1SIGMA, *, threshold: float | None
     pass ``threshold`` to override. Every crossing is bracketed by grid points,
     interpolated linearly and, when the scan can re-profile (``scan.profile``), refined
     by Newton's method with the profile's slope (Brent's for a profile without
-    ``slope``) to 1e-10 in μ or 1e-8 in ``t_μ``. Returns all disjoint pieces.
+    ``slope``) to 1e-10 in μ or 1e-8 in ``t_μ``. Returns all disjoint pieces; a piece
+    that reaches the end of the scan (not the parameter's bound) is open there
+    (``open_ends``, NaN ``errors`` on that side). Needs at least 2 scan points.
 
     >>> import math, numpy as np, pyhf, scipy.optimize
     >>> model = pyhf.simplemodels.uncorrelated_background([5.0], [50.0], [5.0], validate=False)
@@ -229,21 +232,27 @@ def interval(scan: ScanResult, cl: float = CL_1SIGMA, *, threshold: float | None
     else:
         cl = float(chi2.cdf(threshold, 1))
     x, d = scan.poi_values, scan.tmu - threshold
+    best = float(scan.bestfit.poi_value)
+    if x.size < 2:
+        raise InvalidFitSetup(f"an interval of {scan.poi!r} needs a scan of at least 2 distinct points,"
+                              f" got {x.size}; scan a range around the best fit {best:g}")
     inside = d < 0
     if not inside.any():
-        raise InvalidFitSetup(
-            f"no scan point of {scan.poi!r} has t_mu < {threshold:g}; scan a finer grid around"
-            f" the best fit {scan.bestfit.poi_value:g}"
-        )
+        where = (f"the best fit {best:g} lies {'below' if best < x[0] else 'above'} the scan"
+                 f" [{x[0]:g}, {x[-1]:g}]: scan a range containing it" if not x[0] <= best <= x[-1]
+                 else f"scan a finer grid around the best fit {best:g}")
+        raise InvalidFitSetup(f"no scan point of {scan.poi!r} has t_mu < {threshold:g}; {where}")
     crossing = _crossing_finder(scan, threshold)
+    lower_bound, upper_bound = scan.bounds if scan.bounds is not None else (-np.inf, np.inf)
     pieces, open_ends = [], []
     for first, last in _runs(inside):
         lo = x[0] if first == 0 else crossing(first - 1, first)
         hi = x[-1] if last == x.size - 1 else crossing(last, last + 1)
         pieces.append((float(lo), float(hi)))
-        open_ends.append((first == 0, last == x.size - 1))
-    return IntervalResult(scan.poi, float(cl), float(threshold), float(scan.bestfit.poi_value),
-                          tuple(pieces), tuple(open_ends), scan.profile is not None)
+        # at the scan's end the interval goes on beyond it, unless that end is the bound
+        open_ends.append((first == 0 and x[0] > lower_bound, last == x.size - 1 and x[-1] < upper_bound))
+    return IntervalResult(scan.poi, float(cl), float(threshold), best, tuple(pieces), tuple(open_ends),
+                          scan.profile is not None, (float(x[0]), float(x[-1])))
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:

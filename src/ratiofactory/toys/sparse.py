@@ -207,12 +207,13 @@ class SparseLikelihood:
             s = sum(coef * factor for coef, factor in zip(self.coefficients(c, pars, arrays),
                                                           self.event_factors(c, pars, ratios, shapes), strict=True))
             total = total + self.events_twice_nll(w, s)
-        return self.xp.where(self.xp.isnan(total), self.xp.inf, total)
+        return self.xp.where(self.xp.isnan(total) | (total == -self.xp.inf), self.xp.inf, total)
 
     def events_twice_nll(self, w: Any, s: Any) -> Any:
-        """−2 Σ_i w_i ln s_i over a toy's events (+∞ if an event of weight ≠ 0 has s ≤ 0)."""
+        """−2 Σ_i w_i ln s_i over a toy's events (+∞ if an event of weight ≠ 0 has s ≤ 0 or
+        s infinite)."""
         xp = self.xp
-        positive = s > 0
+        positive = (s > 0) & xp.isfinite(s)
         log_s = xp.log(xp.where(positive, s, 1.0))
         invalid = xp.any((w != 0) & ~positive)
         return xp.where(invalid, xp.inf, -2.0 * xp.sum(xp.where(w != 0, w * log_s, 0.0)))
