@@ -13,9 +13,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-import shutil
 import sys
-import tempfile
 
 import pyhf
 import pytest
@@ -45,41 +43,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             if marker.kwargs and all(params.get(k) == v for k, v in marker.kwargs.items()):
                 item.add_marker(pytest.mark.slow)
                 break
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """jax's persistent compilation cache in a directory of this session (removed at its
-    end), unless one is configured: a program compiled again later in the session (after
-    the per-module ``jax.clear_caches()`` below, or the same program of another model
-    object) is loaded instead (about half of the fast suite's ~2300 compilations, ~10 s).
-    Tests that count compilations turn it off (the ``no_persistent_compilation_cache`` fixture)."""
-    import jax
-
-    if jax.config.jax_compilation_cache_dir:
-        return
-    directory = tempfile.mkdtemp(prefix="ratiofactory-jax-cache-")
-    config.add_cleanup(lambda: shutil.rmtree(directory, ignore_errors=True))
-    jax.config.update("jax_compilation_cache_dir", directory)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-
-
-@pytest.fixture
-def no_persistent_compilation_cache():
-    """The persistent compilation cache off, back on afterwards: tests that count
-    compilations then count programs compiled, whether or not jax reports a program loaded
-    from the cache as a compilation (jax 0.10 does, with the loading time)."""
-    import jax
-    from jax.experimental.compilation_cache import compilation_cache
-
-    enabled = jax.config.jax_enable_compilation_cache
-    jax.config.update("jax_enable_compilation_cache", False)
-    compilation_cache.reset_cache()
-    try:
-        yield
-    finally:
-        jax.config.update("jax_enable_compilation_cache", enabled)
-        compilation_cache.reset_cache()
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -18,8 +18,6 @@ from ratiofactory import infer
 from ratiofactory.compilations import CompilationCounter
 from ratiofactory.infer.objective import Objective, difference_hessian
 
-pytestmark = pytest.mark.usefixtures("no_persistent_compilation_cache")  # no persistent cache (conftest.py)
-
 #: two programs of −2 ln L, plus at most five one-off transfers ("stage" programs) when
 #: the per-event arrays and the data vectors are first put on the device
 MAX_COMPILATIONS = 7

@@ -20,9 +20,7 @@ MODULES = sorted(
 
 @pytest.mark.parametrize("name", MODULES)
 @pytest.mark.slow_when(name="ratiofactory.toys.neyman")  # a Neyman construction: ~4 s
-def test_docstring_examples(name, request):
-    if name == "ratiofactory.compilations":  # its examples count compilations
-        request.getfixturevalue("no_persistent_compilation_cache")
+def test_docstring_examples(name):
     module = importlib.import_module(name)
     try:
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
