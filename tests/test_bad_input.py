@@ -935,7 +935,7 @@ def test_every_file_output_of_every_command_is_protected():
     import click
 
     from ratiofactory.cli import cli
-    from ratiofactory.cli._common import _OUTPUT_PARAMETERS
+    from ratiofactory.cli._outputs import _OUTPUT_PARAMETERS
 
     unprotected = []
     for name, command in _commands(cli):

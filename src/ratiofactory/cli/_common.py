@@ -15,7 +15,9 @@ import click
 
 from .. import jsontext
 from ..errors import InvalidFile, InvalidSpecification
-from ..files import atomic_write, decode_utf8, read_text
+from ..files import atomic_write, decode_utf8
+from ._outputs import STDOUT, protect_inputs, workspace_inputs
+from ._patches import apply_patches
 
 WORKSPACE = click.argument("workspace", metavar="WORKSPACE")
 
@@ -70,57 +72,6 @@ def patch_options(func: Callable[..., Any]) -> Callable[..., Any]:
                              "WORKSPACE first; repeatable, applied in order.")(func)
 
 
-def apply_patches(ws: Any, patches: Sequence[str], patch_name: str | None) -> Any:
-    """``ws`` with the ``--patch`` files applied in order (file references stay relative to
-    the workspace's directory)."""
-    from ..patchset import PatchSet, apply_patch, load_patch_operations
-
-    if patch_name is not None and len(patches) != 1:
-        raise click.UsageError("--patch-name selects a patch of one patchset: give exactly one --patch")
-    for path in patches:
-        text = jsontext.loads(read_text(path, "the patch file"), path)
-        before = _file_paths(ws)
-        if isinstance(text, dict):
-            if patch_name is None:
-                names = PatchSet(text, source=path).names
-                raise click.UsageError(f"{path} is a patchset: choose a patch with --patch-name "
-                                       f"({', '.join(names[:5])}{' ...' if len(names) > 5 else ''})")
-            patchset = PatchSet(text, source=path)
-            patchset.verify(ws, hint="'ratiofactory patchset apply --no-verify' writes the patched workspace anyway")
-            ws = patchset.apply(ws, patch_name, verify=False)
-        else:
-            if patch_name is not None:
-                raise click.UsageError(f"--patch-name {patch_name!r} selects a patch of a patchset, but {path} is a"
-                                       " plain JSON patch: drop --patch-name (or give the patchset)")
-            ws = apply_patch(ws, load_patch_operations(path), name=path)
-        _check_new_files(ws, before, path)
-    return ws
-
-
-def _file_paths(ws: Any) -> dict[str, str]:
-    from ..files import file_references
-
-    return {pointer: str(ref.get("path")) for pointer, ref in file_references(ws.spec)}
-
-
-def _check_new_files(ws: Any, before: Mapping[str, str], patch: str) -> None:
-    """Every file reference the patch ``patch`` added or changed exists (the error names
-    the patch: the workspace did not write that path)."""
-    from ..errors import InvalidFile, RatiofactoryError
-    from ..files import resolve_path
-
-    for pointer, path in _file_paths(ws).items():
-        if before.get(pointer) == path:
-            continue
-        try:
-            exists = resolve_path(ws.base_dir, path, pointer=pointer).is_file()
-        except RatiofactoryError as err:
-            raise InvalidFile(f"the patch {patch}: {err}") from None
-        if not exists:
-            raise InvalidFile(f"the patch {patch} sets {pointer}/path to {path!r}, which does not exist in"
-                              f" {ws.base_dir} (paths are relative to the workspace's directory)")
-
-
 def _set_value(name: str, value: Any = None) -> Callable[[click.Context, click.Parameter, Any], Any]:
     def callback(ctx: click.Context, _param: click.Parameter, given: Any) -> Any:
         if given is not None and given is not False:
@@ -173,9 +124,6 @@ def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 output_option = click.option("--output-file", "-o", default=None, type=click.Path(dir_okay=False, allow_dash=True),
                              help="Write the result as JSON (atomically); '-' writes it to stdout instead of the table.")
-
-STDOUT = "-"
-"""The ``-o`` value that means standard output (as for pyhf and most Unix tools)."""
 
 
 def parse_fixed(items: Sequence[str]) -> dict[str, float]:
@@ -282,78 +230,6 @@ def check_fixed_values(model: Any, fixed: Mapping[str, float]) -> None:
                 raise click.BadParameter(
                     f"{name}={value:g} lies outside the parameter's bounds [{lo:g}, {hi:g}] (set in the"
                     " workspace's measurement; a -p JSON patch changes them)", param_hint="--fixed")
-
-
-_OUTPUT_PARAMETERS = {"output_file": "--output-file", "output": "--output", "plot": "--plot", "bundle": "BUNDLE",
-                      "table": "--table"}
-"""The parameters through which commands write files, with the name shown in errors
-(tests/test_bad_input.py checks that every file-path parameter is here or a known input)."""
-
-
-def workspace_inputs(ws: Any, source: str) -> dict[Path, str]:
-    """The workspace file and every file it references (resolved), with what each is."""
-    from ..errors import RatiofactoryError
-    from ..files import file_references, resolve_path
-
-    inputs = {} if source == "-" else {Path(source): "the workspace"}
-    for pointer, ref in file_references(ws.spec):
-        try:
-            path = resolve_path(ws.base_dir, ref["path"], pointer=pointer)
-        except RatiofactoryError:
-            continue  # reported with its pointer when the file is read
-        inputs.setdefault(path, f"the file the workspace references at {pointer}")
-    return inputs
-
-
-def _identity(path: Path) -> tuple[int, int] | None:
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return stat.st_dev, stat.st_ino
-
-
-def protect_inputs(inputs: Mapping[Path, str], outputs: Mapping[str, Any] | None = None) -> None:
-    """Refuse an output path that is one of ``inputs`` (after resolving links; hard links
-    too) or that another output of the same command also names.
-
-    ``outputs`` maps the option shown in errors to the path; by default the current
-    click command's ``--output-file``, ``--plot`` and ``BUNDLE`` parameters.
-    """
-    if outputs is None:
-        params = click.get_current_context().params
-        outputs = {shown: params.get(name) for name, shown in _OUTPUT_PARAMETERS.items()}
-    by_path = {Path(path).resolve(): what for path, what in inputs.items()}
-    by_identity = {key: what for path, what in inputs.items() if (key := _identity(Path(path)))}
-    written: dict[Path, str] = {}
-    for option, output in outputs.items():
-        if not output:
-            continue
-        target = Path(output).resolve()
-        what = by_path.get(target) or by_identity.get(_identity(target) or (-1, -1))
-        if what is not None:
-            raise click.BadParameter(f"{output} is {what}; refusing to overwrite an input, write elsewhere",
-                                     param_hint=option)
-        if target in written:
-            raise click.BadParameter(f"{output} is also given to {written[target]}; give each output its own path",
-                                     param_hint=option)
-        written[target] = option
-
-
-def output_directory(output_file: str | None, default: Path) -> Path:
-    """The directory a workspace written to ``output_file`` lives in (``default``, the
-    input's directory, for stdout)."""
-    return Path(output_file).resolve().parent if output_file and output_file != STDOUT else default
-
-
-def relocated(spec: dict[str, Any], base_dir: Path, output_file: str | None, what: str) -> dict[str, Any]:
-    """``spec`` (file references relative to ``base_dir``) with its references rewritten
-    relative to the directory of ``output_file``; refused where a file lies outside it
-    (:func:`ratiofactory.algebra.rebase_paths`). The workspace-writing commands (combine,
-    prune, rename, digest, spurious-signal) all go through here, before any long work."""
-    from ..algebra import rebase_paths
-
-    return rebase_paths(spec, base_dir, output_directory(output_file, base_dir), what=what)
 
 
 def load_workspace(source: str) -> Any:

@@ -13,16 +13,14 @@ from typing import Any
 import click
 
 from ._common import (
-    STDOUT,
     WORKSPACE,
     common_options,
     load_workspace,
-    output_directory,
     output_option,
-    relocated,
     show,
     write_json_atomic,
 )
+from ._outputs import STDOUT, output_directory, relocated
 
 
 def _write(spec: dict[str, Any], output_file: str | None, what: str) -> None:

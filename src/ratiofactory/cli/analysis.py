@@ -364,7 +364,7 @@ def reweighting(workspace: str, measurement: str | None, channel: str, sample: s
     from pathlib import Path
 
     from ..events import load_events
-    from ._common import protect_inputs
+    from ._outputs import protect_inputs
 
     if events_file:
         protect_inputs({Path(events_file): "the --events file"})

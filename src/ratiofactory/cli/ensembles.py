@@ -18,9 +18,9 @@ from ._common import (
     plot_option,
     poi_grid_option,
     progress,
-    relocated,
     write_json_atomic,
 )
+from ._outputs import relocated
 
 
 @click.command("spurious-signal")

@@ -15,12 +15,12 @@ from ._common import (
     output_option,
     plot_option,
     progress,
-    protect_inputs,
     set_backend,
     show,
     show_progress,
     write_json_atomic,
 )
+from ._outputs import protect_inputs
 from .toys import executor
 
 PATCHSET = click.argument("patchset_file", metavar="PATCHSET", type=click.Path(dir_okay=False))

@@ -7,18 +7,16 @@ from pathlib import Path
 import click
 
 from ._common import (
-    STDOUT,
     WORKSPACE,
     common_options,
     emit,
     load_workspace,
     output_option,
     progress,
-    protect_inputs,
-    relocated,
     show,
     write_json_atomic,
 )
+from ._outputs import STDOUT, protect_inputs, relocated
 
 
 @click.command()
