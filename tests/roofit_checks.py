@@ -247,23 +247,24 @@ def mixed(tmp_path_factory):
     return ws, model, ws.data(model), to_roofit(ws, model=model)
 
 
-def test_mixed_nll_differs_by_one_constant(mixed):
-    _, model, data, export = mixed
-    assert model.unbinned_channels[0].shape_normalisation == "reference"
-    rng = np.random.default_rng(3)
+def _assert_mixed_offsets_constant(model, data, export, seed):
+    rng = np.random.default_rng(seed)
     points = _spread_alpha(model, _random_points(model, rng), "bkg_shape", rng)
     offsets = _offsets(export, model, data, points)
     assert np.ptp(offsets) <= SPREAD, offsets
+
+
+def test_mixed_nll_differs_by_one_constant(mixed):
+    _, model, data, export = mixed
+    assert model.unbinned_channels[0].shape_normalisation == "reference"
+    _assert_mixed_offsets_constant(model, data, export, seed=3)
 
 
 def test_mixed_nominal_shape_normalisation_nll_differs_by_one_constant(mixed):
     ws, _, _, _ = mixed
     _, model, data, export = _mixed_export(ws, "nominal")
     assert not export.workspace.function("SR_unbin_B_shape_norm")
-    rng = np.random.default_rng(5)
-    points = _spread_alpha(model, _random_points(model, rng), "bkg_shape", rng)
-    offsets = _offsets(export, model, data, points)
-    assert np.ptp(offsets) <= SPREAD, offsets
+    _assert_mixed_offsets_constant(model, data, export, seed=5)
 
 
 def test_mixed_reference_integral_formula_equals_the_sum_over_reference_events(mixed):
